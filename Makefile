@@ -1,0 +1,34 @@
+# The two commands: `make demo` and `make test`. Both create .venv if missing and install
+# the project into it (offline apart from the package registries).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when the project metadata changes (the source is an editable install).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlstrategy run recipes/quickstart.yaml
+	@echo "Next: $(BIN)/tensorboard --logdir logs   (Custom Scalars tab: train vs dev cost)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) logs/*/ .pytest_cache .ruff_cache .mypy_cache

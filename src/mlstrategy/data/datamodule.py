@@ -1,0 +1,200 @@
+"""The DataModule for data sets that fit in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from mlstrategy.data.batches import InMemoryBatches
+from mlstrategy.data.normalization import Standardize
+from mlstrategy.data.sources import ArraySource, Arrays
+from mlstrategy.data.splits import stratified_split
+
+SPLITS = ("train", "train_dev", "dev", "test")
+
+
+class ArrayDataModule(L.LightningDataModule):
+    """Seeded, stratified splits of an in-memory data set, batched by whole-tensor indexing.
+
+    The data is loaded, checked and split the first time it is needed (the CLI reads
+    ``input_shape`` and ``num_classes`` to size the model, so a bad file fails before any
+    training starts). Normalization statistics are fit on the train split only; the model
+    applies them (see :class:`~mlstrategy.data.normalization.Standardize`), so they are saved
+    with it.
+
+    Args:
+        source: Where the examples come from, e.g. ``mlstrategy.data.BreastCancer``.
+        dev_fraction: Fraction of the examples in the dev split, in (0, 1).
+        test_fraction: Fraction in the test split, in (0, 1). Ignored when the source has its
+            own test split and ``use_source_test_split`` is true.
+        train_dev_fraction: Fraction carved from the training distribution as a train-dev
+            split (measures data mismatch), in [0, 1); 0 = none.
+        use_source_test_split: Use the source's own test split (MNIST-1D has one) as the test
+            split; dev and train-dev are then carved from the source's train split.
+        batch_size: Mini-batch size; null = the whole train split in one batch (batch gradient
+            descent); 1 = stochastic gradient descent.
+        eval_batch_size: Batch size for evaluation (no gradients, so it can be large).
+        normalize: Standardize inputs with statistics from the train split.
+        seed: Seed of data generation, the split and the shuffle order.
+    """
+
+    def __init__(
+        self,
+        source: ArraySource,
+        dev_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        train_dev_fraction: float = 0.0,
+        use_source_test_split: bool = True,
+        batch_size: int | None = 64,
+        eval_batch_size: int = 4096,
+        normalize: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(
+                f"batch_size={batch_size} must be >= 1 (1 = stochastic gradient descent), or "
+                "null for the whole train split (batch gradient descent)."
+            )
+        if eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size={eval_batch_size} must be >= 1.")
+        self.save_hyperparameters(ignore=["source"])
+        self.hparams["source"] = repr(source)
+        self.source = source
+        self.dev_fraction = dev_fraction
+        self.test_fraction = test_fraction
+        self.train_dev_fraction = train_dev_fraction
+        self.use_source_test_split = use_source_test_split
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.normalize = normalize
+        self.seed = seed
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.class_names: list[str] = []
+
+    # ----------------------------------------------------------------- loading and splitting
+    def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Load, check and split the data once; returns ``{split: (x, y)}`` on the CPU."""
+        if self._splits is None:
+            arrays = self.source.load(self.seed)
+            _check_arrays(arrays, self.source)
+            self._splits = self._split(arrays)
+            top = max(int(y.max()) for _, y in self._splits.values()) + 1
+            self.class_names = arrays.class_names or [str(k) for k in range(top)]
+        return self._splits
+
+    def _split(self, arrays: Arrays) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        own_test = self.use_source_test_split and arrays.x_test is not None
+        index = stratified_split(
+            arrays.y,
+            dev_fraction=self.dev_fraction,
+            test_fraction=None if own_test else self.test_fraction,
+            train_dev_fraction=self.train_dev_fraction,
+            seed=self.seed,
+        )
+        splits = {k: (torch.from_numpy(arrays.x[i]), torch.from_numpy(arrays.y[i])) for k, i in index.items()}
+        if own_test:
+            assert arrays.x_test is not None and arrays.y_test is not None
+            splits["test"] = (torch.from_numpy(arrays.x_test), torch.from_numpy(arrays.y_test))
+        return {k: splits[k] for k in SPLITS if k in splits}
+
+    @property
+    def split_names(self) -> list[str]:
+        """Names of the splits this module makes, in order (train, [train_dev], dev, test)."""
+        return list(self.prepare())
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. ``(30,)`` or ``(1, 8, 8)``."""
+        return tuple(self.prepare()["train"][0].shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (labels are ``0..num_classes-1``)."""
+        self.prepare()
+        return len(self.class_names)
+
+    def input_normalizer(self) -> Standardize | None:
+        """A :class:`Standardize` fit on the train split, or None when ``normalize`` is false."""
+        if not self.normalize:
+            return None
+        norm = Standardize(self.input_shape)
+        norm.fit(self.prepare()["train"][0])
+        return norm
+
+    # ----------------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str) -> None:
+        splits = self.prepare()
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        # In-memory data moves to the accelerator once; batches are then gathered on it.
+        self._on_device = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
+
+    def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
+        if not hasattr(self, "_on_device"):
+            self.setup("fit")
+        x, y = self._on_device[split]
+        rank, world = (0, 1)
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        return InMemoryBatches(
+            x,
+            y,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> InMemoryBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> InMemoryBatches:
+        return self._batches("dev")
+
+    def test_dataloader(self) -> InMemoryBatches:
+        return self._batches("test")
+
+    def predict_dataloader(self) -> InMemoryBatches:
+        return self._batches("test")
+
+    def eval_dataloader(self, split: str) -> InMemoryBatches:
+        """Batches of any split in order, unshuffled, for evaluation (e.g. train in eval mode)."""
+        if split not in self.prepare():
+            raise ValueError(f"No {split!r} split; this data module has {self.split_names}.")
+        return self._batches(split)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "class_names": self.class_names}
+
+
+def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
+    """Fail early, with the fix, on data that would train silently wrong."""
+    pairs = [("", arrays.x, arrays.y)]
+    if arrays.x_test is not None and arrays.y_test is not None:
+        pairs.append((" (its test split)", arrays.x_test, arrays.y_test))
+    for where, x, y in pairs:
+        if len(x) != len(y):
+            raise ValueError(f"{source!r}{where}: {len(x)} feature rows but {len(y)} labels.")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)[:5].tolist()
+            raise ValueError(
+                f"{source!r}{where}: {int(bad.sum())} example(s) have NaN or infinite features "
+                f"(rows {rows}{'...' if bad.sum() > 5 else ''}). Impute them (e.g. "
+                "sklearn.impute.SimpleImputer) or drop those rows before training."
+            )
+        if y.ndim != 1 or (len(y) and (y.min() < 0)):
+            raise ValueError(
+                f"{source!r}{where}: labels must be one integer per example in 0..K-1."
+            )
+    if arrays.class_names and int(arrays.y.max()) >= len(arrays.class_names):
+        raise ValueError(
+            f"{source!r}: label {int(arrays.y.max())} is out of range for "
+            f"{len(arrays.class_names)} classes {arrays.class_names}."
+        )
+    if len(np.unique(arrays.y)) < 2:
+        raise ValueError(f"{source!r}: all labels are the same; a classifier needs at least 2 classes.")

@@ -1,0 +1,179 @@
+"""The LightningModule every classifier in the toolkit trains with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from mlstrategy.data.normalization import Standardize
+from mlstrategy.evaluation.metrics import classification_metrics
+from mlstrategy.models.optim import OptimizerName, build_optimizer
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains ``self.net`` (a plain ``nn.Module`` mapping inputs to logits) as a classifier.
+
+    Subclasses build ``self.net``; this class owns what every classifier shares: input
+    normalization, the cost, the optimizer, and the per-epoch learning curve. With
+    ``num_classes == 2`` and one output unit the cost is binary cross-entropy on
+    ``sigmoid(z)``; otherwise it is softmax cross-entropy.
+
+    Logged: ``cost/train`` (mean training-batch cost of the epoch) and ``cost/dev`` per epoch,
+    on one TensorBoard chart (Custom Scalars tab) with the epoch as x-axis; after training,
+    ``{split}/loss``, ``{split}/accuracy``, ``{split}/error``, precision, recall and F1 for
+    each split evaluated with :meth:`~lightning.pytorch.Trainer.test`.
+
+    Args:
+        input_shape: Shape of one example; filled in from the data module by the CLI.
+        num_classes: Number of classes; filled in from the data module by the CLI.
+        optimizer: ``gd`` (batch / mini-batch / stochastic by batch size), ``momentum``,
+            ``rmsprop``, ``adam`` or ``adamw``.
+        learning_rate: ``alpha``.
+        beta1: Momentum and Adam's first-moment decay.
+        beta2: RMSprop and Adam's second-moment decay.
+        epsilon: Numerical-stability term of RMSprop and Adam.
+        weight_decay: Decoupled weight decay, ``adamw`` only.
+    """
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        optimizer: OptimizerName = "adam",
+        learning_rate: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes={num_classes}; a classifier needs at least 2 classes.")
+        self.save_hyperparameters()
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        # Fail on bad optimizer settings now, not after the data is loaded on the GPU.
+        build_optimizer(optimizer, [nn.Parameter(torch.zeros(1))], learning_rate, beta1, beta2, epsilon, weight_decay)
+        self.input_norm = Standardize(self.input_shape)
+        self.train_cost = MeanMetric()
+        self.dev_cost = MeanMetric()
+        self.eval_cost = MeanMetric()
+        self.eval_metrics = classification_metrics(num_classes)
+        self.eval_split = "test"
+        self._dev_cost_value: float | None = None
+
+    # ------------------------------------------------------------------------------- model
+    @property
+    def binary(self) -> bool:
+        """True when the net has a single output unit read through a sigmoid."""
+        return self.num_classes == 2 and self.output_units == 1
+
+    @property
+    def output_units(self) -> int:
+        return 1 if self.num_classes == 2 else self.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``z``: shape ``(m,)`` for a binary net, ``(m, num_classes)`` otherwise."""
+        z = self.net(self.input_norm(x))
+        return z.squeeze(-1) if self.binary else z
+
+    def cost(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy cost ``J = -1/m sum y log(a)`` (binary: ``+ (1-y) log(1-a)``)."""
+        if self.binary:
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+        return F.cross_entropy(logits, y)
+
+    def predict_labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class labels: ``a > 0.5`` (i.e. ``z > 0``) for binary, ``argmax`` otherwise."""
+        return (logits > 0).long() if self.binary else logits.argmax(dim=-1)
+
+    def predict_proba(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, shape ``(m, num_classes)``."""
+        if self.binary:
+            p = torch.sigmoid(logits.float())
+            return torch.stack([1 - p, p], dim=-1)
+        return torch.softmax(logits.float(), dim=-1)
+
+    # --------------------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        normalizer = getattr(datamodule, "input_normalizer", None)
+        fitted = normalizer() if callable(normalizer) else None
+        # Statistics come from the train split only; a checkpoint restored after setup
+        # overwrites them with the ones saved at training time.
+        if fitted is not None:
+            self.input_norm.load_state_dict(fitted.state_dict())
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.cost(self(x), y)
+        self.train_cost.update(loss.detach(), len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.dev_cost.update(self.cost(self(x), y), len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        cost = self.dev_cost.compute()
+        self.dev_cost.reset()
+        if self.trainer.sanity_checking:
+            return
+        self._dev_cost_value = cost.item()
+        # logger=False: the chart is written per epoch in on_train_epoch_end; this value is for
+        # checkpointing, early stopping and the progress bar.
+        self.log("cost/dev", cost, prog_bar=True, logger=False)
+
+    def on_train_epoch_end(self) -> None:
+        cost = self.train_cost.compute()
+        self.train_cost.reset()
+        self.log("cost/train", cost, prog_bar=True, logger=False)
+        curve = {"cost/train": cost.item()}
+        if self._dev_cost_value is not None:
+            curve["cost/dev"] = self._dev_cost_value
+            self._dev_cost_value = None
+        curve["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0
+        for logger in self.loggers:
+            logger.log_metrics(curve, step=self.current_epoch)
+
+    def on_fit_start(self) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # Train and dev cost on one chart: the course's picture for spotting overfitting
+                # and the early-stopping point.
+                layout = {"ML strategy": {"cost (train vs dev)": ["Multiline", ["cost/train", "cost/dev"]]}}
+                logger.experiment.add_custom_scalars(layout)
+
+    # ------------------------------------------------------------------------- evaluation
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.eval_cost.update(self.cost(logits, y), len(y))
+        self.eval_metrics.update(self.predict_labels(logits), y)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.eval_metrics.compute()
+        values["loss"] = self.eval_cost.compute()
+        values["error"] = 1 - values["accuracy"]
+        self.eval_metrics.reset()
+        self.eval_cost.reset()
+        self.log_dict({f"{self.eval_split}/{k}": v for k, v in values.items()})
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.predict_proba(self(x))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return build_optimizer(
+            hp.optimizer, self.parameters(), hp.learning_rate, hp.beta1, hp.beta2, hp.epsilon, hp.weight_decay
+        )

@@ -1,0 +1,73 @@
+"""Optimizers by the course's names, with the course's default hyperparameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+
+OptimizerName = Literal["gd", "momentum", "rmsprop", "adam", "adamw"]
+OPTIMIZERS: tuple[str, ...] = ("gd", "momentum", "rmsprop", "adam", "adamw")
+
+
+def build_optimizer(
+    name: str,
+    params: Iterable[torch.nn.Parameter] | Iterable[dict],
+    learning_rate: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Build an optimizer from the course's vocabulary.
+
+    - ``gd``: plain gradient descent ``W -= alpha dW``. With the data module's ``batch_size``
+      it is batch (null), mini-batch (e.g. 64) or stochastic (1) gradient descent.
+    - ``momentum``: ``v = beta1 v + (1 - beta1) dW; W -= alpha v`` (torch SGD with
+      ``dampening = momentum = beta1``, which is this exponentially weighted average).
+    - ``rmsprop``: ``s = beta2 s + (1 - beta2) dW^2; W -= alpha dW / (sqrt(s) + epsilon)``.
+    - ``adam``: momentum and RMSprop with bias correction (``torch.optim.Adam``).
+    - ``adamw``: Adam with decoupled weight decay (``weight_decay``), not the course's L2.
+
+    Args:
+        name: One of ``gd``, ``momentum``, ``rmsprop``, ``adam``, ``adamw``.
+        params: Parameters or parameter groups.
+        learning_rate: ``alpha``, > 0.
+        beta1: Momentum / Adam's first-moment decay, in [0, 1).
+        beta2: RMSprop / Adam's second-moment decay, in [0, 1).
+        epsilon: Added to the denominator for numerical stability, > 0.
+        weight_decay: Decoupled weight decay for ``adamw`` only, >= 0.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> type(build_optimizer("adam", [w], learning_rate=0.01)).__name__
+        'Adam'
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer={name!r} is not one of {list(OPTIMIZERS)}.")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate={learning_rate} must be > 0 (typical: 1e-4 to 1).")
+    for arg, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{arg}={value} must be in [0, 1) (course default 0.9 / 0.999).")
+    if not epsilon > 0:
+        raise ValueError(f"epsilon={epsilon} must be > 0 (course default 1e-8).")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay={weight_decay} must be >= 0.")
+    if weight_decay and name != "adamw":
+        raise ValueError(
+            f"weight_decay={weight_decay} applies to optimizer 'adamw' only; for the course's L2 "
+            "regularization use l2_lambda (where the model offers it)."
+        )
+    if name == "gd":
+        return torch.optim.SGD(params, lr=learning_rate)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=learning_rate, momentum=beta1, dampening=beta1)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=learning_rate, alpha=beta2, eps=epsilon)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, betas=(beta1, beta2), eps=epsilon)
+    return torch.optim.AdamW(
+        params, lr=learning_rate, betas=(beta1, beta2), eps=epsilon, weight_decay=weight_decay
+    )
