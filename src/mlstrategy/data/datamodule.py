@@ -10,7 +10,7 @@ import torch
 
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.normalization import Standardize
-from mlstrategy.data.sources import ArraySource, Arrays
+from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
 
 SPLITS = ("train", "train_dev", "dev", "test")
@@ -95,7 +95,10 @@ class ArrayDataModule(L.LightningDataModule):
             train_dev_fraction=self.train_dev_fraction,
             seed=self.seed,
         )
-        splits = {k: (torch.from_numpy(arrays.x[i]), torch.from_numpy(arrays.y[i])) for k, i in index.items()}
+        splits = {
+            k: (torch.from_numpy(arrays.x[i]), torch.from_numpy(arrays.y[i]))
+            for k, i in index.items()
+        }
         if own_test:
             assert arrays.x_test is not None and arrays.y_test is not None
             splits["test"] = (torch.from_numpy(arrays.x_test), torch.from_numpy(arrays.y_test))
@@ -128,7 +131,9 @@ class ArrayDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
         splits = self.prepare()
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = (
+            self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        )
         # In-memory data moves to the accelerator once; batches are then gathered on it.
         self._on_device = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
 
@@ -197,4 +202,6 @@ def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
             f"{len(arrays.class_names)} classes {arrays.class_names}."
         )
     if len(np.unique(arrays.y)) < 2:
-        raise ValueError(f"{source!r}: all labels are the same; a classifier needs at least 2 classes.")
+        raise ValueError(
+            f"{source!r}: all labels are the same; a classifier needs at least 2 classes."
+        )

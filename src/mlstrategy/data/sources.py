@@ -131,7 +131,10 @@ class Flower(ArraySource):
         a = 4.0  # maximum ray of the flower
         xs, ys = [], []
         for j in range(2):
-            t = np.linspace(j * 3.12, (j + 1) * 3.12, per_class) + rng.normal(size=per_class) * self.noise
+            t = (
+                np.linspace(j * 3.12, (j + 1) * 3.12, per_class)
+                + rng.normal(size=per_class) * self.noise
+            )
             r = a * np.sin(4 * t) + rng.normal(size=per_class) * self.noise
             xs.append(np.c_[r * np.sin(t), r * np.cos(t)])
             ys.append(np.full(per_class, j))
@@ -257,7 +260,9 @@ class ArrayFile(ArraySource):
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
         if len(rows) < 2:
-            raise ValueError(f"{path} has no data rows; it needs a header row and one row per example.")
+            raise ValueError(
+                f"{path} has no data rows; it needs a header row and one row per example."
+            )
         header, body = rows[0], rows[1:]
         wanted = [self.target, *(self.features or [])]
         missing = [c for c in wanted if c not in header]
@@ -299,7 +304,9 @@ def _encode_labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
         except ValueError:
             names = sorted(set(y.tolist()))
             if "" in names:
-                raise ValueError(f"{path}: some labels are empty; every row needs a label.") from None
+                raise ValueError(
+                    f"{path}: some labels are empty; every row needs a label."
+                ) from None
             return np.searchsorted(names, y).astype(np.int64), names
     y = y.astype(np.float64)
     if np.isnan(y).any():

@@ -7,7 +7,7 @@ from sklearn.model_selection import train_test_split
 
 
 def _count(fraction: float, n: int) -> int:
-    return int(round(fraction * n))
+    return round(fraction * n)
 
 
 def stratified_split(
@@ -51,15 +51,18 @@ def stratified_split(
     for name, value in fractions.items():
         low_ok = value >= 0 if name == "train_dev_fraction" else value > 0
         if not (low_ok and value < 1):
-            allowed = "[0, 1) (0 = no train-dev split)" if name == "train_dev_fraction" else "(0, 1)"
+            allowed = (
+                "[0, 1) (0 = no train-dev split)" if name == "train_dev_fraction" else "(0, 1)"
+            )
             raise ValueError(
                 f"{name}={value} is outside {allowed}. It is the fraction of all examples that "
                 "goes to that split; typical values are 0.1 to 0.3."
             )
     total = sum(fractions.values())
     if total >= 1:
+        listing = ", ".join(f"{k}={v}" for k, v in fractions.items())
         raise ValueError(
-            f"The split fractions add up to {total:g} ({', '.join(f'{k}={v}' for k, v in fractions.items())}), "
+            f"The split fractions add up to {total:g} ({listing}), "
             "leaving no examples to train on. Make them sum to less than 1, e.g. 0.2 each."
         )
 

@@ -1,0 +1,40 @@
+import torch
+
+from mlstrategy.data import InMemoryBatches
+
+
+def _epoch(batches: InMemoryBatches, epoch: int) -> list[torch.Tensor]:
+    batches.sampler.set_epoch(epoch)
+    return [y for _, y in batches]
+
+
+def test_shuffled_epoch_visits_every_example_once_in_a_seeded_order():
+    x = torch.arange(10.0).unsqueeze(1)
+    y = torch.arange(10)
+    batches = InMemoryBatches(x, y, batch_size=4, shuffle=True, seed=1)
+    first = _epoch(batches, 0)
+    assert [len(b) for b in first] == [4, 4, 2] and len(batches) == 3
+    assert sorted(torch.cat(first).tolist()) == list(range(10))
+    # Features travel with their labels through the gather.
+    for xb, yb in batches:
+        assert torch.equal(xb[:, 0].long(), yb)
+    assert all(torch.equal(a, b) for a, b in zip(first, _epoch(batches, 0), strict=True))
+    assert not torch.equal(torch.cat(first), torch.cat(_epoch(batches, 1)))
+
+
+def test_null_batch_size_is_the_whole_set_and_unshuffled_batches_are_views():
+    x, y = torch.randn(7, 3), torch.arange(7)
+    whole = list(InMemoryBatches(x, y, batch_size=None))
+    assert len(whole) == 1 and torch.equal(whole[0][0], x)
+    first_x, _ = next(iter(InMemoryBatches(x, y, batch_size=3)))
+    assert first_x.data_ptr() == x.data_ptr()  # a slice, not a copy
+
+
+def test_distributed_ranks_split_the_data_without_overlap():
+    x, y = torch.zeros(10, 1), torch.arange(10)
+    seen = [
+        torch.cat([b for _, b in InMemoryBatches(x, y, 2, shuffle=True, rank=r, world_size=2)])
+        for r in (0, 1)
+    ]
+    assert len(seen[0]) == len(seen[1]) == 5
+    assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
