@@ -155,14 +155,21 @@ def _make_cli_class() -> type:
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             config = self._get(self.config_init, "trainer", default={})
+            run_dir = None
+            if self.subcommand in ("validate", "test", "predict"):
+                # Scoring a finished run: log into that run's folder, keep its config.yaml.
+                self.save_config_callback = None
+                ckpt = self.config[self.subcommand].get("ckpt_path")
+                if ckpt and Path(ckpt).parent.name == "checkpoints":
+                    run_dir = Path(os.path.relpath(Path(ckpt).resolve().parent.parent))
             if config.get("logger") in (None, True):
-                save_dir = Path(LOGS_DIR)
-                name = self._recipe_name()
+                if run_dir is not None:
+                    save_dir, name, version = run_dir.parent.parent, run_dir.parent.name, run_dir.name
+                else:
+                    save_dir, name = Path(LOGS_DIR), self._recipe_name()
+                    version = _new_run_version(save_dir, name)
                 kwargs["logger"] = TensorBoardLogger(
-                    save_dir=str(save_dir),
-                    name=name,
-                    version=_new_run_version(save_dir, name),
-                    default_hp_metric=False,
+                    save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
                 )
             callbacks = list(config.get("callbacks") or [])
             if config.get("enable_progress_bar") is not False and not any(
@@ -284,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlstrategy {__version__}")
         return 0
     verb = args[0]
+    # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users cannot act on that.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     _quiet_known_warnings()
     try:
         if verb == "run":
@@ -302,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         if os.environ.get(_DEBUG_ENV):
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 2
 
 
