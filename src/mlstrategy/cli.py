@@ -1,8 +1,11 @@
-"""The ``mlstrategy`` command: LightningCLI's verbs plus ``run``.
+"""The ``mlstrategy`` command: LightningCLI's verbs plus ``run``, ``diagnose`` and ``compare``.
 
 ``mlstrategy fit | validate | test | predict --config RECIPE`` are plain LightningCLI verbs.
-``mlstrategy run RECIPE`` fits, tests the best checkpoint, scores every split in eval mode and
-writes the run folder (``metrics.json``, ``config.yaml``, checkpoints, TensorBoard events).
+``mlstrategy run RECIPE`` fits, tests the best checkpoint, scores every split in eval mode,
+diagnoses bias / variance / data mismatch and writes the run folder (``metrics.json``,
+``diagnosis.json``, ``report.md``, ``config.yaml``, checkpoints, TensorBoard events).
+``mlstrategy diagnose RUN_DIR`` re-prints a run's diagnosis; ``mlstrategy compare RUNS`` picks
+a winner by one optimizing metric under satisficing constraints.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -26,11 +29,16 @@ TOP_HELP = """\
 usage: mlstrategy VERB [options]
 
 Practical ML strategy in PyTorch Lightning: train the course's models from a YAML recipe,
-score every split, and read the result in TensorBoard.
+score every split, and be told whether the problem is bias, variance or data mismatch.
 
 verbs:
-  run RECIPE          fit, test the best checkpoint, score train/dev/test, write the run
-                      folder under logs/ and print a summary (mlstrategy run --help)
+  run RECIPE          fit, test the best checkpoint, score train/dev/test, diagnose, write
+                      the run folder under logs/ (metrics.json, diagnosis.json, report.md)
+                      and print the scores and the diagnosis (mlstrategy run --help)
+  run FOLDER          a study: run every recipe in the folder, then compare them
+  diagnose RUN_DIR    re-print a finished run's scores and diagnosis (mlstrategy diagnose -h)
+  compare RUNS...     compare finished runs: one optimizing metric, satisficing constraints,
+                      the winner (mlstrategy compare -h)
   fit                 LightningCLI: train           (mlstrategy fit --config RECIPE)
   validate            LightningCLI: score the dev split
   test                LightningCLI: score the test split (--ckpt_path CHECKPOINT)
@@ -43,6 +51,9 @@ earlier ones) and dotted overrides such as --trainer.max_epochs=5 or
 examples:
   mlstrategy run recipes/quickstart.yaml
   mlstrategy run recipes/softmax_digits.yaml --trainer.max_epochs=50
+  mlstrategy run recipes/strategy/
+  mlstrategy diagnose logs/quickstart
+  mlstrategy compare logs/strategy --optimize dev/f1 --satisfy "latency_ms<=5"
   tensorboard --logdir logs
 
 Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
@@ -62,6 +73,10 @@ A recipe is a LightningCLI config in YAML with three sections:
       source: {class_path: mlstrategy.data.BreastCancer}
       dev_fraction: 0.2
   trainer: {max_epochs: 100}              # any lightning.Trainer argument
+  evaluation:                             # optional: the diagnosis and the selection rules
+    human_error: 0.01                     # human-level error, the proxy for Bayes error
+    optimize: dev/f1                      # the single-number metric for comparing runs
+    satisfy: ["latency_ms<=5"]            # constraints a run must meet to be chosen
 
 The model's input_shape and num_classes come from the data. Every key is typed and checked
 before training; `mlstrategy fit --print_config --config RECIPE` shows them all, with
@@ -69,16 +84,57 @@ defaults. Overrides after the recipe use LightningCLI's dotted form, with '=':
 --trainer.max_epochs=5 --model.init_args.learning_rate=0.01 --trainer.accelerator=cuda.
 
 RECIPE may also be a folder (a study): every *.yaml in it is run in name order, each
-composed on top of the folder's _base.yaml when there is one, then one table compares them.
+composed on top of the folder's _base.yaml when there is one; the runs go to
+logs/<study>/<recipe>/<timestamp>/ and one table compares them by the evaluation rules of
+the first recipe (the winner is marked).
 
 The run folder, logs/<recipe name>/<timestamp>/, holds TensorBoard events (cost/train and
-cost/dev per epoch on one chart under Custom Scalars, per-split scores, hyperparameters),
-config.yaml (the full resolved recipe), checkpoints/best.ckpt and last.ckpt, and
-metrics.json (per split: error, accuracy, precision, recall, F1, loss, n; parameter counts).
+cost/dev per epoch on one chart under Custom Scalars, per-split scores, hyperparameters,
+diagnosis/* scalars, the report as text, confusion matrices as images), config.yaml (the
+full resolved recipe), checkpoints/best.ckpt and last.ckpt, metrics.json (per split: error,
+accuracy, precision, recall, F1 (multi-class: micro, macro, weighted), loss, n, per-class
+scores, confusion matrix; parameter count; latency_ms, the median time to predict one
+example), diagnosis.json (avoidable bias, variance, data mismatch, overfitting to dev, the
+largest gap and its remedies, error analysis) and report.md (all of it, with
+confusion_matrix.png and learning_curve.png).
+"""
+
+DIAGNOSE_HELP = """\
+Re-print the scores and the diagnosis of a finished run (one that `mlstrategy run` wrote).
+
+RUN_DIR is a run folder, logs/<recipe>/<timestamp>, or a recipe's folder, logs/<recipe>, for
+its latest finished run. The diagnosis uses the human-level error the recipe gave
+(evaluation.human_error) unless --human-error overrides it:
+
+  avoidable bias     = train error - human-level error
+  variance           = train-dev error - train error   (dev - train without a train-dev split)
+  data mismatch      = dev error - train-dev error
+  overfitting to dev = test error - dev error
+
+The largest gap is named with the course's remedies. The full report, with the confusion
+matrix, learning curve and error analysis, is report.md in the run folder.
+"""
+
+COMPARE_HELP = """\
+Compare finished runs with one optimizing metric and satisficing constraints.
+
+Each RUN is a run folder or a folder holding runs (a study's logs/<study>, a recipe's
+logs/<recipe>, or logs itself); of the runs of one recipe the latest is used unless
+--all-runs. Every run is listed; runs that fail a constraint are marked, and the winner is
+the best of the others on the optimizing metric.
+
+Metrics: params, latency_ms (ms per example), fit_seconds, epochs, SPLIT/METRIC such as
+dev/f1, test/recall, dev/error, train_dev/error, dev/f1_weighted (multi-class), and per
+class SPLIT/METRIC/CLASS such as test/recall/malignant. Errors, losses, latency and sizes
+are minimized, the rest maximized, unless --goal says otherwise.
+
+Without --optimize and --satisfy, the rules in the runs' recipes (evaluation.optimize,
+evaluation.satisfy) are used; without those, --optimize dev/f1.
 """
 
 _DEBUG_ENV = "MLSTRATEGY_DEBUG"
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+_TOOLKIT_VERBS = ("run", "diagnose", "compare")
 
 
 class _DropAdverts(logging.Filter):
@@ -118,10 +174,16 @@ def _make_cli_class() -> type:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from mlstrategy.evaluation.settings import EvaluationSettings
+
     class MLStrategyCLI(LightningCLI):
         """LightningCLI with the toolkit's defaults: any of its models and data modules, sizes
         linked from the data, TensorBoard under ``logs/<recipe>/<timestamp>``, best and last
-        checkpoints by dev cost, a rich progress bar, seed 0 and deterministic algorithms."""
+        checkpoints by dev cost, a rich progress bar, seed 0 and deterministic algorithms, and
+        an ``evaluation`` section (human-level error, selection rules) that only ``run`` reads.
+        """
+
+        logs_dir: str | Path = LOGS_DIR
 
         def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
             super().__init__(
@@ -135,9 +197,14 @@ def _make_cli_class() -> type:
             )
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
-            parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+            for size in ("input_shape", "num_classes"):
+                parser.link_arguments(
+                    f"data.{size}", f"model.init_args.{size}", apply_on="instantiate"
+                )
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            # A typed section, so recipes keep working with the plain verbs (which ignore it)
+            # and a typo in it fails before training.
+            parser.add_class_arguments(EvaluationSettings, "evaluation")
             parser.set_defaults(
                 {
                     "checkpoint.monitor": "cost/dev",
@@ -149,7 +216,9 @@ def _make_cli_class() -> type:
             )
 
         def _recipe_name(self) -> str:
-            config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+            config = self.config
+            if self.subcommand:
+                config = self.config.get(self.subcommand, self.config)
             paths = config.get("config") or []
             return Path(str(paths[-1])).stem if paths else "run"
 
@@ -164,9 +233,10 @@ def _make_cli_class() -> type:
                     run_dir = Path(os.path.relpath(Path(ckpt).resolve().parent.parent))
             if config.get("logger") in (None, True):
                 if run_dir is not None:
-                    save_dir, name, version = run_dir.parent.parent, run_dir.parent.name, run_dir.name
+                    save_dir, name = run_dir.parent.parent, run_dir.parent.name
+                    version = run_dir.name
                 else:
-                    save_dir, name = Path(LOGS_DIR), self._recipe_name()
+                    save_dir, name = Path(self.logs_dir), self._recipe_name()
                     version = _new_run_version(save_dir, name)
                 kwargs["logger"] = TensorBoardLogger(
                     save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
@@ -181,16 +251,27 @@ def _make_cli_class() -> type:
     return MLStrategyCLI
 
 
-def _run_one(configs: list[Path], overrides: list[str], console: Console) -> dict[str, Any]:
+def _run_one(
+    configs: list[Path], overrides: list[str], console: Console, logs_dir: Path | None = None
+) -> dict[str, Any]:
+    from mlstrategy.evaluation.diagnosis import diagnose_splits
+    from mlstrategy.evaluation.latency import measure_latency
     from mlstrategy.evaluation.report import (
+        analyze_errors,
         count_parameters,
         evaluate_splits,
-        summary_table,
         write_json_atomic,
+        write_run_report,
     )
+    from mlstrategy.evaluation.settings import EvaluationSettings
+    from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
 
-    cli = _make_cli_class()(args=[*(f"--config={c}" for c in configs), *overrides], run=False)
+    cli_class = _make_cli_class()
+    if logs_dir is not None:
+        cli_class.logs_dir = logs_dir
+    cli = cli_class(args=[*(f"--config={c}" for c in configs), *overrides], run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    settings = cli.config_init.get("evaluation") or EvaluationSettings()
     run_dir = Path(trainer.log_dir)
     console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
     start = time.perf_counter()
@@ -201,32 +282,63 @@ def _run_one(configs: list[Path], overrides: list[str], console: Console) -> dic
         fit_seconds = time.perf_counter() - start
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
+        # Timed where the model trained (Lightning moves it back to the CPU after testing).
+        device = trainer.strategy.root_device
+        example = next(iter(datamodule.eval_dataloader("dev")))[0][0]
+        latency = measure_latency(model, example, settings.latency_repeats, device=device)
+        metrics: dict[str, Any] = {
+            "recipe": str(configs[-1]),
+            "run_dir": str(run_dir),
+            "best_checkpoint": best or None,
+            "epochs": trainer.current_epoch,
+            "fit_seconds": round(fit_seconds, 3),
+            **count_parameters(model),
+            "latency_ms": round(latency, 5),
+            "latency_device": str(device),
+            "latency_repeats": settings.latency_repeats,
+            "splits": splits,
+            "learning_curve": list(getattr(model, "history", [])),
+        }
+        diagnosis = diagnose_splits(splits, settings.human_error)
+        analysis = analyze_errors(model, datamodule, splits)
+        if trainer.logger is not None:
+            hparams = {
+                "model": {k: v for k, v in model.hparams.items() if not k.startswith("_")},
+                "data": dict(datamodule.hparams),
+            }
+            scores = {
+                f"hparams/{s}_{k}": row[k] for s, row in splits.items() for k in ("error", "f1")
+            }
+            trainer.logger.log_hyperparams(hparams, metrics=scores)
+        write_run_report(
+            run_dir,
+            metrics,
+            diagnosis,
+            settings=settings.to_dict(),
+            analysis=analysis,
+            constraints=settings.constraints,
+            optimize=settings.optimize,
+            logger=trainer.logger,
+        )
+        if trainer.logger is not None:
+            trainer.logger.finalize("success")
+        # Written last: its presence marks a finished run.
+        write_json_atomic(run_dir / "metrics.json", metrics)
     except BaseException as err:
         # Leave what was written (checkpoints, events) but never a folder that looks finished.
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "FAILED").write_text(f"{type(err).__name__}: {err}\n")
         console.print(f"[red]run failed[/]; {run_dir} is incomplete (no metrics.json), see FAILED")
         raise
-    metrics: dict[str, Any] = {
-        "recipe": str(configs[-1]),
-        "run_dir": str(run_dir),
-        "best_checkpoint": best or None,
-        "epochs": trainer.current_epoch,
-        "fit_seconds": round(fit_seconds, 3),
-        **count_parameters(model),
-        "splits": splits,
-    }
-    if trainer.logger is not None:
-        hparams = {
-            "model": {k: v for k, v in model.hparams.items() if not k.startswith("_")},
-            "data": dict(datamodule.hparams),
-        }
-        scores = {f"hparams/{s}_{k}": row[k] for s, row in splits.items() for k in ("error", "f1")}
-        trainer.logger.log_hyperparams(hparams, metrics=scores)
-        trainer.logger.finalize("success")
-    write_json_atomic(run_dir / "metrics.json", metrics)
     console.print(summary_table(metrics, title=f"{configs[-1]}  ({fit_seconds:.1f} s fit)"))
-    console.print(f"run folder: {run_dir}  ·  tensorboard --logdir {run_dir.parent.parent}")
+    console.print(diagnosis_renderable(diagnosis))
+    same = analysis.get("same_distribution") or {}
+    if same.get("differ"):
+        console.print(f"[bold yellow]warning:[/] {same['message']}")
+    console.print(
+        f"run folder: {run_dir}  ·  report: {run_dir / 'report.md'}  ·  "
+        f"tensorboard --logdir {run_dir.parent.parent}"
+    )
     return metrics
 
 
@@ -236,7 +348,9 @@ def _recipes_of(path: Path) -> list[list[Path]]:
     base = path / "_base.yaml"
     recipes = sorted(p for p in path.glob("*.yaml") if not p.name.startswith("_"))
     if not recipes:
-        raise ValueError(f"Folder {str(path)!r} holds no *.yaml recipes (files starting with _ are bases).")
+        raise ValueError(
+            f"Folder {str(path)!r} holds no *.yaml recipes (files starting with _ are bases)."
+        )
     return [[base, p] if base.is_file() else [p] for p in recipes]
 
 
@@ -256,24 +370,139 @@ def _run(argv: list[str], console: Console) -> int:
             "of recipes, e.g. `mlstrategy run recipes/quickstart.yaml` (see `ls recipes`)."
         )
     runs = _recipes_of(path)
-    results = [_run_one(configs, overrides, console) for configs in runs]
-    if len(results) > 1:
-        from rich.table import Table
+    if len(runs) == 1:
+        _run_one(runs[0], overrides, console)
+        return 0
+    # A study's runs share one folder, so `compare logs/<study>` and TensorBoard see just them.
+    logs_dir = Path(LOGS_DIR) / path.resolve().name
+    results = [_run_one(configs, overrides, console, logs_dir=logs_dir) for configs in runs]
+    run_dirs = [Path(m["run_dir"]) for m in results]
+    optimize, goal, satisfy = _study_rules(run_dirs, console)
+    _print_comparison(run_dirs, optimize, goal, satisfy, console, title=f"study {path}")
+    console.print(f"compare again: mlstrategy compare {logs_dir}")
+    return 0
 
-        table = Table(title=f"study {path}", title_justify="left")
-        for col in ("recipe", "test error", "test f1", "dev error", "params", "fit s"):
-            table.add_column(col, justify="left" if col == "recipe" else "right")
-        for m in results:
-            test, dev = m["splits"]["test"], m["splits"]["dev"]
-            table.add_row(
-                Path(m["recipe"]).stem,
-                f"{test['error']:.4f}",
-                f"{test['f1']:.4f}",
-                f"{dev['error']:.4f}",
-                str(m["params"]),
-                f"{m['fit_seconds']:.1f}",
-            )
-        console.print(table)
+
+def _study_rules(
+    run_dirs: list[Path], console: Console
+) -> tuple[str, Literal["auto", "max", "min"], list[str]]:
+    """The selection rules recorded by the runs: the first run's, with a note if others differ."""
+    from mlstrategy.evaluation.runs import load_settings
+
+    rules = []
+    for run_dir in run_dirs:
+        s = load_settings(run_dir)
+        rules.append(
+            (s.get("optimize") or "dev/f1", s.get("goal") or "auto", s.get("satisfy") or [])
+        )
+    if any(r != rules[0] for r in rules[1:]):
+        console.print(
+            "[yellow]note:[/] the runs' recipes give different selection rules; using the first "
+            f"run's ({run_dirs[0]}). Put them in the study's _base.yaml to share them."
+        )
+    optimize, goal, satisfy = rules[0]
+    return optimize, goal, list(satisfy)
+
+
+def _print_comparison(
+    run_dirs: list[Path],
+    optimize: str,
+    goal: Literal["auto", "max", "min"],
+    satisfy: list[str],
+    console: Console,
+    title: str | None = None,
+) -> None:
+    from mlstrategy.evaluation.runs import load_metrics, run_names
+    from mlstrategy.evaluation.selection import flatten_metrics, select
+    from mlstrategy.evaluation.tables import compare_table
+
+    names = run_names(run_dirs)
+    runs = {names[d]: flatten_metrics(load_metrics(d)) for d in run_dirs}
+    selection = select(runs, optimize, satisfy, goal=None if goal == "auto" else goal)
+    rules = f"optimize {optimize} ({selection.goal})"
+    if selection.constraints:
+        rules += ", satisfy " + ", ".join(str(c) for c in selection.constraints)
+    console.print(compare_table(selection, title=f"{title or 'comparison'}: {rules}"))
+    if selection.winner is None:
+        console.print(
+            "[bold red]no winner:[/] no run meets every satisficing constraint. Relax a "
+            "constraint, or train a model that meets them (e.g. a smaller one for latency)."
+        )
+    else:
+        value = runs[selection.winner][optimize]
+        by_name = {v: k for k, v in names.items()}
+        console.print(
+            f"[bold green]winner:[/] {selection.winner} ({optimize} = {value:.4g})  ·  "
+            f"{by_name[selection.winner]}"
+        )
+
+
+def _diagnose(argv: list[str], console: Console) -> int:
+    from mlstrategy.evaluation.diagnosis import diagnose_splits
+    from mlstrategy.evaluation.runs import find_run, load_metrics, load_settings
+    from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
+
+    parser = argparse.ArgumentParser(
+        prog="mlstrategy diagnose",
+        description=DIAGNOSE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, or a recipe's folder")
+    parser.add_argument(
+        "--human-error",
+        type=float,
+        default=None,
+        help="human-level error as a fraction (5%% -> 0.05); default: the recipe's",
+    )
+    args = parser.parse_args(argv)
+    run_dir = find_run(args.run_dir)
+    metrics = load_metrics(run_dir)
+    human_error = args.human_error
+    if human_error is None:
+        human_error = load_settings(run_dir).get("human_error")
+    diagnosis = diagnose_splits(metrics["splits"], human_error)
+    console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
+    console.print(diagnosis_renderable(diagnosis))
+    report = run_dir / "report.md"
+    if report.is_file():
+        console.print(f"full report: {report}")
+    return 0
+
+
+def _compare(argv: list[str], console: Console) -> int:
+    from mlstrategy.evaluation.runs import find_runs
+
+    parser = argparse.ArgumentParser(
+        prog="mlstrategy compare",
+        description=COMPARE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run folders, or folders holding runs"
+    )
+    parser.add_argument("--optimize", metavar="METRIC", help="the optimizing metric, e.g. dev/f1")
+    parser.add_argument(
+        "--satisfy",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help='a satisficing constraint, e.g. "latency_ms<=5" (repeatable; quote it)',
+    )
+    parser.add_argument(
+        "--goal", choices=("auto", "max", "min"), default="auto", help="maximize or minimize"
+    )
+    parser.add_argument(
+        "--all-runs", action="store_true", help="every run of each recipe, not just the latest"
+    )
+    args = parser.parse_args(argv)
+    run_dirs = find_runs(args.runs, all_runs=args.all_runs)
+    if args.optimize is None and not args.satisfy:
+        optimize, goal, satisfy = _study_rules(run_dirs, console)
+        if args.goal != "auto":
+            goal = args.goal
+    else:
+        optimize, goal, satisfy = args.optimize or "dev/f1", args.goal, args.satisfy
+    _print_comparison(run_dirs, optimize, goal, satisfy, console, title=" ".join(args.runs))
     return 0
 
 
@@ -297,11 +526,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if verb == "run":
             return _run(args[1:], console)
+        if verb == "diagnose":
+            return _diagnose(args[1:], console)
+        if verb == "compare":
+            return _compare(args[1:], console)
         if verb in _LIGHTNING_VERBS:
             _make_cli_class()(args=args)
             return 0
         err_console.print(
-            f"error: unknown verb {verb!r}. Use one of: run, {', '.join(_LIGHTNING_VERBS)} "
+            f"error: unknown verb {verb!r}. Use one of: "
+            f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} "
             "(mlstrategy --help)."
         )
         return 2

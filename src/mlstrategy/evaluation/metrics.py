@@ -1,27 +1,53 @@
-"""Classification metrics from torchmetrics, one collection per split."""
+"""Classification metrics from torchmetrics, one collection per split.
+
+Two collections, both fed predicted labels and true labels batch by batch:
+
+- :func:`classification_metrics`: the scalars logged per split (accuracy, precision, recall,
+  F1; for multi-class also their micro, macro and weighted averages).
+- :func:`per_class_metrics`: precision, recall and F1 of every class, and the confusion
+  matrix, for the report.
+
+:func:`score_predictions` applies both to one set of predictions, the way a split is scored.
+Averaging follows scikit-learn's ``precision_recall_fscore_support`` (the reference they are
+tested against): a class with no true and no predicted example is left out of the macro
+average, and a ratio with a zero denominator is 0.
+"""
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+from typing import Any
+
+import torch
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryF1Score,
     BinaryPrecision,
     BinaryRecall,
     MulticlassAccuracy,
+    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
 )
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
+AVERAGES = ("micro", "macro", "weighted")
+PER_CLASS_NAMES = ("precision", "recall", "f1")
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes}; a classifier needs at least 2.")
 
 
 def classification_metrics(num_classes: int, prefix: str = "") -> MetricCollection:
     """Accuracy, precision, recall and F1 for predicted class labels.
 
-    Binary problems score the positive class (label 1). Multi-class problems use the macro
-    average (each class counts the same) for precision, recall and F1, and plain accuracy.
+    Binary problems score the positive class (label 1), as scikit-learn's
+    ``average="binary"``. Multi-class problems report plain accuracy, precision, recall and F1
+    as the macro average (each class counts the same), and each of the three also as
+    ``{name}_micro``, ``{name}_macro`` and ``{name}_weighted`` (weighted by support).
 
     Args:
         num_classes: 2 for binary, more for multi-class.
@@ -30,11 +56,14 @@ def classification_metrics(num_classes: int, prefix: str = "") -> MetricCollecti
     Example:
         >>> import torch
         >>> m = classification_metrics(2)
-        >>> {k: round(v.item(), 3) for k, v in m(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 0, 0, 1])).items()}
-        {'accuracy': 0.75, 'precision': 0.667, 'recall': 1.0, 'f1': 0.8}
+        >>> out = m(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 0, 0, 1]))
+        >>> {k: round(v.item(), 3) for k, v in out.items()}
+        {'accuracy': 0.75, 'f1': 0.8, 'precision': 0.667, 'recall': 1.0}
+        >>> sorted(classification_metrics(3).keys())[:4]
+        ['accuracy', 'f1', 'f1_macro', 'f1_micro']
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes={num_classes}; a classifier needs at least 2.")
+    _check_num_classes(num_classes)
+    metrics: dict[str, Metric]
     if num_classes == 2:
         metrics = {
             "accuracy": BinaryAccuracy(),
@@ -44,10 +73,106 @@ def classification_metrics(num_classes: int, prefix: str = "") -> MetricCollecti
         }
     else:
         k = num_classes
-        metrics = {
-            "accuracy": MulticlassAccuracy(k, average="micro"),
-            "precision": MulticlassPrecision(k, average="macro"),
-            "recall": MulticlassRecall(k, average="macro"),
-            "f1": MulticlassF1Score(k, average="macro"),
+        metrics = {"accuracy": MulticlassAccuracy(k, average="micro")}
+        kinds = (
+            ("precision", MulticlassPrecision),
+            ("recall", MulticlassRecall),
+            ("f1", MulticlassF1Score),
+        )
+        for name, cls in kinds:
+            metrics[name] = cls(k, average="macro")
+            for average in AVERAGES:
+                metrics[f"{name}_{average}"] = cls(k, average=average)
+    return MetricCollection(metrics, prefix=prefix)
+
+
+def per_class_metrics(num_classes: int) -> MetricCollection:
+    """Precision, recall and F1 of every class (vectors of length ``num_classes``) and the
+    confusion matrix (``[true, predicted]`` counts), as scikit-learn's ``confusion_matrix``.
+
+    Binary problems are scored as two classes here, so the report shows both.
+
+    Args:
+        num_classes: Number of classes (2 for binary).
+
+    Example:
+        >>> import torch
+        >>> out = per_class_metrics(3)(torch.tensor([0, 2, 1, 1]), torch.tensor([0, 1, 1, 2]))
+        >>> out["recall"].tolist()
+        [1.0, 0.5, 0.0]
+        >>> out["confusion_matrix"].tolist()
+        [[1, 0, 0], [0, 1, 1], [0, 1, 0]]
+    """
+    _check_num_classes(num_classes)
+    k = num_classes
+    metrics: dict[str, Metric] = {
+        "precision": MulticlassPrecision(k, average=None),
+        "recall": MulticlassRecall(k, average=None),
+        "f1": MulticlassF1Score(k, average=None),
+        "confusion_matrix": MulticlassConfusionMatrix(k),
+    }
+    return MetricCollection(metrics)
+
+
+def per_class_table(
+    values: dict[str, torch.Tensor], class_names: list[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """``{class name: {"precision", "recall", "f1", "support"}}`` from :func:`per_class_metrics`
+    output; support is the number of true examples of the class (a confusion-matrix row sum).
+
+    Args:
+        values: The computed output of :func:`per_class_metrics`.
+        class_names: One name per class; default ``"0"``, ``"1"``, ...
+
+    Example:
+        >>> import torch
+        >>> out = per_class_metrics(2)(torch.tensor([1, 1, 0]), torch.tensor([1, 0, 0]))
+        >>> per_class_table(out, ["cat", "dog"])["dog"]
+        {'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1}
+    """
+    cm = values["confusion_matrix"]
+    names = class_names or [str(k) for k in range(len(cm))]
+    if len(names) != len(cm):
+        raise ValueError(f"{len(names)} class names for {len(cm)} classes: {names}.")
+    support = cm.sum(dim=1)
+    return {
+        name: {
+            **{m: round(float(values[m][k]), 4) for m in PER_CLASS_NAMES},
+            "support": int(support[k]),
         }
-    return MetricCollection(metrics, prefix=prefix)  # type: ignore[arg-type]
+        for k, name in enumerate(names)
+    }
+
+
+def score_predictions(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Score one set of predicted labels the way every split is scored.
+
+    Args:
+        preds: Predicted class labels, shape ``(m,)``.
+        target: True class labels, shape ``(m,)``.
+        num_classes: Number of classes.
+        class_names: One name per class, for the per-class table.
+
+    Returns:
+        The scalars of :func:`classification_metrics` plus ``error`` (``1 - accuracy``),
+        ``per_class`` (see :func:`per_class_table`) and ``confusion_matrix`` (nested lists).
+
+    Example:
+        >>> import torch
+        >>> s = score_predictions(torch.tensor([1, 0, 0]), torch.tensor([1, 1, 0]), 2)
+        >>> round(s["error"], 4), s["confusion_matrix"]
+        (0.3333, [[1, 0], [1, 1]])
+    """
+    scalars = {k: float(v) for k, v in classification_metrics(num_classes)(preds, target).items()}
+    scalars["error"] = 1.0 - scalars["accuracy"]
+    detail = per_class_metrics(num_classes)(preds, target)
+    return {
+        **scalars,
+        "per_class": per_class_table(detail, class_names),
+        "confusion_matrix": detail["confusion_matrix"].tolist(),
+    }

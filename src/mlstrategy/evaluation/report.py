@@ -1,24 +1,59 @@
-"""Evaluate a trained model on every split and write the run's ``metrics.json``."""
+"""Score a trained model on every split and write the run folder's evaluation files.
+
+A finished run folder holds, besides the TensorBoard events, config and checkpoints:
+
+- ``metrics.json``: per split error, accuracy, precision, recall, F1 (multi-class: micro,
+  macro and weighted too), loss, per-class scores and the confusion matrix; the parameter
+  count, the inference latency and the learning curve.
+- ``diagnosis.json``: the gaps (avoidable bias, variance, data mismatch, overfitting to dev),
+  the largest one and its remedies, the error analysis and the dev/test distribution check.
+- ``report.md`` with ``confusion_matrix.png``, ``learning_curve.png`` and, for image or signal
+  data, ``dev_highest_loss.png``.
+
+The same report goes to TensorBoard: ``diagnosis/*`` scalars, a ``report`` text panel and the
+figures as images.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from rich.table import Table
+import torch
 
-from mlstrategy.evaluation.metrics import METRIC_NAMES
+from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
+from mlstrategy.evaluation.metrics import AVERAGES, per_class_table
+from mlstrategy.evaluation.selection import Constraint, flatten_metrics
+from mlstrategy.evaluation.tables import SPLIT_COLUMNS, gap_formulas, summary_table
 
-SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
+__all__ = [
+    "SPLIT_COLUMNS",
+    "analyze_errors",
+    "count_parameters",
+    "evaluate_splits",
+    "render_report",
+    "summary_table",
+    "write_json_atomic",
+    "write_run_report",
+]
+
+REPORT_FILES = {
+    "diagnosis": "diagnosis.json",
+    "report": "report.md",
+    "confusion_matrix": "confusion_matrix.png",
+    "learning_curve": "learning_curve.png",
+    "dev_examples": "dev_highest_loss.png",
+}
 
 
 def evaluate_splits(
     trainer: L.Trainer, model: L.LightningModule, datamodule: Any, ckpt_path: str | None
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Score ``model`` on every split of ``datamodule``, in eval mode, over whole splits.
 
     The test split goes first, through ``trainer.test(ckpt_path=...)``, which loads the
@@ -27,31 +62,46 @@ def evaluate_splits(
     running average of training batches.
 
     Returns:
-        ``{split: {"error", "accuracy", "precision", "recall", "f1", "loss", "n"}}``.
+        ``{split: {"error", "accuracy", "precision", "recall", "f1", "loss", "n", ...,
+        "per_class", "confusion_matrix"}}``.
     """
     splits = list(datamodule.split_names)
     order = ["test", *[s for s in splits if s != "test"]]
-    results: dict[str, dict[str, float]] = {}
+    class_names = list(getattr(datamodule, "class_names", None) or []) or None
+    results: dict[str, dict[str, Any]] = {}
     for i, split in enumerate(order):
         model.eval_split = split
         loader = datamodule.eval_dataloader(split)
-        out = trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False)
+        out = trainer.test(
+            model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
+        )
         prefix = f"{split}/"
-        row = {k[len(prefix):]: float(v) for k, v in out[0].items() if k.startswith(prefix)}
+        row: dict[str, Any] = {
+            k[len(prefix) :]: float(v) for k, v in out[0].items() if k.startswith(prefix)
+        }
         row["n"] = len(loader.x)
+        details = getattr(model, "eval_details", None)
+        if details:
+            row["per_class"] = per_class_table(details, class_names)
+            row["confusion_matrix"] = details["confusion_matrix"].tolist()
         results[split] = row
     model.eval_split = "test"
     return {s: results[s] for s in splits}
 
 
-def count_parameters(model: L.LightningModule) -> dict[str, int]:
-    """Total and trainable parameter counts."""
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts.
+
+    Example:
+        >>> count_parameters(torch.nn.Linear(30, 1))
+        {'params': 31, 'trainable_params': 31}
+    """
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"params": total, "trainable_params": trainable}
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON to a temporary file in the same folder, flush it to disk, then rename.
 
     A reader (or a crash) sees either the previous file or the complete new one.
@@ -70,13 +120,321 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def summary_table(metrics: dict[str, Any], title: str | None = None) -> Table:
-    """A rich table: one row per split, error / accuracy / precision / recall / F1 / loss."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("split")
-    table.add_column("n", justify="right")
-    for col in SPLIT_COLUMNS:
-        table.add_column(col, justify="right")
-    for split, row in metrics["splits"].items():
-        table.add_row(split, str(row["n"]), *(f"{row[c]:.4f}" for c in SPLIT_COLUMNS))
-    return table
+def analyze_errors(
+    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int = 10
+) -> dict[str, Any]:
+    """Error analysis on the dev split and the dev/test same-distribution check.
+
+    Needs a data module that keeps its splits in memory (``prepare()`` returning
+    ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`); returns ``{}``
+    otherwise.
+
+    Args:
+        model: The trained classifier (the weights that were scored).
+        datamodule: Its data module.
+        splits: The scored splits, from :func:`evaluate_splits`.
+        k: How many highest-loss dev examples to list.
+
+    Returns:
+        ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}`` and,
+        for image or signal data, ``"highest_loss_x"`` (the raw examples, for the figure).
+    """
+    from mlstrategy.evaluation.error_analysis import (
+        compare_distributions,
+        example_losses,
+        highest_loss,
+        most_confused,
+    )
+
+    prepare = getattr(datamodule, "prepare", None)
+    if not callable(prepare):
+        return {}
+    data = prepare()
+    if "dev" not in data:
+        return {}
+    x_dev, y_dev = data["dev"]
+    cm = splits.get("dev", {}).get("confusion_matrix")
+    num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
+    names = list(getattr(datamodule, "class_names", None) or []) or [
+        str(c) for c in range(num_classes)
+    ]
+    losses, preds, p_true = example_losses(model, x_dev, y_dev)
+    worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
+    out: dict[str, Any] = {
+        "most_confused": most_confused(cm, names) if cm else [],
+        "highest_loss": worst,
+    }
+    if x_dev.dim() in (3, 4):
+        out["highest_loss_x"] = x_dev[[w["index"] for w in worst]].numpy()
+    if "test" in data:
+        x_test, y_test = data["test"]
+        out["same_distribution"] = compare_distributions(
+            (x_dev.numpy(), y_dev.numpy()), (x_test.numpy(), y_test.numpy()), num_classes
+        )
+    return out
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def render_report(
+    metrics: Mapping[str, Any],
+    diagnosis: Diagnosis,
+    analysis: Mapping[str, Any] | None = None,
+    constraints: Sequence[Constraint] = (),
+    optimize: str | None = None,
+    images: Mapping[str, str] | None = None,
+) -> str:
+    """The run's ``report.md``: scores, diagnosis, what to do in order, figures, error analysis.
+
+    Args:
+        metrics: The content of ``metrics.json``.
+        diagnosis: From :func:`~mlstrategy.evaluation.diagnosis.diagnose`.
+        analysis: From :func:`analyze_errors`.
+        constraints: The recipe's satisficing constraints, checked for this run.
+        optimize: The recipe's optimizing metric, shown with its value.
+        images: ``{figure key: file name}`` of the PNGs written beside the report.
+
+    Example:
+        >>> from mlstrategy.evaluation.diagnosis import diagnose
+        >>> row = {"n": 10, "error": 0.1, "accuracy": 0.9, "precision": 0.8, "recall": 1.0,
+        ...        "f1": 0.89, "loss": 0.3}
+        >>> md = render_report({"recipe": "r.yaml", "splits": {"dev": row}}, diagnose(0.2, 0.1))
+        >>> md.splitlines()[0], "## Diagnosis" in md
+        ('# Run report: r', True)
+    """
+    analysis = analysis or {}
+    images = images or {}
+    name = Path(str(metrics.get("recipe", "run"))).stem
+    out = [f"# Run report: {name}", ""]
+    facts = [f"recipe `{metrics.get('recipe', '?')}`"]
+    if "params" in metrics:
+        facts.append(f"{metrics['params']:,} parameters")
+    if "latency_ms" in metrics:
+        facts.append(
+            f"latency {metrics['latency_ms']:.3g} ms per example "
+            f"({metrics.get('latency_device', '?')}, median of {metrics.get('latency_repeats')})"
+        )
+    if "epochs" in metrics:
+        facts.append(f"{metrics['epochs']} epochs in {metrics.get('fit_seconds', 0):.1f} s")
+    out += [", ".join(facts) + ".", ""]
+
+    out += ["## Scores per split", ""]
+    splits = metrics["splits"]
+    out += _md_table(
+        ["split", "n", *SPLIT_COLUMNS],
+        [[s, r["n"], *(f"{r[c]:.4f}" for c in SPLIT_COLUMNS)] for s, r in splits.items()],
+    )
+    multi = [s for s, r in splits.items() if "f1_macro" in r]
+    if multi:
+        out += ["", "Averages over classes (multi-class):", ""]
+        cols = [f"{m}_{a}" for m in ("precision", "recall", "f1") for a in AVERAGES]
+        out += _md_table(
+            ["split", *cols], [[s, *(f"{splits[s][c]:.4f}" for c in cols)] for s in multi]
+        )
+    out.append("")
+
+    out += ["## Diagnosis", ""]
+    human = _pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
+    out += [f"Human-level error (proxy for Bayes error): {human}.", ""]
+    formulas = gap_formulas(diagnosis)
+    out += _md_table(
+        ["gap", "value", "computed as", ""],
+        [
+            [GAP_TITLES[g], _pct(v), formulas[g], "**largest**" if g == diagnosis.largest else ""]
+            for g, v in diagnosis.gaps.items()
+        ],
+    )
+    out += ["", f"**{diagnosis.verdict}**", ""]
+    out += [f"- {r}" for r in diagnosis.remedies]
+    out += [""] + [f"> Note: {n}" for n in diagnosis.notes]
+    if diagnosis.notes:
+        out.append("")
+
+    out += ["## What to do, in order", ""]
+    out += [
+        "One knob per goal, in the course's order (orthogonalization): fix the first goal that "
+        "is not met before turning the next knob.",
+        "",
+    ]
+    gaps = diagnosis.gaps
+    rows = []
+    for i, (goal, gap, knobs) in enumerate(KNOBS, start=1):
+        value = gaps.get(gap)
+        size = _pct(value) if gap in gaps else "-"
+        mark = "**work on this**" if gap == diagnosis.largest else ""
+        title = GAP_TITLES[gap] if gap != "none" else "-"
+        rows.append([f"{i}. {goal}", title, size, knobs, mark])
+    out += _md_table(["goal", "gap", "size", "knobs", ""], rows)
+    out.append("")
+
+    if constraints or optimize:
+        flat = flatten_metrics(metrics)
+        out += ["## Selection rules", ""]
+        if optimize:
+            value = flat.get(optimize)
+            shown = f"{value:.4g}" if value is not None else "not measured"
+            out += [f"- optimizing: `{optimize}` = {shown}"]
+        for c in constraints:
+            value = flat.get(c.metric)
+            verdict = "n/a" if value is None else ("met" if c.holds(value) else "**FAILED**")
+            shown = f"{value:.4g}" if value is not None else "not measured"
+            out += [f"- satisficing: `{c}`: {shown}, {verdict}"]
+        out.append("")
+
+    if "learning_curve" in images:
+        out += [
+            "## Learning curve",
+            "",
+            f"![train and dev cost per epoch]({images['learning_curve']})",
+        ]
+        out.append("")
+    if "confusion_matrix" in images:
+        out += ["## Confusion matrices", "", f"![confusion matrices]({images['confusion_matrix']})"]
+        out += ["", "Rows are the true class, columns the predicted class.", ""]
+
+    if "dev" in splits and "per_class" in splits["dev"]:
+        out += ["## Per-class scores (dev)", ""]
+        out += _md_table(
+            ["class", "precision", "recall", "f1", "support"],
+            [
+                [c, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
+                for c, s in splits["dev"]["per_class"].items()
+            ],
+        )
+        out.append("")
+
+    if analysis:
+        out += ["## Error analysis (dev)", ""]
+        confused = analysis.get("most_confused") or []
+        if confused:
+            out += ["Most-confused class pairs (look at these examples first):", ""]
+            out += _md_table(
+                ["true", "predicted as", "count", "share of dev errors"],
+                [
+                    [p["true"], p["predicted"], p["count"], f"{100 * p['share']:.1f}%"]
+                    for p in confused
+                ],
+            )
+        else:
+            out += ["No dev example is misclassified."]
+        worst = analysis.get("highest_loss") or []
+        if worst:
+            out += ["", "Dev examples with the highest loss (the most confidently wrong):", ""]
+            out += _md_table(
+                ["dev index", "true", "predicted", "p(true)", "loss"],
+                [
+                    [
+                        w["index"],
+                        w["true"],
+                        w["predicted"],
+                        f"{w['p_true']:.3f}",
+                        f"{w['loss']:.3f}",
+                    ]
+                    for w in worst
+                ],
+            )
+        if "dev_examples" in images:
+            out += ["", f"![highest-loss dev examples]({images['dev_examples']})"]
+        out.append("")
+        same = analysis.get("same_distribution")
+        if same:
+            out += ["## Dev and test distributions", ""]
+            prefix = "**Warning:** " if same["differ"] else ""
+            out += [prefix + same["message"], ""]
+            names = list(splits.get("dev", {}).get("per_class") or []) or [
+                str(i) for i in range(len(same["dev_labels"]))
+            ]
+            out += _md_table(
+                ["label share", *names],
+                [["dev", *same["dev_labels"]], ["test", *same["test_labels"]]],
+            )
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_run_report(
+    run_dir: Path,
+    metrics: Mapping[str, Any],
+    diagnosis: Diagnosis,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+    constraints: Sequence[Constraint] = (),
+    optimize: str | None = None,
+    logger: Any = None,
+) -> dict[str, Path]:
+    """Write ``diagnosis.json``, the figures and ``report.md``; send them to TensorBoard.
+
+    Args:
+        run_dir: The run folder.
+        metrics: The content of ``metrics.json`` (with ``learning_curve`` when trained).
+        diagnosis: The run's diagnosis.
+        settings: The recipe's ``evaluation`` settings, stored in ``diagnosis.json``.
+        analysis: From :func:`analyze_errors`.
+        constraints: Satisficing constraints to check in the report.
+        optimize: The optimizing metric to show in the report.
+        logger: A ``TensorBoardLogger`` (or None): gets ``diagnosis/*`` scalars, the report as
+            a text panel and the figures as images.
+
+    Returns:
+        ``{file key: path}`` of what was written.
+    """
+    from mlstrategy.evaluation.plots import (
+        confusion_matrix_figure,
+        examples_figure,
+        learning_curve_figure,
+        save_figure,
+    )
+
+    analysis = dict(analysis or {})
+    written: dict[str, Path] = {}
+    figures = {}
+    splits = metrics["splits"]
+    matrices = {s: r["confusion_matrix"] for s, r in splits.items() if "confusion_matrix" in r}
+    if matrices:
+        first = next(iter(splits.values()))
+        names = list(first.get("per_class") or []) or [
+            str(i) for i in range(len(first["confusion_matrix"]))
+        ]
+        figures["confusion_matrix"] = confusion_matrix_figure(matrices, names)
+    history = metrics.get("learning_curve") or []
+    if history:
+        figures["learning_curve"] = learning_curve_figure(history)
+    examples = analysis.pop("highest_loss_x", None)
+    if examples is not None:
+        captions = [
+            f"#{w['index']} {w['true']}->{w['predicted']}" for w in analysis.get("highest_loss", [])
+        ]
+        fig = examples_figure(examples, captions)
+        if fig is not None:
+            figures["dev_examples"] = fig
+    for key, fig in figures.items():
+        written[key] = save_figure(fig, run_dir / REPORT_FILES[key])
+    images = {k: p.name for k, p in written.items()}
+
+    payload = {**diagnosis.to_dict(), "settings": dict(settings or {}), **analysis}
+    written["diagnosis"] = run_dir / REPORT_FILES["diagnosis"]
+    write_json_atomic(written["diagnosis"], payload)
+    report = render_report(metrics, diagnosis, analysis, constraints, optimize, images)
+    written["report"] = run_dir / REPORT_FILES["report"]
+    tmp = written["report"].with_name(".report.md.tmp")
+    tmp.write_text(report)
+    tmp.replace(written["report"])
+
+    experiment = getattr(logger, "experiment", None)
+    if experiment is not None and hasattr(experiment, "add_text"):
+        scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
+        logger.log_metrics(scalars, step=0)
+        experiment.add_text("report", report, global_step=0)
+        for key, fig in figures.items():
+            experiment.add_figure(key, fig, global_step=0, close=False)
+        experiment.flush()
+    return written

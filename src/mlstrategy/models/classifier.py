@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from mlstrategy.data.normalization import Standardize
-from mlstrategy.evaluation.metrics import classification_metrics
+from mlstrategy.evaluation.metrics import classification_metrics, per_class_metrics
 from mlstrategy.models.optim import OptimizerName, build_optimizer
 
 
@@ -24,9 +24,12 @@ class ClassifierModule(L.LightningModule):
     ``sigmoid(z)``; otherwise it is softmax cross-entropy.
 
     Logged: ``cost/train`` (mean training-batch cost of the epoch) and ``cost/dev`` per epoch,
-    on one TensorBoard chart (Custom Scalars tab) with the epoch as x-axis; after training,
-    ``{split}/loss``, ``{split}/accuracy``, ``{split}/error``, precision, recall and F1 for
-    each split evaluated with :meth:`~lightning.pytorch.Trainer.test`.
+    on one TensorBoard chart (Custom Scalars tab) with the epoch as x-axis, and kept in
+    :attr:`history` for the report's learning curve; after training, ``{split}/loss``,
+    ``{split}/accuracy``, ``{split}/error``, precision, recall and F1 (multi-class: also their
+    micro, macro and weighted averages) for each split evaluated with
+    :meth:`~lightning.pytorch.Trainer.test`. The per-class scores and confusion matrix of the
+    last evaluated split are left in :attr:`eval_details`.
 
     Args:
         input_shape: Shape of one example; filled in from the data module by the CLI.
@@ -66,7 +69,10 @@ class ClassifierModule(L.LightningModule):
         self.dev_cost = MeanMetric()
         self.eval_cost = MeanMetric()
         self.eval_metrics = classification_metrics(num_classes)
+        self.eval_per_class = per_class_metrics(num_classes)
         self.eval_split = "test"
+        self.eval_details: dict[str, torch.Tensor] = {}
+        self.history: list[dict[str, float]] = []
         self._dev_cost_value: float | None = None
 
     # ------------------------------------------------------------------------------- model
@@ -142,9 +148,12 @@ class ClassifierModule(L.LightningModule):
         curve["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0
         for logger in self.loggers:
             logger.log_metrics(curve, step=self.current_epoch)
+        self.history.append({"epoch": float(self.current_epoch), **curve})
 
     def on_fit_start(self) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
+
+        self.history = []  # one learning curve per fit (a learning-rate search fits too)
 
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -158,13 +167,19 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.eval_cost.update(self.cost(logits, y), len(y))
-        self.eval_metrics.update(self.predict_labels(logits), y)
+        labels = self.predict_labels(logits)
+        self.eval_metrics.update(labels, y)
+        self.eval_per_class.update(labels, y)
 
     def on_test_epoch_end(self) -> None:
+        # Computed once over the whole split (states summed over batches and devices), never
+        # as a mean of per-batch scores.
         values = self.eval_metrics.compute()
         values["loss"] = self.eval_cost.compute()
         values["error"] = 1 - values["accuracy"]
+        self.eval_details = {k: v.detach().cpu() for k, v in self.eval_per_class.compute().items()}
         self.eval_metrics.reset()
+        self.eval_per_class.reset()
         self.eval_cost.reset()
         self.log_dict({f"{self.eval_split}/{k}": v for k, v in values.items()})
 

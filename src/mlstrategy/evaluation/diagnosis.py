@@ -1,0 +1,304 @@
+"""Where the error comes from, and which knob to turn: the bias / variance / mismatch diagnosis.
+
+Andrew Ng's ML strategy (deeplearning.ai course 3; *Machine Learning Yearning*, ch. 20-29 and
+36-42), with human-level error as the proxy for Bayes (optimal) error::
+
+    avoidable bias       = train error     - human-level error
+    variance             = train-dev error - train error     (dev error - train error
+                                                              when there is no train-dev split)
+    data mismatch        = dev error       - train-dev error
+    overfitting to dev   = test error      - dev error
+
+The largest gap is the problem to work on first; :data:`REMEDIES` lists the course's remedies
+for each. :data:`KNOBS` orders them as the course's orthogonalization does: fit the training
+set, then dev, then test, then the real world, one knob per goal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GAPS = ("avoidable_bias", "variance", "data_mismatch", "dev_overfitting")
+
+GAP_TITLES = {
+    "avoidable_bias": "avoidable bias",
+    "variance": "variance",
+    "data_mismatch": "data mismatch",
+    "dev_overfitting": "overfitting to dev",
+    "none": "none",
+}
+
+REMEDIES: dict[str, tuple[str, ...]] = {
+    "avoidable_bias": (
+        "Train a bigger network (more hidden units or layers).",
+        "Train longer.",
+        "Use a better optimization algorithm (momentum, RMSprop, Adam).",
+        "Try a different architecture, or search the hyperparameters.",
+    ),
+    "variance": (
+        "Get more training data.",
+        "Regularize: L2, dropout, data augmentation.",
+        "Try a different architecture, or search the hyperparameters.",
+    ),
+    "data_mismatch": (
+        "Carry out error analysis to understand how the training data differs from dev/test.",
+        "Make the training data more like dev/test: collect more of it, or synthesize it "
+        "(artificial data synthesis).",
+    ),
+    "dev_overfitting": ("Get a bigger dev set.",),
+    "none": (
+        "Every gap is zero or negative: the model matches the human-level proxy on every split. "
+        "If it still does not do well in the real world, change the dev/test set or the "
+        "cost function.",
+    ),
+}
+
+# The course's orthogonalization: one knob per goal, in the order the goals are met.
+KNOBS: tuple[tuple[str, str, str], ...] = (
+    (
+        "fit the training set well",
+        "avoidable_bias",
+        "bigger network, train longer, better optimizer, other architecture",
+    ),
+    (
+        "fit the dev set well",
+        "variance",
+        "more data, regularization (L2, dropout, augmentation), other architecture",
+    ),
+    (
+        "fit a dev set from another distribution",
+        "data_mismatch",
+        "error analysis, training data more like dev",
+    ),
+    ("fit the test set well", "dev_overfitting", "bigger dev set"),
+    ("do well in the real world", "none", "change the dev set or the cost function"),
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The errors of one run, the gaps between them, and the verdict.
+
+    Attributes:
+        train_error: Error on the train split (eval mode, whole split).
+        dev_error: Error on the dev split.
+        test_error: Error on the test split, or None when there is none.
+        train_dev_error: Error on the train-dev split, or None when the data has none.
+        human_error: Human-level error as given by the recipe, or None.
+        avoidable_bias: ``train - human`` (``train - 0`` when ``human_error`` is None: then
+            an upper bound, since Bayes error is at least 0).
+        variance: ``train_dev - train``, or ``dev - train`` without a train-dev split.
+        data_mismatch: ``dev - train_dev``; None without a train-dev split.
+        dev_overfitting: ``test - dev``; None without a test error.
+        largest: Name of the largest gap (one of :data:`GAPS`), or ``"none"`` when no gap is
+            positive.
+        remedies: The course's remedies for ``largest``.
+        notes: Caveats, e.g. that no human-level error was given.
+    """
+
+    train_error: float
+    dev_error: float
+    test_error: float | None
+    train_dev_error: float | None
+    human_error: float | None
+    avoidable_bias: float
+    variance: float
+    data_mismatch: float | None
+    dev_overfitting: float | None
+    largest: str
+    remedies: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def gaps(self) -> dict[str, float | None]:
+        """``{gap name: value or None}`` in the course's order."""
+        return {g: getattr(self, g) for g in GAPS}
+
+    @property
+    def verdict(self) -> str:
+        """One sentence: the largest gap and its size, in percentage points."""
+        if self.largest == "none":
+            return "No gap is positive: the model is at the human-level proxy on every split."
+        value = self.gaps[self.largest]
+        assert value is not None
+        return f"The largest gap is {GAP_TITLES[self.largest]} ({100 * value:.2f} points)."
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the content of ``diagnosis.json``)."""
+        out = asdict(self)
+        out["remedies"] = list(self.remedies)
+        out["notes"] = list(self.notes)
+        out["verdict"] = self.verdict
+        return out
+
+
+def _check_error(name: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"{name}={value} is not an error rate; give a fraction in [0, 1] (5% -> 0.05)."
+        )
+
+
+def diagnose(
+    train_error: float,
+    dev_error: float,
+    test_error: float | None = None,
+    train_dev_error: float | None = None,
+    human_error: float | None = None,
+    split_sizes: Mapping[str, int] | None = None,
+) -> Diagnosis:
+    """Compute the course's gaps between errors and name the largest.
+
+    Args:
+        train_error: Error on the train split, measured in eval mode over the whole split.
+        dev_error: Error on the dev split.
+        test_error: Error on the test split; None leaves overfitting to dev out.
+        train_dev_error: Error on a train-dev split (same distribution as train, not trained
+            on); None when the data module carved none.
+        human_error: Human-level error, the proxy for Bayes error; None uses 0 (then avoidable
+            bias is an upper bound and a note says so).
+        split_sizes: Examples per split (``{"train": m, "dev": ..., ...}``); when given, a note
+            warns if the largest gap is within two standard errors, i.e. may be sampling noise.
+
+    Returns:
+        A :class:`Diagnosis`.
+
+    Raises:
+        ValueError: an error rate outside [0, 1].
+
+    Example:
+        >>> d = diagnose(train_error=0.08, dev_error=0.10, human_error=0.01)
+        >>> round(d.avoidable_bias, 4), round(d.variance, 4), d.largest
+        (0.07, 0.02, 'avoidable_bias')
+        >>> d.remedies[0]
+        'Train a bigger network (more hidden units or layers).'
+        >>> d = diagnose(0.01, 0.11, test_error=0.12, train_dev_error=0.015, human_error=0.005)
+        >>> d.largest, round(d.data_mismatch, 3)
+        ('data_mismatch', 0.095)
+    """
+    for name, value in (
+        ("train_error", train_error),
+        ("dev_error", dev_error),
+        ("test_error", test_error),
+        ("train_dev_error", train_dev_error),
+        ("human_error", human_error),
+    ):
+        _check_error(name, value)
+    notes: list[str] = []
+    bayes = human_error if human_error is not None else 0.0
+    if human_error is None:
+        notes.append(
+            "No human_error given, so 0 stands in for Bayes error and avoidable bias is an "
+            "upper bound. Set evaluation.human_error in the recipe (or --human-error)."
+        )
+    avoidable_bias = train_error - bayes
+    if train_dev_error is not None:
+        variance = train_dev_error - train_error
+        data_mismatch: float | None = dev_error - train_dev_error
+    else:
+        variance = dev_error - train_error
+        data_mismatch = None
+        notes.append(
+            "No train-dev split, so variance and data mismatch are not told apart (variance = "
+            "dev - train). Set data.init_args.train_dev_fraction to measure mismatch."
+        )
+    dev_overfitting = test_error - dev_error if test_error is not None else None
+    gaps = {
+        "avoidable_bias": avoidable_bias,
+        "variance": variance,
+        "data_mismatch": data_mismatch,
+        "dev_overfitting": dev_overfitting,
+    }
+    known = {k: v for k, v in gaps.items() if v is not None}
+    # max() keeps the first of equal gaps, so ties go to the earlier knob in the course's order.
+    largest = max(known, key=lambda k: known[k])
+    if known[largest] <= 0:
+        largest = "none"
+    elif split_sizes:
+        noise = _noise(largest, split_sizes, train_error, dev_error, test_error, train_dev_error)
+        if noise is not None and known[largest] < 2 * noise:
+            notes.append(
+                f"The largest gap ({100 * known[largest]:.2f} points) is within two standard "
+                f"errors ({100 * 2 * noise:.2f} points) of the errors it compares, so it may be "
+                "sampling noise; bigger dev/test splits would tell."
+            )
+    return Diagnosis(
+        train_error=train_error,
+        dev_error=dev_error,
+        test_error=test_error,
+        train_dev_error=train_dev_error,
+        human_error=human_error,
+        avoidable_bias=avoidable_bias,
+        variance=variance,
+        data_mismatch=data_mismatch,
+        dev_overfitting=dev_overfitting,
+        largest=largest,
+        remedies=REMEDIES[largest],
+        notes=tuple(notes),
+    )
+
+
+def _noise(
+    gap: str,
+    sizes: Mapping[str, int],
+    train: float,
+    dev: float,
+    test: float | None,
+    train_dev: float | None,
+) -> float | None:
+    """Standard error of the difference of the two errors a gap subtracts (binomial)."""
+    operands = {
+        "avoidable_bias": [("train", train)],  # human-level error is given, not sampled
+        "variance": [
+            ("train", train),
+            ("train_dev", train_dev) if train_dev is not None else ("dev", dev),
+        ],
+        "data_mismatch": [("dev", dev), ("train_dev", train_dev)],
+        "dev_overfitting": [("dev", dev), ("test", test)],
+    }[gap]
+    variance = 0.0
+    for split, error in operands:
+        n = sizes.get(split)
+        if error is None or not n:
+            return None
+        variance += error * (1 - error) / n
+    return math.sqrt(variance)
+
+
+def diagnose_splits(
+    splits: dict[str, dict[str, Any]], human_error: float | None = None
+) -> Diagnosis:
+    """:func:`diagnose` on the ``splits`` of a run's ``metrics.json``.
+
+    Args:
+        splits: ``{split: {"error": ..., ...}}`` with at least ``train`` and ``dev``.
+        human_error: Human-level error, or None.
+
+    Example:
+        >>> splits = {"train": {"error": 0.2}, "dev": {"error": 0.22}, "test": {"error": 0.23}}
+        >>> diagnose_splits(splits, human_error=0.05).largest
+        'avoidable_bias'
+    """
+    missing = [s for s in ("train", "dev") if s not in splits or "error" not in splits[s]]
+    if missing:
+        raise ValueError(
+            f"The run has no error for split(s) {missing} (it has {sorted(splits)}); the "
+            "diagnosis needs train and dev errors. Run the recipe again with `mlstrategy run`."
+        )
+
+    def error(split: str) -> float | None:
+        row = splits.get(split)
+        return float(row["error"]) if row and "error" in row else None
+
+    sizes = {s: int(row["n"]) for s, row in splits.items() if row.get("n")}
+    return diagnose(
+        train_error=float(splits["train"]["error"]),
+        dev_error=float(splits["dev"]["error"]),
+        test_error=error("test"),
+        train_dev_error=error("train_dev"),
+        human_error=human_error,
+        split_sizes=sizes,
+    )

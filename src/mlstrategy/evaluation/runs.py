@@ -1,0 +1,180 @@
+"""Finding finished run folders and reading what they recorded.
+
+A run folder is finished when it holds ``metrics.json`` (``mlstrategy run`` writes it last).
+Run folders live at ``logs/<recipe>/<timestamp>/``, or ``logs/<study>/<recipe>/<timestamp>/``
+for the recipes of a study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRICS_FILE = "metrics.json"
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / METRICS_FILE).is_file()
+
+
+def _why_unfinished(folder: Path) -> str:
+    failed = folder / "FAILED"
+    if failed.is_file():
+        reason = failed.read_text().strip().splitlines()[0] if failed.read_text().strip() else ""
+        return f"the run failed ({reason}); fix the recipe and run it again with `mlstrategy run`"
+    if (folder / "checkpoints").is_dir():
+        return (
+            "it looks like a `mlstrategy fit` run, which trains but does not score the splits; "
+            "use `mlstrategy run RECIPE` to get metrics, a diagnosis and a report"
+        )
+    return "it is not a run folder (or the run is still going); run folders are under logs/"
+
+
+def find_run(path: str | Path) -> Path:
+    """The finished run folder ``path`` names: itself, or the latest finished run under it.
+
+    Args:
+        path: A run folder (``logs/quickstart/20250101-120000``), or a folder holding runs
+            (``logs/quickstart``), in which case the latest finished one is used.
+
+    Raises:
+        ValueError: the folder does not exist or holds no finished run (the message says why
+            and what to do).
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise ValueError(
+            f"Run folder {str(folder)!r} does not exist. Give a folder that `mlstrategy run` "
+            "wrote, e.g. logs/quickstart/<timestamp> or logs/quickstart for its latest run "
+            "(list them with `ls logs/*/`)."
+        )
+    if not folder.is_dir():
+        raise ValueError(
+            f"{str(folder)!r} is a file; give the run folder that holds it "
+            f"({str(folder.parent)!r})."
+        )
+    if _finished(folder):
+        return folder
+    runs = sorted((p.parent for p in folder.rglob(METRICS_FILE)), key=lambda p: (p.name, str(p)))
+    if runs:
+        return runs[-1]
+    raise ValueError(f"{str(folder)!r} has no {METRICS_FILE}: {_why_unfinished(folder)}.")
+
+
+def find_runs(paths: Iterable[str | Path], all_runs: bool = False) -> list[Path]:
+    """Every finished run folder named by ``paths``, for a comparison.
+
+    Each path is a run folder, or a folder searched recursively for runs (a recipe's folder,
+    a study's folder, ``logs``). Of the runs of one recipe (same parent folder) only the
+    latest is kept unless ``all_runs``.
+
+    Args:
+        paths: Run folders or folders holding runs.
+        all_runs: Keep every run, not just the latest of each recipe.
+
+    Raises:
+        ValueError: a path that does not exist, or no finished run at all.
+    """
+    found: list[Path] = []
+    for path in paths:
+        folder = Path(path)
+        if not folder.is_dir():
+            what = "does not exist" if not folder.exists() else "is a file, not a folder"
+            raise ValueError(
+                f"{str(folder)!r} {what}. Give run folders or folders of runs, e.g. "
+                "`mlstrategy compare logs/strategy` after `mlstrategy run recipes/strategy/`."
+            )
+        if _finished(folder):
+            found.append(folder)
+            continue
+        runs = sorted(p.parent for p in folder.rglob(METRICS_FILE))
+        if not runs:
+            raise ValueError(
+                f"{str(folder)!r} holds no finished run (no {METRICS_FILE} under it): "
+                f"{_why_unfinished(folder)}."
+            )
+        if not all_runs:
+            latest: dict[Path, Path] = {}
+            for run in runs:  # sorted, so the last of each recipe folder is the latest
+                latest[run.parent] = run
+            runs = sorted(latest.values())
+        found.extend(runs)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Path(_relative(p)) for p in unique]
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def run_names(runs: list[Path]) -> dict[Path, str]:
+    """Short, unique display names: the recipe name, with more of the path when needed.
+
+    Example:
+        >>> run_names([Path("logs/a/1"), Path("logs/b/1")])
+        {PosixPath('logs/a/1'): 'a', PosixPath('logs/b/1'): 'b'}
+        >>> list(run_names([Path("logs/a/1"), Path("logs/a/2")]).values())
+        ['a/1', 'a/2']
+    """
+    for depth in (1, 2, 3):
+        names = {
+            run: "/".join(run.parts[-depth - 1 : -1] if depth == 1 else run.parts[-depth:])
+            for run in runs
+        }
+        if len(set(names.values())) == len(runs):
+            return names
+    return {run: str(run) for run in runs}
+
+
+def load_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's ``metrics.json``.
+
+    Raises:
+        ValueError: it is missing or not valid JSON.
+    """
+    path = run_dir / METRICS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{str(run_dir)!r} has no {METRICS_FILE}: {_why_unfinished(run_dir)}."
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); the run folder is damaged. Run the recipe again."
+        ) from None
+    if not isinstance(data, dict) or "splits" not in data:
+        raise ValueError(f"{path} has no 'splits'; it was not written by `mlstrategy run`.")
+    return data
+
+
+def load_settings(run_dir: Path) -> dict[str, Any]:
+    """The recipe's ``evaluation`` settings as the run recorded them, or ``{}``.
+
+    Read from ``diagnosis.json`` (``settings``), else from the ``evaluation`` section of the
+    run's ``config.yaml``.
+    """
+    diagnosis = run_dir / "diagnosis.json"
+    if diagnosis.is_file():
+        try:
+            settings = json.loads(diagnosis.read_text()).get("settings")
+        except json.JSONDecodeError:
+            settings = None
+        if isinstance(settings, dict):
+            return settings
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        try:
+            section = (yaml.safe_load(config.read_text()) or {}).get("evaluation")
+        except yaml.YAMLError:
+            section = None
+        if isinstance(section, dict):
+            return section
+    return {}

@@ -1,0 +1,75 @@
+"""The ``evaluation:`` section of a recipe: human-level error and the model-selection rules."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mlstrategy.evaluation.selection import Constraint, Goal, default_goal, parse_constraint
+
+
+class EvaluationSettings:
+    """What ``mlstrategy run`` needs beyond training to diagnose and compare runs.
+
+    In a recipe (LightningCLI config) it is a top-level section beside ``model``, ``data`` and
+    ``trainer``; plain LightningCLI verbs (``mlstrategy fit --config``) accept and ignore it::
+
+        evaluation:
+          human_error: 0.05          # a human misreads ~5% of these: the Bayes-error proxy
+          optimize: dev/f1           # the single-number evaluation metric
+          satisfy: ["latency_ms<=5"] # satisficing constraints
+
+    Args:
+        human_error: Human-level error on this task, a fraction in [0, 1], used as the proxy
+            for Bayes error in the diagnosis (avoidable bias = train error - human_error).
+            null: not known (0 is then used and avoidable bias is an upper bound).
+        optimize: The optimizing metric for comparing runs (``mlstrategy compare`` and the
+            table after a study), e.g. ``dev/f1``, ``dev/error``, ``test/recall/malignant``.
+        goal: Whether ``optimize`` is maximized or minimized; ``auto`` minimizes errors,
+            losses, latency and sizes and maximizes the rest.
+        satisfy: Satisficing constraints ``METRIC OP NUMBER`` (OP: <=, >=, <, >, ==) that a
+            run must meet to be chosen, e.g. ``latency_ms<=5`` or ``test/recall>=0.9``.
+        latency_repeats: Timed forward passes of one example; the median is ``latency_ms``.
+
+    Example:
+        >>> s = EvaluationSettings(human_error=0.05, satisfy=["latency_ms<=5"])
+        >>> s.constraints, s.resolved_goal
+        ([Constraint(metric='latency_ms', op='<=', threshold=5.0)], 'max')
+    """
+
+    def __init__(
+        self,
+        human_error: float | None = None,
+        optimize: str = "dev/f1",
+        goal: Literal["auto", "max", "min"] = "auto",
+        satisfy: list[str] | None = None,
+        latency_repeats: int = 50,
+    ) -> None:
+        if human_error is not None and not 0.0 <= human_error <= 1.0:
+            raise ValueError(
+                f"evaluation.human_error={human_error} is not an error rate; give a fraction "
+                "in [0, 1] (5% -> 0.05), or null when it is not known."
+            )
+        if goal not in ("auto", "max", "min"):
+            raise ValueError(f"evaluation.goal={goal!r}; use auto, max or min.")
+        if latency_repeats < 1:
+            raise ValueError(f"evaluation.latency_repeats={latency_repeats} must be >= 1.")
+        self.human_error = human_error
+        self.optimize = optimize
+        self.goal = goal
+        self.satisfy = list(satisfy or [])
+        self.latency_repeats = latency_repeats
+        self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
+
+    @property
+    def resolved_goal(self) -> Goal:
+        """``goal``, with ``auto`` resolved from the metric's name."""
+        return default_goal(self.optimize) if self.goal == "auto" else self.goal
+
+    def to_dict(self) -> dict[str, object]:
+        """The settings as given, for ``diagnosis.json``."""
+        return {
+            "human_error": self.human_error,
+            "optimize": self.optimize,
+            "goal": self.goal,
+            "satisfy": list(self.satisfy),
+        }

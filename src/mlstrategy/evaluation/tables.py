@@ -1,0 +1,151 @@
+"""Terminal tables (rich): scores per split, the diagnosis, and the comparison of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
+from mlstrategy.evaluation.metrics import METRIC_NAMES
+from mlstrategy.evaluation.selection import Selection
+
+SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table:
+    """A rich table: one row per split, error / accuracy / precision / recall / F1 / loss.
+
+    Example:
+        >>> row = {"n": 10, "error": 0.1, "accuracy": 0.9, "precision": 0.8, "recall": 1.0,
+        ...        "f1": 0.89, "loss": 0.3}
+        >>> summary_table({"splits": {"dev": row}}).row_count
+        1
+    """
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    table.add_column("n", justify="right")
+    for col in SPLIT_COLUMNS:
+        table.add_column(col, justify="right")
+    for split, row in metrics["splits"].items():
+        table.add_row(split, str(row["n"]), *(f"{row[c]:.4f}" for c in SPLIT_COLUMNS))
+    return table
+
+
+def gap_formulas(d: Diagnosis) -> dict[str, str]:
+    """How each gap was computed, with the numbers, e.g. ``"train 8.00% - human 1.00%"``.
+
+    Example:
+        >>> from mlstrategy.evaluation.diagnosis import diagnose
+        >>> gap_formulas(diagnose(0.08, 0.1, human_error=0.01))["avoidable_bias"]
+        'train 8.00% - human 1.00%'
+    """
+    human = f"human {_pct(d.human_error)}" if d.human_error is not None else "0 (no human_error)"
+    train_dev = d.train_dev_error
+    return {
+        "avoidable_bias": f"train {_pct(d.train_error)} - {human}",
+        "variance": (
+            f"train-dev {_pct(train_dev)} - train {_pct(d.train_error)}"
+            if train_dev is not None
+            else f"dev {_pct(d.dev_error)} - train {_pct(d.train_error)}"
+        ),
+        "data_mismatch": (
+            f"dev {_pct(d.dev_error)} - train-dev {_pct(train_dev)}"
+            if train_dev is not None
+            else "needs a train-dev split"
+        ),
+        "dev_overfitting": (
+            f"test {_pct(d.test_error)} - dev {_pct(d.dev_error)}"
+            if d.test_error is not None
+            else "needs a test split"
+        ),
+    }
+
+
+def diagnosis_table(d: Diagnosis, title: str = "diagnosis") -> Table:
+    """The four gaps with how each was computed; the largest is marked.
+
+    Example:
+        >>> from mlstrategy.evaluation.diagnosis import diagnose
+        >>> diagnosis_table(diagnose(0.08, 0.1, 0.11, human_error=0.01)).row_count
+        4
+    """
+    table = Table(title=title, title_justify="left")
+    table.add_column("gap")
+    table.add_column("value", justify="right")
+    table.add_column("computed as")
+    table.add_column("")
+    formulas = gap_formulas(d)
+    for gap, value in d.gaps.items():
+        mark = "<- largest" if gap == d.largest else ""
+        style = "bold" if gap == d.largest else None
+        table.add_row(GAP_TITLES[gap], _pct(value), formulas[gap], mark, style=style)
+    return table
+
+
+def diagnosis_renderable(d: Diagnosis) -> Group:
+    """The diagnosis table, the verdict, the remedies and any notes, for ``console.print``."""
+    lines: list[Any] = [diagnosis_table(d), Text(d.verdict, style="bold")]
+    title = "Remedies" if d.largest != "none" else "Next"
+    lines.append(Text(f"{title} ({GAP_TITLES[d.largest]}):"))
+    lines.extend(Text(f"  - {r}") for r in d.remedies)
+    lines.extend(Text(f"note: {n}", style="dim") for n in d.notes)
+    return Group(*lines)
+
+
+def compare_table(
+    selection: Selection,
+    columns: Sequence[str] = ("dev/error", "test/error", "params", "latency_ms"),
+    title: str | None = None,
+) -> Table:
+    """Every run with its optimizing and satisficing metrics; failed constraints and the
+    winner marked.
+
+    Args:
+        selection: From :func:`~mlstrategy.evaluation.selection.select`.
+        columns: Further metrics to show when the runs have them.
+        title: Table title.
+
+    Example:
+        >>> from mlstrategy.evaluation.selection import select
+        >>> s = select({"a": {"dev/f1": 0.9}, "b": {"dev/f1": 0.8}}, "dev/f1")
+        >>> compare_table(s).row_count
+        2
+    """
+    shown = [selection.optimize]
+    for c in selection.constraints:
+        if c.metric not in shown:
+            shown.append(c.metric)
+    present = {k for cand in selection.candidates for k in cand.values}
+    shown += [c for c in columns if c not in shown and c in present]
+    arrow = "max" if selection.goal == "max" else "min"
+    table = Table(title=title, title_justify="left")
+    table.add_column("run")
+    for i, name in enumerate(shown):
+        table.add_column(f"{name} ({arrow})" if i == 0 else name, justify="right")
+    table.add_column("status")
+    for cand in selection.candidates:
+        values = [_format(cand.values.get(m)) for m in shown]
+        if cand.name == selection.winner:
+            status, style = "winner", "bold green"
+        elif cand.eligible:
+            status, style = "ok", None
+        else:
+            status, style = "fails " + ", ".join(cand.failures), "dim"
+        table.add_row(cand.name, *values, status, style=style)
+    return table
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == int(value) and abs(value) >= 10:
+        return f"{int(value)}"
+    return f"{value:.4g}"
