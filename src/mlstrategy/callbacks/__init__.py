@@ -1,0 +1,5 @@
+"""Callbacks: early stopping with restore-best (and, later, fine-tuning schedules and guards)."""
+
+from mlstrategy.callbacks.early_stopping import EarlyStopping
+
+__all__ = ["EarlyStopping"]

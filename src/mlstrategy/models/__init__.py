@@ -1,7 +1,17 @@
 """LightningModules and the plain networks they train."""
 
 from mlstrategy.models.classifier import ClassifierModule
+from mlstrategy.models.conv import CNN, ConvNet
+from mlstrategy.models.deep import MLP, DeepNet
 from mlstrategy.models.logistic import LogisticRegression
 from mlstrategy.models.softmax import SoftmaxRegression
 
-__all__ = ["ClassifierModule", "LogisticRegression", "SoftmaxRegression"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "ClassifierModule",
+    "ConvNet",
+    "DeepNet",
+    "LogisticRegression",
+    "SoftmaxRegression",
+]

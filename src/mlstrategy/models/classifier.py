@@ -7,12 +7,15 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 from torchmetrics import MeanMetric
 
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.evaluation.metrics import classification_metrics, per_class_metrics
+from mlstrategy.models.init import WEIGHT_LAYERS
 from mlstrategy.models.optim import OptimizerName, build_optimizer
+from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_decay
 
 
 class ClassifierModule(L.LightningModule):
@@ -41,6 +44,21 @@ class ClassifierModule(L.LightningModule):
         beta2: RMSprop and Adam's second-moment decay.
         epsilon: Numerical-stability term of RMSprop and Adam.
         weight_decay: Decoupled weight decay, ``adamw`` only.
+        l2_lambda: The course's L2 regularization ``lambda`` (>= 0): the training cost becomes
+            ``J + lambda/(2m) sum_l ||W[l]||^2`` over the weights of linear and convolution
+            layers (not biases, not batch-norm ``gamma``/``beta``), so each gradient gains
+            ``lambda/m W``. ``m`` is the number of training examples, also with mini-batches:
+            each mini-batch's gradient is then an unbiased estimate of the full-batch one and
+            the regularization strength does not change with the batch size. This differs from
+            ``weight_decay`` in ``torch.optim.Adam`` only in scale (``lambda/m``), and from
+            ``adamw``'s decoupled decay, which shrinks ``W`` outside the adaptive step.
+        lr_decay: Learning-rate decay per epoch: ``none``, ``inverse_time``
+            (``alpha0 / (1 + decay_rate * epoch)``), ``exponential`` (``decay_rate^epoch *
+            alpha0``), ``inverse_sqrt`` (``decay_rate / sqrt(epoch + 1) * alpha0``) or ``step``
+            (``alpha0 / (1 + decay_rate * floor(epoch / decay_interval))``).
+        decay_rate: The schedule's constant; null = the course's example (1, or 0.95 for
+            ``exponential``).
+        decay_interval: Epochs per step of the ``step`` schedule.
     """
 
     net: nn.Module
@@ -55,6 +73,10 @@ class ClassifierModule(L.LightningModule):
         beta2: float = 0.999,
         epsilon: float = 1e-8,
         weight_decay: float = 0.0,
+        l2_lambda: float = 0.0,
+        lr_decay: LRDecayName = "none",
+        decay_rate: float | None = None,
+        decay_interval: int = 1,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -62,8 +84,21 @@ class ClassifierModule(L.LightningModule):
         self.save_hyperparameters()
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
+        if not l2_lambda >= 0:
+            raise ValueError(f"l2_lambda={l2_lambda} must be >= 0 (0 = no L2 regularization).")
+        self.l2_lambda = l2_lambda
+        check_lr_decay(lr_decay, decay_rate, decay_interval)
+        self.train_size: int | None = None  # m for the L2 term; set when training starts
         # Fail on bad optimizer settings now, not after the data is loaded on the GPU.
-        build_optimizer(optimizer, [nn.Parameter(torch.zeros(1))], learning_rate, beta1, beta2, epsilon, weight_decay)
+        build_optimizer(
+            optimizer,
+            [nn.Parameter(torch.zeros(1))],
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        )
         self.input_norm = Standardize(self.input_shape)
         self.train_cost = MeanMetric()
         self.dev_cost = MeanMetric()
@@ -107,6 +142,11 @@ class ClassifierModule(L.LightningModule):
             return torch.stack([1 - p, p], dim=-1)
         return torch.softmax(logits.float(), dim=-1)
 
+    def l2_penalty(self, m: int) -> torch.Tensor:
+        """The course's L2 term ``lambda/(2m) sum_l ||W[l]||_F^2`` (weights only, no biases)."""
+        weights = [layer.weight for layer in self.net.modules() if isinstance(layer, WEIGHT_LAYERS)]
+        return self.l2_lambda / (2 * m) * sum(w.pow(2).sum() for w in weights)
+
     # --------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -117,11 +157,19 @@ class ClassifierModule(L.LightningModule):
         if fitted is not None:
             self.input_norm.load_state_dict(fitted.state_dict())
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch
-        loss = self.cost(self(x), y)
-        self.train_cost.update(loss.detach(), len(y))
-        return loss
+        cost = self.cost(self(x), y)
+        # cost/train logs the cross-entropy alone, on the same scale as cost/dev.
+        self.train_cost.update(cost.detach(), len(y))
+        if self.l2_lambda:
+            return cost + self.l2_penalty(self.train_size or len(y))
+        return cost
+
+    def on_train_start(self) -> None:
+        self.train_size = _dataset_size(self.trainer.train_dataloader)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -137,6 +185,12 @@ class ClassifierModule(L.LightningModule):
         # checkpointing, early stopping and the progress bar.
         self.log("cost/dev", cost, prog_bar=True, logger=False)
 
+    def on_train_epoch_start(self) -> None:
+        # Epoch-interval lr schedulers step on the epoch's last batch, before on_train_epoch_end,
+        # so the rate this epoch trained with is read now.
+        optimizers = self.trainer.optimizers
+        self._epoch_lr = optimizers[0].param_groups[0]["lr"] if optimizers else 0.0
+
     def on_train_epoch_end(self) -> None:
         cost = self.train_cost.compute()
         self.train_cost.reset()
@@ -145,7 +199,7 @@ class ClassifierModule(L.LightningModule):
         if self._dev_cost_value is not None:
             curve["cost/dev"] = self._dev_cost_value
             self._dev_cost_value = None
-        curve["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0
+        curve["lr"] = self._epoch_lr
         for logger in self.loggers:
             logger.log_metrics(curve, step=self.current_epoch)
         self.history.append({"epoch": float(self.current_epoch), **curve})
@@ -159,7 +213,8 @@ class ClassifierModule(L.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 # Train and dev cost on one chart: the course's picture for spotting overfitting
                 # and the early-stopping point.
-                layout = {"ML strategy": {"cost (train vs dev)": ["Multiline", ["cost/train", "cost/dev"]]}}
+                chart = ["Multiline", ["cost/train", "cost/dev"]]
+                layout = {"ML strategy": {"cost (train vs dev)": chart}}
                 logger.experiment.add_custom_scalars(layout)
 
     # ------------------------------------------------------------------------- evaluation
@@ -187,8 +242,26 @@ class ClassifierModule(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.predict_proba(self(x))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         hp = self.hparams
-        return build_optimizer(
-            hp.optimizer, self.parameters(), hp.learning_rate, hp.beta1, hp.beta2, hp.epsilon, hp.weight_decay
+        optimizer = build_optimizer(
+            hp.optimizer,
+            self.parameters(),
+            hp.learning_rate,
+            hp.beta1,
+            hp.beta2,
+            hp.epsilon,
+            hp.weight_decay,
         )
+        decay = build_lr_decay(optimizer, hp.lr_decay, hp.decay_rate, hp.decay_interval)
+        if decay is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}
+
+
+def _dataset_size(loader: Any) -> int | None:
+    """Examples per epoch of a train loader (in-memory batches or a DataLoader), if known."""
+    for data in (getattr(loader, "x", None), getattr(loader, "dataset", None)):
+        if data is not None and hasattr(data, "__len__"):
+            return len(data)
+    return None

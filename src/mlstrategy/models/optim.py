@@ -11,6 +11,41 @@ OptimizerName = Literal["gd", "momentum", "rmsprop", "adam", "adamw"]
 OPTIMIZERS: tuple[str, ...] = ("gd", "momentum", "rmsprop", "adam", "adamw")
 
 
+class Momentum(torch.optim.SGD):
+    """Gradient descent with momentum exactly as in the course: ``v`` starts at 0.
+
+    ``v = beta v + (1 - beta) dW; W = W - alpha v``. This is torch's SGD with
+    ``momentum = dampening = beta``, except for the first step: torch sets ``v = dW`` on its
+    first step (so that step is ``1 / (1 - beta)`` = 10x larger with ``beta = 0.9``), while
+    the course starts from ``v = 0`` (a first step of ``alpha (1 - beta) dW``; the course does
+    not bother with bias correction for momentum). The buffers are created as zeros for every
+    parameter, including those of groups added later (gradual unfreezing).
+
+    Args:
+        params: Parameters or parameter groups.
+        lr: ``alpha``.
+        beta: Momentum decay, in [0, 1).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = Momentum([w], lr=1.0, beta=0.9)
+        >>> w.grad = torch.tensor([1.0])
+        >>> opt.step()
+        >>> round(w.item(), 4)  # 1 - 1.0 * (0.9 * 0 + 0.1 * 1)
+        0.9
+    """
+
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, beta: float = 0.9
+    ) -> None:
+        super().__init__(params, lr=lr, momentum=beta, dampening=beta)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        for p in self.param_groups[-1]["params"]:
+            self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+
+
 def build_optimizer(
     name: str,
     params: Iterable[torch.nn.Parameter] | Iterable[dict],
@@ -24,8 +59,8 @@ def build_optimizer(
 
     - ``gd``: plain gradient descent ``W -= alpha dW``. With the data module's ``batch_size``
       it is batch (null), mini-batch (e.g. 64) or stochastic (1) gradient descent.
-    - ``momentum``: ``v = beta1 v + (1 - beta1) dW; W -= alpha v`` (torch SGD with
-      ``dampening = momentum = beta1``, which is this exponentially weighted average).
+    - ``momentum``: ``v = beta1 v + (1 - beta1) dW; W -= alpha v`` with ``v = 0`` at the start,
+      as in the course (:class:`Momentum`; torch's SGD would start ``v`` at the first ``dW``).
     - ``rmsprop``: ``s = beta2 s + (1 - beta2) dW^2; W -= alpha dW / (sqrt(s) + epsilon)``.
     - ``adam``: momentum and RMSprop with bias correction (``torch.optim.Adam``).
     - ``adamw``: Adam with decoupled weight decay (``weight_decay``), not the course's L2.
@@ -63,7 +98,7 @@ def build_optimizer(
     if name == "gd":
         return torch.optim.SGD(params, lr=learning_rate)
     if name == "momentum":
-        return torch.optim.SGD(params, lr=learning_rate, momentum=beta1, dampening=beta1)
+        return Momentum(params, lr=learning_rate, beta=beta1)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=learning_rate, alpha=beta2, eps=epsilon)
     if name == "adam":
