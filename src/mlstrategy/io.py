@@ -1,0 +1,63 @@
+"""Crash-safe writes: a temporary file in the same folder, flushed to disk, then renamed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader (or a crash) sees the old or the new file.
+
+    The bytes go to a temporary file in the same folder (same file system, so the rename is
+    atomic), are fsync'ed, and the file is renamed over ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_bytes_atomic` for text (UTF-8)."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """:func:`write_bytes_atomic` for a JSON document (indented, newline-terminated)."""
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made crash-safe with :func:`write_bytes_atomic`.
+
+    A run killed while saving ``last.ckpt`` or ``best.ckpt`` leaves the previous version whole.
+    Loading always uses ``weights_only=True``.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(Path(path), buffer.getvalue())
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location, weights_only=True)
