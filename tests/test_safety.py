@@ -39,7 +39,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
 def test_checkpoint_naming_os_system_as_instantiator_is_refused(tmp_path):
     ckpt = tmp_path / "crafted.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"_instantiator": "os.system"}}, ckpt)
-    with pytest.raises(UnsafeError, match="'os.system' as the function that builds"):
+    with pytest.raises(UnsafeError, match=r"'os\.system' as the function that builds"):
         load_checkpoint(ckpt)
     check_checkpoint_hparams(
         {
@@ -47,7 +47,7 @@ def test_checkpoint_naming_os_system_as_instantiator_is_refused(tmp_path):
             "_class_path": "mlstrategy.models.LogisticRegression",
         }
     )
-    with pytest.raises(UnsafeError, match="--allow-module mypkg"):
+    with pytest.raises(UnsafeError, match=r"--allow-module mypkg"):
         check_checkpoint_hparams({"_class_path": "mypkg.Net"})
     check_checkpoint_hparams({"_class_path": "mypkg.Net"}, allow=["mypkg"])
 
@@ -62,10 +62,10 @@ def test_recipe_class_outside_allowed_modules_is_refused(tmp_path):
             }
         )
     )
-    with pytest.raises(UnsafeError, match="'evilpkg.Hook'.*--allow-module evilpkg"):
+    with pytest.raises(UnsafeError, match=r"'evilpkg\.Hook'.*--allow-module evilpkg"):
         check_recipe([recipe], [])
     check_recipe([recipe], [], allow=["evilpkg"])
-    with pytest.raises(UnsafeError, match="the option --model=subprocess.Popen"):
+    with pytest.raises(UnsafeError, match=r"the option --model=subprocess\.Popen"):
         check_recipe([], ["--model=subprocess.Popen"])
     # File names and metric names are not class paths.
     check_recipe(

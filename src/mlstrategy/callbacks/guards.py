@@ -1,4 +1,4 @@
-"""Guards that keep a long run honest: stop on a non-finite cost, resume with the same randomness."""
+"""Guards for long runs: stop on a non-finite cost, resume with the same randomness."""
 
 from __future__ import annotations
 
