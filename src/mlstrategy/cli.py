@@ -84,7 +84,8 @@ defaults. Overrides after the recipe use LightningCLI's dotted form, with '=':
 --trainer.max_epochs=5 --model.init_args.learning_rate=0.01 --trainer.accelerator=cuda.
 
 RECIPE may also be a folder (a study): every *.yaml in it is run in name order, each
-composed on top of the folder's _base.yaml when there is one; the runs go to
+composed on top of the folder's _base.yaml when there is one (also when a recipe of the
+folder is run alone); the runs go to
 logs/<study>/<recipe>/<timestamp>/ and one table compares them by the evaluation rules of
 the first recipe (the winner is marked).
 
@@ -149,6 +150,8 @@ def _quiet_known_warnings() -> None:
         r".*does not have many workers.*",
         r".*smaller than the logging interval.*",
         r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+        # `run` hands LightningCLI the recipe as args on purpose.
+        r".*LightningCLI's args parameter is intended.*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -174,7 +177,9 @@ def _make_cli_class() -> type:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
     from mlstrategy.evaluation.settings import EvaluationSettings
+    from mlstrategy.io import AtomicCheckpointIO
 
     class MLStrategyCLI(LightningCLI):
         """LightningCLI with the toolkit's defaults: any of its models and data modules, sizes
@@ -184,6 +189,7 @@ def _make_cli_class() -> type:
         """
 
         logs_dir: str | Path = LOGS_DIR
+        resume_dir: Path | None = None  # `run --resume`: log into this run folder again
 
         def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
             super().__init__(
@@ -224,19 +230,21 @@ def _make_cli_class() -> type:
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             config = self._get(self.config_init, "trainer", default={})
-            run_dir = None
+            # Absolute paths: ModelCheckpoint only restores its state (best score, best path)
+            # on resume when the folder is spelled the same way.
+            run_dir = self.resume_dir.resolve() if self.resume_dir is not None else None
             if self.subcommand in ("validate", "test", "predict"):
                 # Scoring a finished run: log into that run's folder, keep its config.yaml.
                 self.save_config_callback = None
                 ckpt = self.config[self.subcommand].get("ckpt_path")
                 if ckpt and Path(ckpt).parent.name == "checkpoints":
-                    run_dir = Path(os.path.relpath(Path(ckpt).resolve().parent.parent))
+                    run_dir = Path(ckpt).resolve().parent.parent
             if config.get("logger") in (None, True):
                 if run_dir is not None:
                     save_dir, name = run_dir.parent.parent, run_dir.parent.name
                     version = run_dir.name
                 else:
-                    save_dir, name = Path(self.logs_dir), self._recipe_name()
+                    save_dir, name = Path(self.logs_dir).resolve(), self._recipe_name()
                     version = _new_run_version(save_dir, name)
                 kwargs["logger"] = TensorBoardLogger(
                     save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
@@ -245,14 +253,22 @@ def _make_cli_class() -> type:
             if config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks
             ):
-                kwargs["callbacks"] = [*callbacks, RichProgressBar()]
+                callbacks.append(RichProgressBar())
+            # Always on, and outside the recipe's callbacks list so recipes keep their own.
+            kwargs["callbacks"] = [*callbacks, NonFiniteGuard(), RNGState()]
+            if not config.get("plugins"):
+                kwargs["plugins"] = [AtomicCheckpointIO()]
             return super().instantiate_trainer(**kwargs)
 
     return MLStrategyCLI
 
 
 def _run_one(
-    configs: list[Path], overrides: list[str], console: Console, logs_dir: Path | None = None
+    configs: list[Path],
+    overrides: list[str],
+    console: Console,
+    logs_dir: Path | None = None,
+    resume: Path | None = None,
 ) -> dict[str, Any]:
     from mlstrategy.evaluation.diagnosis import diagnose_splits
     from mlstrategy.evaluation.latency import measure_latency
@@ -269,14 +285,20 @@ def _run_one(
     cli_class = _make_cli_class()
     if logs_dir is not None:
         cli_class.logs_dir = logs_dir
+    cli_class.resume_dir = resume
     cli = cli_class(args=[*(f"--config={c}" for c in configs), *overrides], run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     settings = cli.config_init.get("evaluation") or EvaluationSettings()
-    run_dir = Path(trainer.log_dir)
+    run_dir = _shown(Path(trainer.log_dir))
     console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
+    last = run_dir / "checkpoints" / "last.ckpt" if resume is not None else None
+    if last is not None:
+        (run_dir / "FAILED").unlink(missing_ok=True)
+        console.print(f"resuming from {last}")
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=datamodule)
+        # Checkpoints hold tensors and plain values only: never unpickle anything else.
+        trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
         if trainer.interrupted:
             raise KeyboardInterrupt
         fit_seconds = time.perf_counter() - start
@@ -342,9 +364,42 @@ def _run_one(
     return metrics
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies inside it (shorter to read)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _resume_dir(given: str, recipe: Path) -> Path:
+    """The run folder to resume: the one given, or the recipe's newest under logs/."""
+    if given == "latest":
+        candidates = sorted(
+            (p for p in (Path(LOGS_DIR) / recipe.stem).glob("*") if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not candidates:
+            raise ValueError(
+                f"--resume: no run of {recipe.stem!r} under {LOGS_DIR}/{recipe.stem}/ to resume. "
+                "Start it without --resume, or pass the run folder: --resume logs/NAME/RUN."
+            )
+        run_dir = candidates[-1]
+    else:
+        run_dir = Path(given)
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        raise ValueError(
+            f"--resume: {run_dir} has no checkpoints/last.ckpt, so there is nothing to resume "
+            "(the run stopped before its first epoch ended). Start it again without --resume."
+        )
+    return run_dir
+
+
 def _recipes_of(path: Path) -> list[list[Path]]:
     if path.is_file():
-        return [[path]]
+        # A recipe of a study is composed on its folder's base, run alone or with the others.
+        base = path.parent / "_base.yaml"
+        return [[base, path]] if base.is_file() and path.name != base.name else [[path]]
     base = path / "_base.yaml"
     recipes = sorted(p for p in path.glob("*.yaml") if not p.name.startswith("_"))
     if not recipes:
@@ -362,6 +417,14 @@ def _run(argv: list[str], console: Console) -> int:
         usage="mlstrategy run RECIPE [--section.key=value ...]",
     )
     parser.add_argument("recipe", help="a recipe .yaml file, or a folder of recipes (a study)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="continue a killed run from its checkpoints/last.ckpt (default: the recipe's newest "
+        "run folder); the result is identical to an uninterrupted run",
+    )
     args, overrides = parser.parse_known_args(argv)
     path = Path(args.recipe)
     if not path.exists():
@@ -370,6 +433,11 @@ def _run(argv: list[str], console: Console) -> int:
             "of recipes, e.g. `mlstrategy run recipes/quickstart.yaml` (see `ls recipes`)."
         )
     runs = _recipes_of(path)
+    if args.resume is not None:
+        if len(runs) != 1:
+            raise ValueError("--resume continues one run: give one recipe file, not a folder.")
+        _run_one(runs[0], overrides, console, resume=_resume_dir(args.resume, runs[0][-1]))
+        return 0
     if len(runs) == 1:
         _run_one(runs[0], overrides, console)
         return 0
@@ -429,11 +497,13 @@ def _print_comparison(
             "constraint, or train a model that meets them (e.g. a smaller one for latency)."
         )
     else:
-        value = runs[selection.winner][optimize]
+        values = runs[selection.winner]
         by_name = {v: k for k, v in names.items()}
+        # The test split was not used to choose, so its error is an unbiased estimate.
+        test = f", test/error = {values['test/error']:.4g}" if "test/error" in values else ""
         console.print(
-            f"[bold green]winner:[/] {selection.winner} ({optimize} = {value:.4g})  ·  "
-            f"{by_name[selection.winner]}"
+            f"[bold green]winner:[/] {selection.winner} ({optimize} = {values[optimize]:.4g}"
+            f"{test})  ·  {by_name[selection.winner]}"
         )
 
 
@@ -506,6 +576,45 @@ def _compare(argv: list[str], console: Console) -> int:
     return 0
 
 
+def _vet(args: list[str]) -> list[str]:
+    """Refuse foreign class paths and crafted checkpoints before anything is imported.
+
+    Consumes ``--allow-module NAME`` (repeatable) and returns the remaining arguments.
+    """
+    from mlstrategy.safety import check_recipe, load_checkpoint
+
+    allow: list[str] = []
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--allow-module":
+            allow.append(next(it, ""))
+        elif arg.startswith("--allow-module="):
+            allow.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    configs: list[Path] = []
+    overrides: list[str] = []
+    ckpt: str | None = None
+    verb, tail = rest[0], rest[1:]
+    for i, arg in enumerate(tail):
+        value = arg.split("=", 1)[1] if "=" in arg else (tail[i + 1] if i + 1 < len(tail) else "")
+        if arg == "--config" or arg.startswith("--config="):
+            configs.append(Path(value))
+        elif arg == "--ckpt_path" or arg.startswith("--ckpt_path="):
+            ckpt = value
+        elif arg.startswith("--"):
+            overrides.append(arg if "=" in arg else f"{arg}={value}")
+    if verb == "run" and tail and not tail[0].startswith("-"):
+        target = Path(tail[0])
+        configs += sorted(target.glob("*.yaml")) if target.is_dir() else [target]
+        configs += [target.parent / "_base.yaml"] if target.is_file() else []
+    check_recipe([c for c in configs if c.is_file()], overrides, allow)
+    if ckpt and Path(ckpt).is_file():
+        load_checkpoint(ckpt, allow)
+    return rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlstrategy`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -524,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     _quiet_known_warnings()
     try:
+        args = _vet(args)
         if verb == "run":
             return _run(args[1:], console)
         if verb == "diagnose":
@@ -542,6 +652,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         # jsonargparse reports config errors (unknown key, wrong type) itself, then exits 2.
         return exit_.code if isinstance(exit_.code, int) else 2
+    except RuntimeError as err:
+        from mlstrategy.callbacks.guards import NonFiniteError
+
+        if not isinstance(err, NonFiniteError) or os.environ.get(_DEBUG_ENV):
+            raise
+        err_console.print(f"[bold red]training stopped:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
     except (ValueError, FileNotFoundError, TypeError) as err:
         if os.environ.get(_DEBUG_ENV):
             raise

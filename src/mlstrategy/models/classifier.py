@@ -108,6 +108,7 @@ class ClassifierModule(L.LightningModule):
         self.eval_split = "test"
         self.eval_details: dict[str, torch.Tensor] = {}
         self.history: list[dict[str, float]] = []
+        self._restored_history: list[dict[str, float]] = []
         self._dev_cost_value: float | None = None
 
     # ------------------------------------------------------------------------------- model
@@ -204,10 +205,18 @@ class ClassifierModule(L.LightningModule):
             logger.log_metrics(curve, step=self.current_epoch)
         self.history.append({"epoch": float(self.current_epoch), **curve})
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["learning_curve"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_history = list(checkpoint.get("learning_curve", []))
+
     def on_fit_start(self) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        self.history = []  # one learning curve per fit (a learning-rate search fits too)
+        # One learning curve per fit (a learning-rate search fits too); a resumed fit continues
+        # the curve saved in its checkpoint.
+        self.history, self._restored_history = self._restored_history, []
 
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
