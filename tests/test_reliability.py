@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli_subprocess, write_recipe
 
+from conftest import run_cli_subprocess, write_recipe
 from mlstrategy.cli import main
 
 MLP_DROPOUT = {
