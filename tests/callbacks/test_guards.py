@@ -66,3 +66,43 @@ def test_guard_stops_on_a_nan_cost_before_backward():
     with pytest.raises(NonFiniteError, match="at epoch 2, step 17"):
         guard.on_before_backward(FakeTrainer(), None, torch.tensor(float("nan")))
     guard.on_before_backward(FakeTrainer(), None, torch.tensor(0.5))
+
+
+def _fit(tmp_path, max_epochs, ckpt_path=None, every=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mlstrategy.models import DeepNet
+
+    L.seed_everything(0)
+    model = DeepNet(input_shape=(64,), num_classes=10, layer_dims=[16], keep_prob=0.7)
+    callbacks = [RNGState()]
+    if every:
+        callbacks.append(
+            ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every, save_top_k=-1)
+        )
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=bool(every),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+    )
+    from mlstrategy.data import Digits
+
+    trainer.fit(model, datamodule=ArrayDataModule(Digits(), batch_size=64), ckpt_path=ckpt_path)
+    return model
+
+
+def test_resume_from_a_mid_epoch_checkpoint_matches_an_uninterrupted_fit(tmp_path):
+    reference = _fit(tmp_path, max_epochs=2, every=5)
+    # 17 batches per epoch: step 20 is 3 batches into the second epoch.
+    mid = tmp_path / "epoch=1-step=20.ckpt"
+    assert mid.is_file()
+    resumed = _fit(tmp_path / "resumed", max_epochs=2, ckpt_path=mid)
+    for (name, a), b in zip(
+        reference.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name

@@ -38,3 +38,23 @@ def test_distributed_ranks_split_the_data_without_overlap():
     ]
     assert len(seen[0]) == len(seen[1]) == 5
     assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+
+
+def test_state_dict_resumes_mid_epoch_in_the_same_order():
+    x, y = torch.zeros(10, 1), torch.arange(10)
+    batches = InMemoryBatches(x, y, batch_size=3, shuffle=True, seed=4)
+    batches.sampler.set_epoch(2)
+    full = [b.tolist() for _, b in batches]
+    it = iter(batches)
+    next(it), next(it)
+    state = batches.state_dict()
+    assert state == {"epoch": 2, "served": 2}
+
+    resumed = InMemoryBatches(x, y, batch_size=3, shuffle=True, seed=4)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)
+    assert [b.tolist() for _, b in resumed] == full[2:]
+    # A state saved at the end of an epoch does not shorten the next one.
+    resumed.load_state_dict({"epoch": 2, "served": 4})
+    resumed.sampler.set_epoch(3)
+    assert len([b for _, b in resumed]) == 4

@@ -65,6 +65,8 @@ class InMemoryBatches:
         self.batch_size = per_process if batch_size is None else batch_size
         self.sampler = _EpochSampler()
         self.batch_sampler = None  # read by Lightning's loader checks; there is none
+        self._served = 0  # batches yielded in the current epoch (for mid-epoch resume)
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip)
 
     def __len__(self) -> int:
         return math.ceil(self._per_process / max(self.batch_size, 1))
@@ -81,10 +83,24 @@ class InMemoryBatches:
         order = order[self.rank :: self.world_size][: self._per_process]
         return order.to(self.x.device)
 
+    def state_dict(self) -> dict[str, int]:
+        """Position in the data order: Lightning stores it in checkpoints taken mid-epoch."""
+        return {"epoch": self.sampler.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume the saved epoch after the batches it had already served."""
+        self._resume = (state["epoch"], state["served"])
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self._indices()
         bs = self.batch_size
-        for start in range(0, self._per_process, bs):
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.sampler.epoch:
+            skip = self._resume[1]
+        self._resume = None
+        self._served = skip
+        for start in range(skip * bs, self._per_process, bs):
+            self._served += 1
             if idx is None:
                 yield self.x[start : start + bs], self.y[start : start + bs]
             else:

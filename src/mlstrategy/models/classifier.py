@@ -101,6 +101,8 @@ class ClassifierModule(L.LightningModule):
         )
         self.input_norm = Standardize(self.input_shape)
         self.train_cost = MeanMetric()
+        # In the checkpoint, so an epoch resumed from a mid-epoch checkpoint logs the same cost.
+        self.train_cost.persistent(True)
         self.dev_cost = MeanMetric()
         self.eval_cost = MeanMetric()
         self.eval_metrics = classification_metrics(num_classes)
@@ -186,11 +188,14 @@ class ClassifierModule(L.LightningModule):
         # checkpointing, early stopping and the progress bar.
         self.log("cost/dev", cost, prog_bar=True, logger=False)
 
+    def _current_lr(self) -> float:
+        optimizers = self.trainer.optimizers
+        return optimizers[0].param_groups[0]["lr"] if optimizers else 0.0
+
     def on_train_epoch_start(self) -> None:
         # Epoch-interval lr schedulers step on the epoch's last batch, before on_train_epoch_end,
         # so the rate this epoch trained with is read now.
-        optimizers = self.trainer.optimizers
-        self._epoch_lr = optimizers[0].param_groups[0]["lr"] if optimizers else 0.0
+        self._epoch_lr = self._current_lr()
 
     def on_train_epoch_end(self) -> None:
         cost = self.train_cost.compute()
@@ -200,7 +205,8 @@ class ClassifierModule(L.LightningModule):
         if self._dev_cost_value is not None:
             curve["cost/dev"] = self._dev_cost_value
             self._dev_cost_value = None
-        curve["lr"] = self._epoch_lr
+        # A fit resumed mid-epoch skips on_train_epoch_start; the rate has not changed since.
+        curve["lr"] = getattr(self, "_epoch_lr", None) or self._current_lr()
         for logger in self.loggers:
             logger.log_metrics(curve, step=self.current_epoch)
         self.history.append({"epoch": float(self.current_epoch), **curve})
