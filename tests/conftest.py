@@ -51,3 +51,48 @@ def run_cli_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess[str
     """Run the installed console script the way a user would (fresh interpreter)."""
     exe = Path(sys.executable).with_name("mlstrategy")
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def write_fake_run(
+    run_dir: Path,
+    errors: dict[str, float],
+    *,
+    f1: dict[str, float] | None = None,
+    latency_ms: float = 1.0,
+    params: int = 100,
+    settings: dict | None = None,
+) -> Path:
+    """A hand-made finished run folder: ``metrics.json`` (and ``diagnosis.json`` with the
+    recipe's evaluation ``settings`` when given), as ``mlstrategy run`` would leave it."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits = {
+        split: {
+            "error": err,
+            "accuracy": 1 - err,
+            "precision": 1 - err,
+            "recall": 1 - err,
+            "f1": (f1 or {}).get(split, 1 - err),
+            "loss": err * 2,
+            "n": 100,
+            "per_class": {"neg": {"recall": 1 - err, "support": 50}},
+        }
+        for split, err in errors.items()
+    }
+    metrics = {
+        "recipe": f"{run_dir.parent.name}.yaml",
+        "params": params,
+        "latency_ms": latency_ms,
+        "splits": splits,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if settings is not None:
+        (run_dir / "diagnosis.json").write_text(json.dumps({"settings": settings}))
+    return run_dir
+
+
+@pytest.fixture
+def fake_run():
+    """The :func:`write_fake_run` factory."""
+    return write_fake_run

@@ -490,7 +490,9 @@ def _print_comparison(
     rules = f"optimize {optimize} ({selection.goal})"
     if selection.constraints:
         rules += ", satisfy " + ", ".join(str(c) for c in selection.constraints)
-    console.print(compare_table(selection, title=f"{title or 'comparison'}: {rules}"))
+    # The rules on their own line: as a table title they would wrap to the table's width.
+    console.print(f"[bold]{title or 'comparison'}[/]: {rules}", highlight=False)
+    console.print(compare_table(selection))
     if selection.winner is None:
         console.print(
             "[bold red]no winner:[/] no run meets every satisficing constraint. Relax a "

@@ -213,8 +213,9 @@ def diagnose(
         "dev_overfitting": dev_overfitting,
     }
     known = {k: v for k, v in gaps.items() if v is not None}
-    # max() keeps the first of equal gaps, so ties go to the earlier knob in the course's order.
-    largest = max(known, key=lambda k: known[k])
+    # max() keeps the first of equal gaps, so ties go to the earlier knob in the course's order;
+    # rounding makes gaps equal in decimal (0.06 - 0.01 vs 0.11 - 0.06) tie in binary too.
+    largest = max(known, key=lambda k: round(known[k], 9))
     if known[largest] <= 0:
         largest = "none"
     elif split_sizes:

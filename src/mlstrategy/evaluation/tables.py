@@ -102,7 +102,7 @@ def diagnosis_renderable(d: Diagnosis) -> Group:
 
 def compare_table(
     selection: Selection,
-    columns: Sequence[str] = ("dev/error", "test/error", "params", "latency_ms"),
+    columns: Sequence[str] = ("dev/error", "params"),
     title: str | None = None,
 ) -> Table:
     """Every run with its optimizing and satisficing metrics; failed constraints and the
@@ -127,10 +127,12 @@ def compare_table(
     shown += [c for c in columns if c not in shown and c in present]
     arrow = "max" if selection.goal == "max" else "min"
     table = Table(title=title, title_justify="left")
-    table.add_column("run")
+    # Names and numbers never wrap or get cut; on a narrow terminal the status column folds.
+    table.add_column("run", no_wrap=True)
     for i, name in enumerate(shown):
-        table.add_column(f"{name} ({arrow})" if i == 0 else name, justify="right")
-    table.add_column("status")
+        header = f"{name} {arrow}" if i == 0 else name
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold", min_width=6)
     for cand in selection.candidates:
         values = [_format(cand.values.get(m)) for m in shown]
         if cand.name == selection.winner:

@@ -1,0 +1,81 @@
+"""Finding finished run folders; errors that say what is wrong and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlstrategy.evaluation.runs import find_run, find_runs, load_metrics, load_settings, run_names
+
+ERRORS = {"train": 0.1, "dev": 0.12, "test": 0.13}
+
+
+def test_find_run_accepts_a_run_or_the_latest_under_a_folder(tmp_path, fake_run):
+    old = fake_run(tmp_path / "logs" / "r" / "20250101-000000", ERRORS)
+    new = fake_run(tmp_path / "logs" / "r" / "20250102-000000", ERRORS)
+    (tmp_path / "logs" / "r" / "20250103-000000").mkdir()  # unfinished: ignored
+    assert find_run(old) == old
+    assert find_run(tmp_path / "logs" / "r") == new
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "does not exist"),
+        ("failed", "the run failed (RuntimeError: boom)"),
+        ("fit_only", "`mlstrategy fit` run"),
+        ("a_file", "is a file"),
+    ],
+)
+def test_find_run_errors(tmp_path, setup, message):
+    target = tmp_path / "run"
+    if setup == "failed":
+        target.mkdir()
+        (target / "FAILED").write_text("RuntimeError: boom\n")
+    elif setup == "fit_only":
+        (target / "checkpoints").mkdir(parents=True)
+    elif setup == "a_file":
+        target.write_text("x")
+    with pytest.raises(ValueError) as err:
+        find_run(target)
+    assert message in str(err.value)
+
+
+def test_find_runs_keeps_the_latest_run_of_each_recipe(tmp_path, fake_run):
+    study = tmp_path / "logs" / "study"
+    fake_run(study / "a" / "1", ERRORS)
+    a2 = fake_run(study / "a" / "2", ERRORS)
+    b1 = fake_run(study / "b" / "1", ERRORS)
+    runs = find_runs([study])
+    assert [r.resolve() for r in runs] == [a2.resolve(), b1.resolve()]
+    assert len(find_runs([study], all_runs=True)) == 3
+    # The same run named twice is compared once.
+    assert len(find_runs([study, b1])) == 2
+
+
+def test_find_runs_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        find_runs([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no finished run"):
+        find_runs([tmp_path / "empty"])
+
+
+def test_run_names_are_short_and_unique():
+    runs = [Path("logs/s/a/1"), Path("logs/s/b/1")]
+    assert list(run_names(runs).values()) == ["a", "b"]
+    runs = [Path("logs/s/a/1"), Path("logs/s/a/2")]
+    assert list(run_names(runs).values()) == ["a/1", "a/2"]
+
+
+def test_load_metrics_and_settings(tmp_path, fake_run):
+    run = fake_run(tmp_path / "r" / "1", ERRORS, settings={"human_error": 0.02})
+    assert load_metrics(run)["splits"]["dev"]["error"] == 0.12
+    assert load_settings(run) == {"human_error": 0.02}
+    (run / "diagnosis.json").unlink()
+    (run / "config.yaml").write_text("evaluation:\n  human_error: 0.03\n")
+    assert load_settings(run) == {"human_error": 0.03}
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_metrics(run)
