@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from torch import nn
 
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.normalization import Standardize
@@ -39,6 +40,15 @@ class ArrayDataModule(L.LightningDataModule):
         eval_batch_size: Batch size for evaluation (no gradients, so it can be large).
         normalize: Standardize inputs with statistics from the train split.
         seed: Seed of data generation, the split and the shuffle order.
+        augment: Data augmentation for the train batches only, e.g. ``[{class_path:
+            torchvision.transforms.v2.RandomAffine, init_args: {degrees: 10}}]``: transforms
+            applied in order to each training batch of raw inputs (before normalization), on
+            the device the batch is on. A torchvision v2 transform draws its random parameters
+            once per call, so every example of a batch gets the same draw and each batch a new
+            one (no per-example Python loop). Dev, test and evaluation batches are never
+            augmented. ``normalize`` standardizes each pixel on its own, so a translation that
+            moves ink onto border pixels (train std near 0) makes huge inputs: for such images
+            prefer small rotations, or set ``normalize: false``.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class ArrayDataModule(L.LightningDataModule):
         eval_batch_size: int = 4096,
         normalize: bool = True,
         seed: int = 0,
+        augment: list[nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and batch_size < 1:
@@ -61,8 +72,11 @@ class ArrayDataModule(L.LightningDataModule):
             )
         if eval_batch_size < 1:
             raise ValueError(f"eval_batch_size={eval_batch_size} must be >= 1.")
-        self.save_hyperparameters(ignore=["source"])
+        self.save_hyperparameters(ignore=["source", "augment"])
         self.hparams["source"] = repr(source)
+        # Kept as text: checkpoints must load with weights_only=True, which refuses objects.
+        self.hparams["augment"] = repr(augment) if augment else None
+        self.augment = nn.Sequential(*augment) if augment else None
         self.source = source
         self.dev_fraction = dev_fraction
         self.test_fraction = test_fraction
@@ -153,6 +167,12 @@ class ArrayDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.augment is None or self.trainer is None or not self.trainer.training:
+            return batch
+        x, y = batch
+        return self.augment(x), y
 
     def train_dataloader(self) -> InMemoryBatches:
         return self._batches("train", train=True)
