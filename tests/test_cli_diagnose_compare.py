@@ -241,3 +241,32 @@ def test_showcase_recipes_give_bias_and_variance_verdicts(in_tmp, capsys):
     assert verdicts["flower_wide_net"]["variance"] > 0.08
     assert verdicts["flower_wide_net"]["train_error"] < 0.02
     assert "winner: flower_wide_net" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ learning curve
+@pytest.mark.slow
+def test_learning_curve_trains_on_growing_nested_subsets(tiny_recipe, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe = _with_evaluation(tiny_recipe, human_error=0.02, latency_repeats=2)
+    assert main(["learning-curve", str(recipe), "--sizes", "1.0,0.25"]) == 0
+    out = capsys.readouterr().out
+    (result,) = tiny_recipe.parent.glob("logs/tiny-learning-curve/*/learning_curve.json")
+    curve = json.loads(result.read_text())
+    assert [p["fraction"] for p in curve["points"]] == [0.25, 1.0]
+    assert [p["m"] for p in curve["points"]] == [85, 341]  # of BreastCancer's 341 train examples
+    assert curve["human_error"] == 0.02
+    assert curve["verdict"] in {"high_bias", "more_data_helps", "flat"}
+    assert curve["message"] in out
+    assert (result.parent / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    events = EventAccumulator(str(result.parent))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("learning_curve/dev_error")]
+    assert steps == [85, 341]
+    # One complete run folder per size.
+    assert len(list(result.parent.glob("size_*/*/*/metrics.json"))) == 2
+
+
+def test_learning_curve_bad_sizes_exit_2(tiny_recipe, capsys):
+    assert main(["learning-curve", str(tiny_recipe), "--sizes", "0.5"]) == 2
+    assert "two or more fractions" in capsys.readouterr().err

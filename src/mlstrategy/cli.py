@@ -11,12 +11,13 @@ a winner by one optimizing metric under satisficing constraints.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,9 @@ verbs:
   diagnose RUN_DIR    re-print a finished run's scores and diagnosis (mlstrategy diagnose -h)
   compare RUNS...     compare finished runs: one optimizing metric, satisficing constraints,
                       the winner (mlstrategy compare -h)
+  learning-curve RECIPE
+                      train on growing fractions of the train split, plot train and dev
+                      error against size, say what more data would buy
   fit                 LightningCLI: train           (mlstrategy fit --config RECIPE)
   validate            LightningCLI: score the dev split
   test                LightningCLI: score the test split (--ckpt_path CHECKPOINT)
@@ -54,6 +58,7 @@ examples:
   mlstrategy run recipes/strategy/
   mlstrategy diagnose logs/quickstart
   mlstrategy compare logs/strategy --optimize dev/f1 --satisfy "latency_ms<=5"
+  mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml --sizes 0.25,0.5,1.0
   tensorboard --logdir logs
 
 Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
@@ -135,7 +140,7 @@ evaluation.satisfy) are used; without those, --optimize dev/f1.
 
 _DEBUG_ENV = "MLSTRATEGY_DEBUG"
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
-_TOOLKIT_VERBS = ("run", "diagnose", "compare")
+_TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve")
 
 
 class _DropAdverts(logging.Filter):
@@ -269,6 +274,7 @@ def _run_one(
     console: Console,
     logs_dir: Path | None = None,
     resume: Path | None = None,
+    before_fit: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     from mlstrategy.evaluation.diagnosis import diagnose_splits
     from mlstrategy.evaluation.latency import measure_latency
@@ -288,6 +294,8 @@ def _run_one(
     cli_class.resume_dir = resume
     cli = cli_class(args=[*(f"--config={c}" for c in configs), *overrides], run=False)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    if before_fit is not None:
+        before_fit(datamodule)
     settings = cli.config_init.get("evaluation") or EvaluationSettings()
     run_dir = _shown(Path(trainer.log_dir))
     console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
@@ -578,6 +586,147 @@ def _compare(argv: list[str], console: Console) -> int:
     return 0
 
 
+LEARNING_CURVE_HELP = """\
+Train the recipe on growing fractions of its train split and plot training and dev error
+against the number of training examples m (Machine Learning Yearning, ch. 28-32).
+
+Each size is a full run (fit, best checkpoint, scores, diagnosis) on a stratified subset of
+the train split; smaller subsets are inside larger ones, and dev and test stay whole. The
+result goes to logs/<recipe>-learning-curve/<timestamp>/: learning_curve.png (training and
+dev error against m, with the human-level error when the recipe gives one),
+learning_curve.json, TensorBoard scalars learning_curve/* with m as the step, and one run
+folder per size.
+
+Reading it: when training error at full size is already above human-level error, more data
+cannot fix it (high bias); when dev error is still falling and well above training error,
+more data should help (variance).
+"""
+
+
+def _learning_curve(argv: list[str], console: Console) -> int:
+    from rich.table import Table
+
+    from mlstrategy.evaluation.learning_curve import (
+        CurvePoint,
+        curve_to_dict,
+        error_vs_size_figure,
+        parse_sizes,
+        what_more_data_buys,
+    )
+    from mlstrategy.evaluation.plots import save_figure
+    from mlstrategy.evaluation.report import write_json_atomic
+    from mlstrategy.evaluation.runs import load_settings
+
+    parser = argparse.ArgumentParser(
+        prog="mlstrategy learning-curve",
+        description=LEARNING_CURVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="mlstrategy learning-curve RECIPE [--sizes F1,F2,...] [--section.key=value ...]",
+    )
+    parser.add_argument("recipe", help="a recipe .yaml file")
+    parser.add_argument(
+        "--sizes",
+        default="0.1,0.25,0.5,1.0",
+        help="fractions of the train split, comma-separated (default 0.1,0.25,0.5,1.0)",
+    )
+    args, overrides = parser.parse_known_args(argv)
+    path = Path(args.recipe)
+    if not path.is_file():
+        raise ValueError(
+            f"Recipe {args.recipe!r} is not a file. Give one .yaml recipe, e.g. "
+            "`mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml`."
+        )
+    sizes = parse_sizes(args.sizes)
+    (configs,) = _recipes_of(path)
+    name = f"{path.stem}-learning-curve"
+    root = Path(LOGS_DIR) / name / _new_run_version(Path(LOGS_DIR), name)
+    quiet = Console(file=io.StringIO())
+    points: list[CurvePoint] = []
+    human_error = None
+    for fraction in sizes:
+        metrics = _run_one(
+            configs,
+            overrides,
+            quiet,
+            logs_dir=root / f"size_{fraction:g}",
+            before_fit=_train_subset(fraction),
+        )
+        splits = metrics["splits"]
+        point = CurvePoint(
+            fraction,
+            int(splits["train"]["n"]),
+            float(splits["train"]["error"]),
+            float(splits["dev"]["error"]),
+            metrics["run_dir"],
+        )
+        points.append(point)
+        human_error = load_settings(Path(metrics["run_dir"])).get("human_error")
+        console.print(
+            f"  {100 * fraction:5.1f}% of train, m={point.m:>6}: training error "
+            f"{100 * point.train_error:6.2f}%, dev error {100 * point.dev_error:6.2f}%"
+        )
+    reading = what_more_data_buys(points, human_error)
+    figure = error_vs_size_figure(points, human_error)
+    save_figure(figure, root / "learning_curve.png")
+    write_json_atomic(
+        root / "learning_curve.json",
+        {
+            "recipe": str(path),
+            "human_error": human_error,
+            "points": curve_to_dict(points),
+            **reading,
+        },
+    )
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(root)) as writer:
+        for p in points:
+            writer.add_scalar("learning_curve/train_error", p.train_error, p.m)
+            writer.add_scalar("learning_curve/dev_error", p.dev_error, p.m)
+        writer.add_figure("learning_curve", figure, close=False)
+        writer.add_text("learning_curve", reading["message"])
+
+    table = Table(title=f"learning curve: {path}", title_justify="left")
+    for col in ("fraction", "m", "training error", "dev error", "dev - train"):
+        table.add_column(col, justify="right")
+    for p in points:
+        table.add_row(
+            f"{p.fraction:g}",
+            str(p.m),
+            f"{100 * p.train_error:.2f}%",
+            f"{100 * p.dev_error:.2f}%",
+            f"{100 * (p.dev_error - p.train_error):.2f}",
+        )
+    console.print(table)
+    console.print(f"[bold]{reading['message']}[/]")
+    console.print(f"plot: {root / 'learning_curve.png'}  ·  tensorboard --logdir {root}")
+    return 0
+
+
+def _train_subset(fraction: float) -> Callable[[Any], None]:
+    """Keep a nested, stratified ``fraction`` of the data module's train split."""
+
+    def apply(datamodule: Any) -> None:
+        import torch
+
+        from mlstrategy.evaluation.learning_curve import nested_subset
+
+        prepare = getattr(datamodule, "prepare", None)
+        splits = prepare() if callable(prepare) else None
+        if not isinstance(splits, dict) or "train" not in splits:
+            raise ValueError(
+                f"learning-curve needs a data module that keeps its splits in memory "
+                f"(mlstrategy.data.ArrayDataModule); {type(datamodule).__name__} does not."
+            )
+        x, y = splits["train"]
+        keep = torch.from_numpy(nested_subset(y.numpy(), fraction, getattr(datamodule, "seed", 0)))
+        # prepare() hands back its cached splits, so the subset is what setup() and the
+        # train-only normalization statistics see.
+        splits["train"] = (x[keep], y[keep])
+
+    return apply
+
+
 def _vet(args: list[str]) -> list[str]:
     """Refuse foreign class paths and crafted checkpoints before anything is imported.
 
@@ -607,7 +756,7 @@ def _vet(args: list[str]) -> list[str]:
             ckpt = value
         elif arg.startswith("--"):
             overrides.append(arg if "=" in arg else f"{arg}={value}")
-    if verb == "run" and tail and not tail[0].startswith("-"):
+    if verb in ("run", "learning-curve") and tail and not tail[0].startswith("-"):
         target = Path(tail[0])
         configs += sorted(target.glob("*.yaml")) if target.is_dir() else [target]
         configs += [target.parent / "_base.yaml"] if target.is_file() else []
@@ -642,6 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _diagnose(args[1:], console)
         if verb == "compare":
             return _compare(args[1:], console)
+        if verb == "learning-curve":
+            return _learning_curve(args[1:], console)
         if verb in _LIGHTNING_VERBS:
             _make_cli_class()(args=args)
             return 0

@@ -17,6 +17,7 @@ MODULES = [
     "diagnosis",
     "error_analysis",
     "latency",
+    "learning_curve",
     "metrics",
     "plots",
     "report",
