@@ -1,0 +1,80 @@
+"""Shared helpers for the benchmark scripts: timing, tables, a quiet Lightning trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+def quiet() -> None:
+    """Silence Lightning's banners and advice so the tables are readable."""
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    warnings.filterwarnings("ignore")
+    for name in (
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def machine() -> str:
+    """One line naming the machine the figures come from."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, python {platform.python_version()}"
+    )
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median wall time of ``fn()`` over ``repeats`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain fixed-width table (readable in a terminal, a log and Markdown alike)."""
+    cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for i, row in enumerate(cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def trainer(max_epochs: int, validate: bool, **kwargs: Any) -> Any:
+    """A Lightning Trainer as ``mlstrategy run`` builds it, minus disk output and the bar.
+
+    The toolkit's always-on callbacks (non-finite guard, RNG state) stay in: they are part of
+    what a user's training costs.
+    """
+    import lightning as L
+
+    from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
+
+    return L.Trainer(
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
+        deterministic=True,
+        callbacks=[NonFiniteGuard(), RNGState()],
+        **kwargs,
+    )
