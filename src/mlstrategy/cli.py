@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from rich.console import Console
 
@@ -288,7 +288,7 @@ def _run_one(
     from mlstrategy.evaluation.settings import EvaluationSettings
     from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
 
-    cli_class = _make_cli_class()
+    cli_class: Any = _make_cli_class()
     if logs_dir is not None:
         cli_class.logs_dir = logs_dir
     cli_class.resume_dir = resume
@@ -330,7 +330,11 @@ def _run_one(
             "learning_curve": list(getattr(model, "history", [])),
         }
         diagnosis = diagnose_splits(splits, settings.human_error)
-        analysis = analyze_errors(model, datamodule, splits)
+        try:
+            analysis = analyze_errors(model, datamodule, splits)
+        except Exception as err:  # an extra section of the report: never lose the run to it
+            analysis = {}
+            console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
         if trainer.logger is not None:
             hparams = {
                 "model": {k: v for k, v in model.hparams.items() if not k.startswith("_")},
@@ -477,7 +481,8 @@ def _study_rules(
             f"run's ({run_dirs[0]}). Put them in the study's _base.yaml to share them."
         )
     optimize, goal, satisfy = rules[0]
-    return optimize, goal, list(satisfy)
+    goal = goal if goal in ("auto", "max", "min") else "auto"
+    return str(optimize), cast(Literal["auto", "max", "min"], goal), [str(c) for c in satisfy]
 
 
 def _print_comparison(

@@ -224,7 +224,7 @@ def diagnose(
             notes.append(
                 f"The largest gap ({100 * known[largest]:.2f} points) is within two standard "
                 f"errors ({100 * 2 * noise:.2f} points) of the errors it compares, so it may be "
-                "sampling noise; bigger dev/test splits would tell."
+                "sampling noise; larger splits would tell."
             )
     return Diagnosis(
         train_error=train_error,
@@ -251,7 +251,7 @@ def _noise(
     train_dev: float | None,
 ) -> float | None:
     """Standard error of the difference of the two errors a gap subtracts (binomial)."""
-    operands = {
+    table: dict[str, list[tuple[str, float | None]]] = {
         "avoidable_bias": [("train", train)],  # human-level error is given, not sampled
         "variance": [
             ("train", train),
@@ -259,9 +259,9 @@ def _noise(
         ],
         "data_mismatch": [("dev", dev), ("train_dev", train_dev)],
         "dev_overfitting": [("dev", dev), ("test", test)],
-    }[gap]
+    }
     variance = 0.0
-    for split, error in operands:
+    for split, error in table[gap]:
         n = sizes.get(split)
         if error is None or not n:
             return None

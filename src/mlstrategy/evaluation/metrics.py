@@ -15,7 +15,7 @@ average, and a ratio with a zero denominator is 0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torchmetrics import Metric, MetricCollection
@@ -32,7 +32,7 @@ from torchmetrics.classification import (
 )
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
-AVERAGES = ("micro", "macro", "weighted")
+AVERAGES: tuple[Literal["micro", "macro", "weighted"], ...] = ("micro", "macro", "weighted")
 PER_CLASS_NAMES = ("precision", "recall", "f1")
 
 
@@ -63,7 +63,7 @@ def classification_metrics(num_classes: int, prefix: str = "") -> MetricCollecti
         ['accuracy', 'f1', 'f1_macro', 'f1_micro']
     """
     _check_num_classes(num_classes)
-    metrics: dict[str, Metric]
+    metrics: dict[str, Metric | MetricCollection]
     if num_classes == 2:
         metrics = {
             "accuracy": BinaryAccuracy(),
@@ -105,7 +105,7 @@ def per_class_metrics(num_classes: int) -> MetricCollection:
     """
     _check_num_classes(num_classes)
     k = num_classes
-    metrics: dict[str, Metric] = {
+    metrics: dict[str, Metric | MetricCollection] = {
         "precision": MulticlassPrecision(k, average=None),
         "recall": MulticlassRecall(k, average=None),
         "f1": MulticlassF1Score(k, average=None),

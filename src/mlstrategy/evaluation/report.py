@@ -21,7 +21,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -30,6 +30,9 @@ from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
 from mlstrategy.evaluation.metrics import AVERAGES, per_class_table
 from mlstrategy.evaluation.selection import Constraint, flatten_metrics
 from mlstrategy.evaluation.tables import SPLIT_COLUMNS, gap_formulas, summary_table
+
+if TYPE_CHECKING:
+    from mlstrategy.models.classifier import ClassifierModule
 
 __all__ = [
     "SPLIT_COLUMNS",
@@ -52,7 +55,7 @@ REPORT_FILES = {
 
 
 def evaluate_splits(
-    trainer: L.Trainer, model: L.LightningModule, datamodule: Any, ckpt_path: str | None
+    trainer: L.Trainer, model: ClassifierModule, datamodule: Any, ckpt_path: str | None
 ) -> dict[str, dict[str, Any]]:
     """Score ``model`` on every split of ``datamodule``, in eval mode, over whole splits.
 
@@ -254,9 +257,9 @@ def render_report(
     )
     out += ["", f"**{diagnosis.verdict}**", ""]
     out += [f"- {r}" for r in diagnosis.remedies]
-    out += [""] + [f"> Note: {n}" for n in diagnosis.notes]
-    if diagnosis.notes:
-        out.append("")
+    out.append("")
+    for note in diagnosis.notes:  # one quote block each, or Markdown runs them together
+        out += [f"> Note: {note}", ""]
 
     out += ["## What to do, in order", ""]
     out += [
