@@ -73,6 +73,9 @@ def test_optimizing_winner_that_fails_a_constraint_is_not_chosen():
     by_name = {c.name: c for c in s.candidates}
     assert by_name["big"].failures == ["latency_ms<=5 (12)"]
     assert by_name["small"].failures == ["test/recall>=0.9 (0.85)"]
+    assert select({"a": {"params": 17025.0}}, "params", ["params<=10"]).candidates[0].failures == [
+        "params<=10 (17025)"
+    ]
     assert by_name["medium"].eligible
 
 

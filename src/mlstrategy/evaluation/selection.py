@@ -220,7 +220,7 @@ def select(
             if c.metric not in values:
                 cand.failures.append(f"{c} (no {c.metric})")
             elif not c.holds(values[c.metric]):
-                cand.failures.append(f"{c} ({values[c.metric]:.4g})")
+                cand.failures.append(f"{c} ({_format(values[c.metric])})")
         if optimize not in values:
             cand.failures.append(f"no {optimize}")
         candidates.append(cand)
@@ -233,3 +233,8 @@ def select(
     ordered = sorted(candidates, key=rank)  # stable: ties keep the given order
     winner = ordered[0].name if ordered[0].eligible else None
     return Selection(optimize, goal, constraints, ordered, winner)
+
+
+def _format(value: float) -> str:
+    """Whole numbers in full (``17025``, not ``1.702e+04``); others to 4 significant digits."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
