@@ -278,6 +278,13 @@ def _run_one(
 ) -> dict[str, Any]:
     from mlstrategy.evaluation.diagnosis import diagnose_splits
     from mlstrategy.evaluation.latency import measure_latency
+    from mlstrategy.evaluation.multitask import (
+        diagnose_tasks,
+        evaluate_tasks,
+        is_multitask,
+        task_renderable,
+        write_task_report,
+    )
     from mlstrategy.evaluation.report import (
         analyze_errors,
         count_parameters,
@@ -311,7 +318,10 @@ def _run_one(
             raise KeyboardInterrupt
         fit_seconds = time.perf_counter() - start
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
+        # A multi-task model is scored per task, on the labels present for each.
+        multitask = is_multitask(model)
+        evaluate = evaluate_tasks if multitask else evaluate_splits
+        splits = evaluate(trainer, model, datamodule, ckpt_path=best or None)
         # Timed where the model trained (Lightning moves it back to the CPU after testing).
         device = trainer.strategy.root_device
         example = next(iter(datamodule.eval_dataloader("dev")))[0][0]
@@ -331,7 +341,7 @@ def _run_one(
         }
         diagnosis = diagnose_splits(splits, settings.human_error)
         try:
-            analysis = analyze_errors(model, datamodule, splits)
+            analysis = {} if multitask else analyze_errors(model, datamodule, splits)
         except Exception as err:  # an extra section of the report: never lose the run to it
             analysis = {}
             console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
@@ -354,6 +364,9 @@ def _run_one(
             optimize=settings.optimize,
             logger=trainer.logger,
         )
+        if multitask:
+            task_diagnoses = diagnose_tasks(splits, settings.human_error)
+            write_task_report(run_dir, metrics, task_diagnoses, logger=trainer.logger)
         if trainer.logger is not None:
             trainer.logger.finalize("success")
         # Written last: its presence marks a finished run.
@@ -365,6 +378,8 @@ def _run_one(
         console.print(f"[red]run failed[/]; {run_dir} is incomplete (no metrics.json), see FAILED")
         raise
     console.print(summary_table(metrics, title=f"{configs[-1]}  ({fit_seconds:.1f} s fit)"))
+    if multitask:
+        console.print(task_renderable(splits, task_diagnoses))
     console.print(diagnosis_renderable(diagnosis))
     same = analysis.get("same_distribution") or {}
     if same.get("differ"):

@@ -2,7 +2,9 @@
 
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule
+from mlstrategy.data.multitask import LabelledArrays, LabelsFile, MultiTaskDataModule
 from mlstrategy.data.normalization import Standardize
+from mlstrategy.data.scenes import StreetScenes
 from mlstrategy.data.sources import (
     MNIST1D,
     ArrayFile,
@@ -25,7 +27,11 @@ __all__ = [
     "Digits",
     "Flower",
     "InMemoryBatches",
+    "LabelledArrays",
+    "LabelsFile",
     "Moons",
+    "MultiTaskDataModule",
     "Standardize",
+    "StreetScenes",
     "stratified_split",
 ]

@@ -4,6 +4,7 @@ from mlstrategy.models.classifier import ClassifierModule
 from mlstrategy.models.conv import CNN, ConvNet
 from mlstrategy.models.deep import MLP, DeepNet
 from mlstrategy.models.logistic import LogisticRegression
+from mlstrategy.models.multitask import Head, MultiTaskNet, MultiTaskNetwork
 from mlstrategy.models.softmax import SoftmaxRegression
 
 __all__ = [
@@ -12,6 +13,9 @@ __all__ = [
     "ClassifierModule",
     "ConvNet",
     "DeepNet",
+    "Head",
     "LogisticRegression",
+    "MultiTaskNet",
+    "MultiTaskNetwork",
     "SoftmaxRegression",
 ]
