@@ -33,6 +33,7 @@ def _run_dir(root: Path) -> Path:
     return metrics.parent
 
 
+@pytest.mark.slow
 def test_run_writes_diagnosis_report_figures_and_tensorboard(tiny_recipe, capsys):
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -88,6 +89,7 @@ def test_run_writes_diagnosis_report_figures_and_tensorboard(tiny_recipe, capsys
     assert {"confusion_matrix", "learning_curve"} <= set(tags["images"])
 
 
+@pytest.mark.slow
 def test_plain_fit_accepts_a_recipe_with_an_evaluation_section(tiny_recipe):
     recipe = _with_evaluation(tiny_recipe, human_error=0.02, optimize="dev/error")
     assert main(["fit", "--config", str(recipe), "--trainer.max_epochs=1"]) == 0
@@ -177,6 +179,7 @@ def test_compare_uses_the_rules_recorded_by_the_recipes(in_tmp, fake_run, capsys
     assert "no winner" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_study_runs_every_recipe_then_compares(in_tmp, tiny_recipe, capsys):
     study = in_tmp / "study"
     study.mkdir()
@@ -211,6 +214,7 @@ def test_compare_bad_rules_are_one_paragraph_and_exit_2(in_tmp, fake_run, capsys
     assert "Traceback" not in captured.err + captured.out
 
 
+@pytest.mark.slow
 def test_compare_missing_folder_from_the_console_script(in_tmp):
     result = run_cli_subprocess("compare", "logs/nope", cwd=in_tmp)
     assert result.returncode == 2
