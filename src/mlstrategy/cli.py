@@ -61,6 +61,11 @@ examples:
   mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml --sizes 0.25,0.5,1.0
   tensorboard --logdir logs
 
+Safety: recipes may name classes from mlstrategy, torch, torchvision, torchmetrics and
+lightning; anything else is refused before it is imported unless you pass
+--allow-module NAME. Checkpoints load with weights_only=True, never unsafely.
+A killed run continues exactly where it stopped: mlstrategy run RECIPE --resume [RUN_DIR].
+
 Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
 """
 
