@@ -6,6 +6,7 @@ never through pyplot's global state, so they work headless and are not kept aliv
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from mlstrategy.io import write_bytes_atomic
 
 
 def confusion_matrix_figure(
@@ -127,8 +130,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
         >>> save_figure(fig, Path(tempfile.mkdtemp()) / "curve.png").read_bytes()[:4]
         b'\\x89PNG'
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_bytes_atomic(path, buffer.getvalue())
     return path

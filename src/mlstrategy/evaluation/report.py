@@ -16,9 +16,6 @@ figures as images.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +27,7 @@ from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
 from mlstrategy.evaluation.metrics import AVERAGES, per_class_table
 from mlstrategy.evaluation.selection import Constraint, flatten_metrics
 from mlstrategy.evaluation.tables import SPLIT_COLUMNS, gap_formulas, summary_table
+from mlstrategy.io import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from mlstrategy.models.classifier import ClassifierModule
@@ -102,25 +100,6 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"params": total, "trainable_params": trainable}
-
-
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file in the same folder, flush it to disk, then rename.
-
-    A reader (or a crash) sees either the previous file or the complete new one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def analyze_errors(
@@ -428,9 +407,7 @@ def write_run_report(
     write_json_atomic(written["diagnosis"], payload)
     report = render_report(metrics, diagnosis, analysis, constraints, optimize, images)
     written["report"] = run_dir / REPORT_FILES["report"]
-    tmp = written["report"].with_name(".report.md.tmp")
-    tmp.write_text(report)
-    tmp.replace(written["report"])
+    write_text_atomic(written["report"], report)
 
     experiment = getattr(logger, "experiment", None)
     if experiment is not None and hasattr(experiment, "add_text"):
