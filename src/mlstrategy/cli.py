@@ -526,6 +526,12 @@ def _print_comparison(
     # The rules on their own line: as a table title they would wrap to the table's width.
     console.print(f"[bold]{title or 'comparison'}[/]: {rules}", highlight=False)
     console.print(compare_table(selection))
+    from mlstrategy.evaluation.multitask import task_comparison_table
+
+    # Multi-task runs: each task's F1 side by side (the table is empty for other runs).
+    per_task = task_comparison_table({names[d]: load_metrics(d) for d in run_dirs})
+    if per_task.row_count:
+        console.print(per_task)
     if selection.winner is None:
         console.print(
             "[bold red]no winner:[/] no run meets every satisficing constraint. Relax a "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -271,7 +271,7 @@ class MultiTaskDataModule(ArrayDataModule):
     def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Load, check and split the data once; returns ``{split: (x, y)}`` on the CPU."""
         if self._splits is None:
-            arrays = self.source.load(self.seed)
+            arrays = cast(MultiTaskSource, self.source).load(self.seed)
             check_labelled_arrays(arrays, self.source)
             self.label_names = list(arrays.label_names)
             self.label_classes = {k: list(v) for k, v in arrays.class_names.items()}

@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -117,19 +117,23 @@ def evaluate_tasks(
     """
     splits = list(datamodule.split_names)
     order = ["test", *[s for s in splits if s != "test"]]
-    weights = {name: float(head.loss_weight) for name, head in getattr(model, "heads", {}).items()}
+    weights = {
+        name: float(head.loss_weight)
+        for name, head in cast(dict, getattr(model, "heads", {})).items()
+    }
     results: dict[str, dict[str, Any]] = {}
     for i, split in enumerate(order):
-        model.eval_split = split
+        cast(Any, model).eval_split = split
         loader = datamodule.eval_dataloader(split)
         trainer.test(
             model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
         )
-        tasks = {name: dict(row) for name, row in model.eval_tasks.items()}
+        rows: dict[str, dict[str, Any]] = cast(Any, model).eval_tasks
+        tasks = {name: dict(row) for name, row in rows.items()}
         for row in tasks.values():
             row["loss_weight"] = weights.get(row.get("head", ""), 1.0)
         results[split] = {**summarize_tasks(tasks), "n": len(loader.x), "tasks": tasks}
-    model.eval_split = "test"
+    cast(Any, model).eval_split = "test"
     return {s: results[s] for s in splits}
 
 
@@ -359,8 +363,11 @@ def write_task_report(
 def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> Table:
     """Multi-task runs side by side: each task's F1, their mean, parameters and training time.
 
+    Rows are ordered by the size of the train split, then by name, so the runs of one data size
+    sit together.
+
     Args:
-        runs: ``{run name: metrics.json content}``; runs without tasks are left out.
+        runs: ``{run name: metrics.json content}``; runs without per-task scores are left out.
         split: The split whose F1 is shown (test: not used to choose anything).
 
     Example:
@@ -378,11 +385,16 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
     table.add_column("run", no_wrap=True)
     table.add_column("train n", justify="right")
     for t in tasks:
-        table.add_column(t, justify="right")
+        # Spaces let a long task name wrap onto two header lines instead of being cut.
+        table.add_column(t.replace("_", " "), justify="right")
     table.add_column("mean F1", justify="right")
     table.add_column("params", justify="right")
     table.add_column("fit s", justify="right")
-    for name, m in multi.items():
+
+    def train_n(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
+        return int(item[1]["splits"].get("train", {}).get("n", 0)), item[0]
+
+    for name, m in sorted(multi.items(), key=train_n):
         rows = m["splits"][split]["tasks"]
         cells = [name, str(m["splits"].get("train", {}).get("n", "?"))]
         for t in tasks:
@@ -392,9 +404,9 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
             elif r.get("no_labels"):
                 cells.append(NO_LABELS)
             else:
-                cells.append(_num(r.get("f1")) if "f1" in r else f"mse {_num(r.get('mse'))}")
+                cells.append(f"{r['f1']:.3f}" if "f1" in r else f"mse {r.get('mse', 0):.3g}")
         cells += [
-            _num(m["splits"][split].get("f1")),
+            f"{m['splits'][split].get('f1', math.nan):.3f}",
             f"{int(m.get('params', 0)):,}",
             f"{m.get('fit_seconds', 0):.1f}",
         ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -151,6 +151,77 @@ def head_losses(kind: str, z: Tensor, y: Tensor, present: Tensor) -> Tensor:
     return masked_mean(elem, present, dim=0)
 
 
+class TaskScores(nn.Module):
+    """The running scores of one task over a split: only its present labels are fed in.
+
+    Class labels: accuracy, precision, recall, F1 (:func:`~mlstrategy.evaluation.metrics.
+    classification_metrics`), per-class scores and the confusion matrix; real values: squared
+    and absolute error. Also the task's cost over its present labels and their number.
+
+    Args:
+        task: The task.
+    """
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+        self.scores = (
+            MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
+            if task.kind == "regression"
+            else classification_metrics(task.num_classes)
+        )
+        self.per_class = per_class_metrics(task.num_classes) if task.kind != "regression" else None
+        self.cost = MeanMetric()
+        self.count = SumMetric()
+
+    def update(self, z: Tensor, target: Tensor) -> None:
+        """Add a batch: the task's outputs ``z`` (logit(s) or values) and labels, missing ones
+        included; only present labels are scored."""
+        task = self.task
+        present = present_mask(target, task.class_column)
+        n = int(present.sum())
+        self.count.update(n)
+        if n == 0:
+            return
+        z, t = z[present], target[present]
+        # The cost of each task over its present labels, as in training (head_losses).
+        if task.kind == "regression":
+            self.cost.update(F.mse_loss(z, t.to(z.dtype)), weight=n)
+            self.scores.update(z.float(), t.float())
+            return
+        t = t.long()
+        if task.kind == "multiclass":
+            cost, pred = F.cross_entropy(z, t), z.argmax(dim=-1)
+        else:
+            cost, pred = F.binary_cross_entropy_with_logits(z, t.to(z.dtype)), (z > 0).long()
+        self.cost.update(cost, weight=n)
+        self.scores.update(pred, t)
+        assert self.per_class is not None
+        self.per_class.update(pred, t)
+
+    def compute(self) -> dict[str, Any]:
+        """The task's row: ``kind``, ``head``, ``n`` and its scores, or ``no_labels``."""
+        task = self.task
+        n = int(self.count.compute())
+        row: dict[str, Any] = {"kind": task.kind, "head": task.head, "n": n}
+        if n == 0:
+            row["no_labels"] = True
+            return row
+        row.update({k: float(v) for k, v in self.scores.compute().items()})
+        row["loss"] = float(self.cost.compute())
+        if self.per_class is not None:
+            row["error"] = 1.0 - row["accuracy"]
+            details = {k: v.detach().cpu() for k, v in self.per_class.compute().items()}
+            row["per_class"] = per_class_table(details, task.class_names or None)
+            row["confusion_matrix"] = details["confusion_matrix"].tolist()
+        return row
+
+    def reset(self) -> None:
+        for metric in (self.scores, self.per_class, self.cost, self.count):
+            if metric is not None:
+                metric.reset()
+
+
 class MultiTaskNetwork(nn.Module):
     """The plain network a :class:`MultiTaskNet` trains: trunk(s) and one linear head per task.
 
@@ -190,11 +261,11 @@ class MultiTaskNetwork(nn.Module):
 
         if shared:
             self.trunk = trunk()
-            self.num_features = int(self.trunk.num_features)
+            self.num_features = int(cast(Any, self.trunk).num_features)
             features = dict.fromkeys(head_units, self.num_features)
         else:
             self.trunks = nn.ModuleDict({name: trunk() for name in head_units})
-            features = {name: int(t.num_features) for name, t in self.trunks.items()}
+            features = {name: int(cast(Any, t).num_features) for name, t in self.trunks.items()}
         self.heads = nn.ModuleDict(
             {name: nn.Linear(features[name], units) for name, units in head_units.items()}
         )
@@ -204,7 +275,7 @@ class MultiTaskNetwork(nn.Module):
         """The shared trunk's features ``A``, shape ``(m, num_features)`` (shared trunk only)."""
         if not self.shared:
             raise RuntimeError("forward_features needs a shared trunk (shared=True).")
-        return self.trunk.forward_features(x)
+        return cast(Tensor, cast(Any, self.trunk).forward_features(x))
 
     def forward_head(self, a: Tensor) -> dict[str, Tensor]:
         """Every head's output from the shared features ``a``."""
@@ -214,7 +285,8 @@ class MultiTaskNetwork(nn.Module):
         if self.shared:
             return self.forward_head(self.forward_features(x))
         return {
-            name: head(self.trunks[name].forward_features(x)) for name, head in self.heads.items()
+            name: head(cast(Any, self.trunks[name]).forward_features(x))
+            for name, head in self.heads.items()
         }
 
 
@@ -408,8 +480,8 @@ class MultiTaskNet(ClassifierModule):
         self.heads = specs
         # Plain values only: checkpoints are loaded with weights_only=True.
         plain = {name: asdict(h) for name, h in specs.items()}
-        self.hparams["heads"] = plain
-        self._hparams_initial["heads"] = plain
+        cast(dict, self.hparams)["heads"] = plain
+        cast(dict, self._hparams_initial)["heads"] = plain
 
         n_x = math.prod(self.input_shape)
 
@@ -430,10 +502,10 @@ class MultiTaskNet(ClassifierModule):
                 init=init,
             )
 
-        units = {}
+        units: dict[str, int] = {}
         for name, h in specs.items():
             assert h.columns is not None
-            units[name] = h.num_classes if h.kind == "multiclass" else len(h.columns)
+            units[name] = h.num_classes or 0 if h.kind == "multiclass" else len(h.columns)
         self.net = MultiTaskNetwork(make_trunk, units, shared=shared_trunk, init=init)
 
         self.tasks: list[Task] = []
@@ -459,23 +531,10 @@ class MultiTaskNet(ClassifierModule):
             name: all(self.label_classes[c] > 0 for c in h.columns or [])
             for name, h in specs.items()
         }
-        # One metric collection per task, fed only that task's present labels.
-        self.task_metrics = nn.ModuleList(
-            [
-                MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
-                if t.kind == "regression"
-                else classification_metrics(t.num_classes)
-                for t in self.tasks
-            ]
-        )
-        self.task_per_class = nn.ModuleList(
-            [
-                per_class_metrics(t.num_classes) if t.kind != "regression" else nn.Identity()
-                for t in self.tasks
-            ]
-        )
-        self.task_loss = nn.ModuleList([MeanMetric() for _ in self.tasks])
-        self.task_count = nn.ModuleList([SumMetric() for _ in self.tasks])
+        # Scores per task, fed only that task's present labels. The typed list is for reading;
+        # the ModuleList registers the same objects, so they move with the model.
+        self._task_scores = [TaskScores(t) for t in self.tasks]
+        self.task_scores = nn.ModuleList(self._task_scores)
         self.eval_tasks: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------------------- model
@@ -554,7 +613,7 @@ class MultiTaskNet(ClassifierModule):
     # ------------------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = getattr(self._trainer, "datamodule", None)
         names = getattr(datamodule, "label_classes", None)
         if isinstance(names, Mapping):
             self.set_class_names(names)
@@ -562,60 +621,23 @@ class MultiTaskNet(ClassifierModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         outputs = self(x)
-        for i, task in enumerate(self.tasks):
-            target = y[:, task.column]
-            present = present_mask(target, task.class_column)
-            n = int(present.sum())
-            self.task_count[i].update(n)
-            if n == 0:
-                continue
+        for scores in self._task_scores:
+            task = scores.task
             z = outputs[task.head]
             if task.kind in ("multilabel", "regression"):
                 z = z[:, task.unit]
-            z, t = z[present], target[present]
-            # The cost of each task over its present labels, as in training (head_losses).
-            if task.kind == "regression":
-                self.task_loss[i].update(F.mse_loss(z, t.to(z.dtype)), weight=n)
-                self.task_metrics[i].update(z.float(), t.float())
-                continue
-            t = t.long()
-            if task.kind == "multiclass":
-                loss, pred = F.cross_entropy(z, t), z.argmax(dim=-1)
-            else:
-                loss, pred = F.binary_cross_entropy_with_logits(z, t.to(z.dtype)), (z > 0).long()
-            self.task_loss[i].update(loss, weight=n)
-            self.task_metrics[i].update(pred, t)
-            self.task_per_class[i].update(pred, t)
+            scores.update(z, y[:, task.column])
 
     def on_test_epoch_end(self) -> None:
         # Scores over the whole split (states summed over batches), never a mean of batches.
         rows: dict[str, dict[str, Any]] = {}
-        logged: dict[str, Tensor] = {}
-        for i, task in enumerate(self.tasks):
-            n = int(self.task_count[i].compute())
-            row: dict[str, Any] = {"kind": task.kind, "head": task.head, "n": n}
-            if n == 0:
-                row["no_labels"] = True
-            else:
-                values = {k: float(v) for k, v in self.task_metrics[i].compute().items()}
-                values["loss"] = float(self.task_loss[i].compute())
-                if task.kind != "regression":
-                    values["error"] = 1.0 - values["accuracy"]
-                    details = self.task_per_class[i].compute()
-                    row["per_class"] = per_class_table(
-                        {k: v.detach().cpu() for k, v in details.items()},
-                        task.class_names or None,
-                    )
-                    row["confusion_matrix"] = details["confusion_matrix"].tolist()
-                row.update(values)
-                for k, v in values.items():
-                    logged[f"{self.eval_split}/{task.name}/{k}"] = torch.tensor(v)
-            rows[task.name] = row
-            for metric in (self.task_metrics[i], self.task_per_class[i]):
-                if isinstance(metric, MetricCollection):
-                    metric.reset()
-            self.task_loss[i].reset()
-            self.task_count[i].reset()
+        logged: dict[str, float] = {}
+        for scores in self._task_scores:
+            row = rows[scores.task.name] = scores.compute()
+            scores.reset()
+            for k, v in row.items():
+                if k not in ("kind", "head", "n") and isinstance(v, float):
+                    logged[f"{self.eval_split}/{scores.task.name}/{k}"] = v
         self.eval_tasks = rows
         if logged:
             self.log_dict(logged)

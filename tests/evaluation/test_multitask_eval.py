@@ -1,0 +1,228 @@
+"""Per-task scores on present labels only, against scikit-learn; "no labels" entries; the
+per-task diagnosis, tables and report sections."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    recall_score,
+)
+
+from mlstrategy.data import InMemoryBatches
+from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose
+from mlstrategy.evaluation.multitask import (
+    NO_LABELS,
+    diagnose_tasks,
+    render_task_report,
+    score_task,
+    summarize_tasks,
+    task_comparison_table,
+    task_table,
+    write_task_report,
+)
+from mlstrategy.models import Head, MultiTaskNet
+
+rng = np.random.default_rng(0)
+
+
+def test_binary_scores_equal_scikit_learn_on_present_labels_only():
+    target = rng.integers(0, 2, 200).astype(np.float64)
+    pred = np.where(rng.random(200) < 0.7, target, 1 - target).astype(np.int64)
+    target[rng.random(200) < 0.3] = -1
+    present = target >= 0
+    t, p = target[present].astype(int), pred[present]
+    s = score_task(torch.from_numpy(pred), torch.from_numpy(target))
+    assert s["n"] == int(present.sum())
+    assert s["f1"] == pytest.approx(f1_score(t, p), abs=1e-6)
+    assert s["precision"] == pytest.approx(precision_score(t, p), abs=1e-6)
+    assert s["recall"] == pytest.approx(recall_score(t, p), abs=1e-6)
+    assert s["error"] == pytest.approx(1 - accuracy_score(t, p), abs=1e-6)
+    # Counting missing labels as class 0 would give another F1: the masking matters here.
+    assert s["f1"] != pytest.approx(f1_score(np.maximum(target, 0).astype(int), pred), abs=1e-3)
+
+
+def test_multiclass_and_regression_scores_on_present_labels():
+    target = rng.integers(0, 3, 150).astype(np.float64)
+    pred = np.where(rng.random(150) < 0.6, target, rng.integers(0, 3, 150)).astype(np.int64)
+    target[::4] = -1
+    keep = target >= 0
+    s = score_task(pred, target, kind="multiclass", num_classes=3, class_names=["a", "b", "c"])
+    t, p = target[keep].astype(int), pred[keep]
+    assert s["f1"] == pytest.approx(f1_score(t, p, average="macro"), abs=1e-6)
+    assert s["per_class"]["c"]["recall"] == pytest.approx(
+        recall_score(t, p, average=None)[2], abs=1e-4
+    )
+    values = rng.normal(size=50)
+    truth = values + rng.normal(scale=0.5, size=50)
+    truth[[3, 7, 11]] = np.nan
+    r = score_task(torch.from_numpy(values), torch.from_numpy(truth), kind="regression")
+    ok = ~np.isnan(truth)
+    assert r["n"] == 47
+    assert r["mse"] == pytest.approx(mean_squared_error(truth[ok], values[ok]), rel=1e-9)
+    assert r["mae"] == pytest.approx(mean_absolute_error(truth[ok], values[ok]), rel=1e-9)
+    # A regression target of -1 is a value, not a missing label.
+    assert score_task(torch.tensor([0.0]), torch.tensor([-1.0]), kind="regression")["mse"] == 1.0
+
+
+def test_an_all_missing_task_is_a_no_labels_entry():
+    assert score_task(torch.tensor([1, 0]), torch.tensor([-1, -1])) == {"n": 0, "no_labels": True}
+    nan = torch.tensor([float("nan")])
+    assert score_task(torch.tensor([0.3]), nan, kind="regression")["no_labels"]
+
+
+def _model_and_data():
+    torch.manual_seed(0)
+    net = MultiTaskNet(
+        (3,),
+        {"a": Head(), "w": Head("multiclass", num_classes=3), "d": Head("regression")},
+        layer_dims=[5],
+    )
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(90, 3, generator=g)
+    y = torch.stack(
+        [
+            torch.randint(0, 2, (90,), generator=g).float(),
+            torch.randint(0, 3, (90,), generator=g).float(),
+            torch.randn(90, generator=g),
+        ],
+        dim=1,
+    )
+    y[torch.rand(90, generator=g) < 0.3, 0] = -1
+    y[torch.rand(90, generator=g) < 0.3, 1] = -1
+    y[torch.rand(90, generator=g) < 0.3, 2] = float("nan")
+    y[:32, 0] = -1  # the first batch of 32 has no label for task "a"
+    return net, x, y
+
+
+@pytest.mark.filterwarnings("ignore:.*val_dataloader.*")
+def test_model_scores_a_split_over_batches_as_scikit_learn_does_over_the_whole():
+    import lightning as L
+
+    net, x, y = _model_and_data()
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    net.eval_split = "dev"
+    out = trainer.test(net, InMemoryBatches(x, y, batch_size=32), verbose=False)[0]
+    rows = net.eval_tasks
+    with torch.no_grad():
+        z = net(x)
+    keep = y[:, 0] >= 0
+    pred_a = (z["a"] > 0).long()
+    assert rows["a"]["n"] == int(keep.sum())
+    assert rows["a"]["f1"] == pytest.approx(f1_score(y[keep, 0], pred_a[keep]), abs=1e-6)
+    assert out["dev/a/f1"] == pytest.approx(rows["a"]["f1"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z["a"][keep], y[keep, 0])
+    assert rows["a"]["loss"] == pytest.approx(bce.item(), rel=1e-5)
+    keep_w = y[:, 1] >= 0
+    pred_w = z["w"].argmax(-1)
+    assert rows["w"]["f1"] == pytest.approx(
+        f1_score(y[keep_w, 1], pred_w[keep_w], average="macro"), abs=1e-6
+    )
+    keep_d = ~torch.isnan(y[:, 2])
+    assert rows["d"]["mse"] == pytest.approx(
+        mean_squared_error(y[keep_d, 2], z["d"][keep_d, 0]), rel=1e-5
+    )
+    assert "f1" not in rows["d"]
+    # Test with every label of task "a" missing: a "no labels" entry, and nothing logged for it.
+    y2 = y.clone()
+    y2[:, 0] = -1
+    out = trainer.test(net, InMemoryBatches(x, y2, batch_size=32), verbose=False)[0]
+    assert net.eval_tasks["a"] == {"kind": "binary", "head": "a", "n": 0, "no_labels": True}
+    assert "dev/a/f1" not in out and "dev/w/f1" in out
+
+
+def _row(error: float, n: int = 100, **extra) -> dict:
+    acc = 1 - error
+    return {"kind": "binary", "n": n, "error": error, "accuracy": acc, "precision": acc,
+            "recall": acc, "f1": acc, "loss": error * 2, **extra}  # fmt: skip
+
+
+def _splits() -> dict:
+    return {
+        "train": {"n": 300, "tasks": {"car": _row(0.02), "sign": _row(0.10), "gone": _row(0.1)}},
+        "dev": {
+            "n": 100,
+            "tasks": {"car": _row(0.12), "sign": _row(0.11), "gone": {"n": 0, "no_labels": True}},
+        },
+        "test": {"n": 100, "tasks": {"car": _row(0.13), "sign": _row(0.12)}},
+    }
+
+
+def test_diagnosis_per_task_reuses_the_course_gaps():
+    d = diagnose_tasks(_splits(), human_error=0.01)
+    car = d["car"]
+    assert isinstance(car, Diagnosis)
+    reference = diagnose(0.02, 0.12, test_error=0.13, human_error=0.01)
+    assert car.gaps == pytest.approx(reference.gaps)
+    assert car.largest == "variance"
+    sign = d["sign"]
+    assert isinstance(sign, Diagnosis) and sign.largest == "avoidable_bias"
+    assert d["gone"] == f"{NO_LABELS} in dev: cannot diagnose"
+    reg = {"train": {"tasks": {"d": {"kind": "regression", "n": 5, "mse": 1.0}}}}
+    assert diagnose_tasks(reg)["d"].startswith("regression")
+
+
+def test_summary_row_averages_tasks_that_have_labels():
+    rows = {
+        "a": _row(0.1, loss_weight=2.0),
+        "b": _row(0.3),
+        "c": {"kind": "binary", "n": 0, "no_labels": True},
+        "d": {"kind": "regression", "n": 4, "mse": 9.0, "loss": 9.0, "loss_weight": 0.5},
+    }
+    s = summarize_tasks(rows)
+    assert s["error"] == pytest.approx(0.2) and s["f1"] == pytest.approx(0.8)
+    assert s["loss"] == pytest.approx(2.0 * 0.2 + 0.6 + 0.5 * 9.0)
+    assert math.isnan(summarize_tasks({"c": rows["c"]})["f1"])
+
+
+def test_tables_and_report_show_every_task_and_no_labels():
+    from rich.console import Console
+
+    splits = _splits()
+    diagnoses = diagnose_tasks(splits, human_error=0.01)
+    console = Console(width=200, record=True)
+    console.print(task_table(splits, diagnoses))
+    text = console.export_text()
+    assert "car" in text and "variance 10.0%" in text and NO_LABELS in text
+    assert task_table(splits, diagnoses).row_count == 3
+    md = render_task_report(splits, diagnoses)
+    assert "| car | dev | 100 | 12.00% | 0.8800 |" in md
+    assert "| gone | dev | 0 | *no labels* |" in md
+    assert "| sign | 9.00% | 1.00% | - | 1.00% | **avoidable bias** |" in md
+
+
+def test_write_task_report_appends_sections_and_diagnoses(tmp_path):
+    (tmp_path / "report.md").write_text("# Run report: x\n")
+    (tmp_path / "diagnosis.json").write_text(json.dumps({"largest": "variance"}))
+    splits = _splits()
+    write_task_report(tmp_path, {"splits": splits}, diagnose_tasks(splits, 0.01))
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# Run report: x\n\n## Per-task scores")
+    payload = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert payload["largest"] == "variance"
+    assert payload["tasks"]["car"]["largest"] == "variance"
+    assert payload["tasks"]["gone"] == {"skipped": f"{NO_LABELS} in dev: cannot diagnose"}
+
+
+def test_comparison_table_orders_runs_by_train_size():
+    def run(n_train: int, f1: float) -> dict:
+        tasks = {"car": {"kind": "binary", "n": 9, "f1": f1}}
+        return {
+            "params": 1000,
+            "fit_seconds": 2.0,
+            "splits": {"train": {"n": n_train}, "test": {"f1": f1, "tasks": tasks}},
+        }
+
+    table = task_comparison_table({"big": run(2000, 0.9), "small": run(200, 0.7), "x": {}})
+    assert table.row_count == 2
+    assert list(table.columns[0].cells) == ["small", "big"]
+    assert list(table.columns[2].cells) == ["0.700", "0.900"]
