@@ -43,6 +43,8 @@ verbs:
   learning-curve RECIPE
                       train on growing fractions of the train split, plot train and dev
                       error against size, say what more data would buy
+  lr-find RECIPE      sweep the learning rate over a few steps and suggest one
+                      (mlstrategy lr-find -h)
   fit                 LightningCLI: train           (mlstrategy fit --config RECIPE)
   validate            LightningCLI: score the dev split
   test                LightningCLI: score the test split (--ckpt_path CHECKPOINT)
@@ -145,7 +147,7 @@ evaluation.satisfy) are used; without those, --optimize dev/f1.
 
 _DEBUG_ENV = "MLSTRATEGY_DEBUG"
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
-_TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve")
+_TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve", "lr-find")
 
 
 class _DropAdverts(logging.Filter):
@@ -787,7 +789,7 @@ def _vet(args: list[str]) -> list[str]:
             ckpt = value
         elif arg.startswith("--"):
             overrides.append(arg if "=" in arg else f"{arg}={value}")
-    if verb in ("run", "learning-curve") and tail and not tail[0].startswith("-"):
+    if verb in ("run", "learning-curve", "lr-find") and tail and not tail[0].startswith("-"):
         target = Path(tail[0])
         configs += sorted(target.glob("*.yaml")) if target.is_dir() else [target]
         configs += [target.parent / "_base.yaml"] if target.is_file() else []
@@ -824,6 +826,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args[1:], console)
         if verb == "learning-curve":
             return _learning_curve(args[1:], console)
+        if verb == "lr-find":
+            from mlstrategy.tuning import lr_find_main
+
+            return lr_find_main(args[1:], console)
         if verb in _LIGHTNING_VERBS:
             _make_cli_class()(args=args)
             return 0
