@@ -575,6 +575,11 @@ def _diagnose(argv: list[str], console: Console) -> int:
         human_error = load_settings(run_dir).get("human_error")
     diagnosis = diagnose_splits(metrics["splits"], human_error)
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
+    if any("tasks" in row for row in metrics["splits"].values()):
+        from mlstrategy.evaluation.multitask import diagnose_tasks, task_renderable
+
+        tasks = diagnose_tasks(metrics["splits"], human_error)
+        console.print(task_renderable(metrics["splits"], tasks))
     console.print(diagnosis_renderable(diagnosis))
     report = run_dir / "report.md"
     if report.is_file():

@@ -226,3 +226,19 @@ def test_comparison_table_orders_runs_by_train_size():
     assert table.row_count == 2
     assert list(table.columns[0].cells) == ["small", "big"]
     assert list(table.columns[2].cells) == ["0.700", "0.900"]
+
+
+def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():
+    from mlstrategy.evaluation.selection import flatten_metrics, select
+
+    def run(car_f1: float, sign_recall: float) -> dict:
+        tasks = {"car": _row(1 - car_f1), "sign": _row(0.1)}
+        tasks["car"]["f1"] = car_f1
+        tasks["sign"]["recall"] = sign_recall
+        return flatten_metrics({"splits": {"test": {"f1": 0.5, "n": 9, "tasks": tasks}}})
+
+    flat = run(0.8, 0.95)
+    assert flat["test/f1/car"] == 0.8 and flat["test/recall/sign"] == 0.95
+    assert "test/n/car" not in flat  # counts are not scores
+    s = select({"a": run(0.9, 0.5), "b": run(0.8, 0.95)}, "test/f1/car", ["test/recall/sign>=0.9"])
+    assert s.winner == "b"

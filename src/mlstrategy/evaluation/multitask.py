@@ -29,6 +29,7 @@ from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, GAPS, Diagnosis, diagnose_splits
 from mlstrategy.evaluation.metrics import METRIC_NAMES, score_predictions
+from mlstrategy.io import write_json_atomic, write_text_atomic
 
 NO_LABELS = "no labels"
 AVERAGED = ("error", *METRIC_NAMES)
@@ -332,14 +333,10 @@ def write_task_report(
     and sends TensorBoard ``diagnosis/{task}/{gap}`` scalars and a ``report/tasks`` text panel
     (the per-task scores themselves were logged as ``{split}/{task}/{metric}`` by the model).
     """
-    from mlstrategy.evaluation.report import write_json_atomic
-
     section = render_task_report(metrics["splits"], diagnoses)
     report = run_dir / "report.md"
     text = report.read_text() if report.is_file() else ""
-    tmp = report.with_name(".report.md.tmp")
-    tmp.write_text(text.rstrip() + "\n\n" + section)
-    tmp.replace(report)
+    write_text_atomic(report, text.rstrip() + "\n\n" + section)
     diagnosis_file = run_dir / "diagnosis.json"
     payload = json.loads(diagnosis_file.read_text()) if diagnosis_file.is_file() else {}
     payload["tasks"] = diagnoses_to_dict(diagnoses)

@@ -104,7 +104,8 @@ def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The selectable numbers of a run's ``metrics.json``, by name.
 
     Top-level numbers keep their name (``params``, ``latency_ms``, ``fit_seconds``); per-split
-    scores become ``{split}/{name}`` and per-class scores ``{split}/{name}/{class}``.
+    scores become ``{split}/{name}`` and per-class scores ``{split}/{name}/{class}``; the
+    per-task scores of a multi-task run become ``{split}/{name}/{task}`` (``test/f1/car``).
 
     Example:
         >>> m = {"params": 31, "splits": {"dev": {"f1": 0.9, "per_class": {"a": {"f1": 0.8}}}}}
@@ -122,6 +123,10 @@ def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         for cls, scores in (row.get("per_class") or {}).items():
             for key, value in scores.items():
                 flat[f"{split}/{key}/{cls}"] = float(value)
+        for task, scores in (row.get("tasks") or {}).items():
+            for key, value in scores.items():
+                if isinstance(value, float):  # scores, not counts, flags or nested tables
+                    flat[f"{split}/{key}/{task}"] = value
     return flat
 
 
