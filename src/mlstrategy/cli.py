@@ -101,6 +101,9 @@ folder is run alone); the runs go to
 logs/<study>/<recipe>/<timestamp>/ and one table compares them by the evaluation rules of
 the first recipe (the winner is marked).
 
+A recipe with a `study:` section instead of model/data/trainer names a study class that runs
+its own comparison, e.g. `mlstrategy run recipes/end_to_end/` (end-to-end vs pipeline).
+
 The run folder, logs/<recipe name>/<timestamp>/, holds TensorBoard events (cost/train and
 cost/dev per epoch on one chart under Custom Scalars, per-split scores, hyperparameters,
 diagnosis/* scalars, the report as text, confusion matrices as images), config.yaml (the
@@ -467,6 +470,11 @@ def _run(argv: list[str], console: Console) -> int:
             "of recipes, e.g. `mlstrategy run recipes/quickstart.yaml` (see `ls recipes`)."
         )
     runs = _recipes_of(path)
+    from mlstrategy.pipeline.study import is_study_recipe, run_study_recipe
+
+    if len(runs) == 1 and is_study_recipe(runs[0][-1]):
+        run_study_recipe(runs[0], overrides, console, Path(LOGS_DIR), resume=args.resume)
+        return 0
     if args.resume is not None:
         if len(runs) != 1:
             raise ValueError("--resume continues one run: give one recipe file, not a folder.")

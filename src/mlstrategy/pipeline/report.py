@@ -1,0 +1,314 @@
+"""What an end-to-end vs pipeline study shows: the crossover, the tables and the plot."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from mlstrategy.pipeline.ceiling import CeilingAnalysis
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where one learning curve (test error vs training-set size) falls below another.
+
+    Attributes:
+        at: The interpolated training-set size where the curves cross (linear in
+            ``log m``), or None when they do not cross.
+        between: The two measured sizes the crossing lies between, or None.
+        summary: One sentence saying what happened, with the numbers.
+    """
+
+    at: float | None
+    between: tuple[int, int] | None
+    summary: str
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def find_crossover(
+    sizes: Sequence[int],
+    challenger: Sequence[float],
+    incumbent: Sequence[float],
+    names: tuple[str, str] = ("end-to-end", "pipeline"),
+) -> Crossover:
+    """The first size from which ``challenger``'s error is at or below ``incumbent``'s.
+
+    Args:
+        sizes: Training-set sizes, increasing.
+        challenger: Test error of the approach expected to win with more data, one per size.
+        incumbent: Test error of the other approach, one per size.
+        names: How the summary names the two approaches.
+
+    Returns:
+        The crossing (interpolated in ``log m`` between the last size where the challenger was
+        behind and the first where it is not), or a :class:`Crossover` without one, saying who
+        led throughout.
+
+    Example:
+        >>> c = find_crossover([100, 1000, 10000], [0.5, 0.2, 0.05], [0.2, 0.15, 0.1])
+        >>> round(c.at), c.between
+        (3162, (1000, 10000))
+        >>> find_crossover([100, 1000], [0.5, 0.3], [0.2, 0.1]).at is None
+        True
+    """
+    if not (len(sizes) == len(challenger) == len(incumbent)) or not sizes:
+        raise ValueError(
+            f"sizes, challenger and incumbent need one value per size; got lengths "
+            f"{len(sizes)}, {len(challenger)} and {len(incumbent)}."
+        )
+    if any(b <= a for a, b in itertools.pairwise(sizes)):
+        raise ValueError(f"sizes={list(sizes)} must be increasing.")
+    first, second = names
+    gap = [c - i for c, i in zip(challenger, incumbent, strict=True)]
+    if gap[0] <= 0:
+        return Crossover(
+            None,
+            None,
+            f"No crossover: {first} is at or below {second} already at m={sizes[0]} "
+            f"({_pct(challenger[0])} vs {_pct(incumbent[0])}).",
+        )
+    for k in range(1, len(sizes)):
+        if gap[k] <= 0:
+            m0, m1 = sizes[k - 1], sizes[k]
+            d0, d1 = gap[k - 1], gap[k]
+            fraction = d0 / (d0 - d1)
+            at = math.exp(math.log(m0) + fraction * (math.log(m1) - math.log(m0)))
+            return Crossover(
+                at,
+                (m0, m1),
+                f"{first} overtakes {second} between m={m0} ({_pct(challenger[k - 1])} vs "
+                f"{_pct(incumbent[k - 1])}) and m={m1} ({_pct(challenger[k])} vs "
+                f"{_pct(incumbent[k])}), at about m={at:.0f} training examples.",
+            )
+    return Crossover(
+        None,
+        None,
+        f"No crossover up to m={sizes[-1]}: {second} stays ahead of {first} at every size "
+        f"({_pct(incumbent[-1])} vs {_pct(challenger[-1])} at m={sizes[-1]}).",
+    )
+
+
+def error_vs_size_figure(
+    sizes: Sequence[int], curves: Mapping[str, Sequence[float]], crossover: Crossover | None = None
+) -> Figure:
+    """Test error against training-set size (log scale), one line per approach.
+
+    Example:
+        >>> fig = error_vs_size_figure([10, 100], {"a": [0.5, 0.1], "b": [0.3, 0.2]})
+        >>> [line.get_label() for line in fig.axes[0].get_lines()]
+        ['a', 'b']
+    """
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, errors in curves.items():
+        ax.plot(sizes, [100 * e for e in errors], marker="o", label=label)
+    if crossover is not None and crossover.at is not None:
+        ax.axvline(
+            crossover.at, color="gray", linestyle=":", label=f"crossover (m~{crossover.at:.0f})"
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(list(sizes), [str(m) for m in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training-set size m (canvases)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("end-to-end vs pipeline")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def sizes_table(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> Table:
+    """A rich table: one row per training-set size, test error of each approach."""
+    table = Table(title="test error vs training-set size", title_justify="left")
+    table.add_column("m", justify="right")
+    for label in curves:
+        table.add_column(label, justify="right")
+    for k, m in enumerate(sizes):
+        table.add_row(str(m), *(_pct(errors[k]) for errors in curves.values()))
+    return table
+
+
+def ceiling_table(analysis: CeilingAnalysis, title: str) -> Table:
+    """A rich table of a ceiling analysis: error with each stage perfect, and its share."""
+    table = Table(title=title, title_justify="left")
+    for col in ("component made perfect", "system error", "share of error", "stage's own error"):
+        table.add_column(col, justify="left" if col.startswith("component") else "right")
+    worst = analysis.worst
+    for row in analysis.rows:
+        is_first = row.component == "overall system"
+        style = "bold" if row.component == worst else None
+        table.add_row(
+            "overall system (none)" if is_first else f"+ {row.component}",
+            _pct(row.error),
+            "" if is_first else _pct(row.gain),
+            "" if is_first else _pct(row.stage_error),
+            style=style,
+        )
+    return table
+
+
+def sizes_markdown(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> str:
+    """The test-error table in Markdown.
+
+    Example:
+        >>> print(sizes_markdown([10], {"a": [0.5]}))
+        | m | a |
+        | ---: | ---: |
+        | 10 | 50.0% |
+    """
+    lines = [
+        "| m | " + " | ".join(curves) + " |",
+        "| ---: | " + " | ".join("---:" for _ in curves) + " |",
+    ]
+    for k, m in enumerate(sizes):
+        lines.append(f"| {m} | " + " | ".join(_pct(e[k]) for e in curves.values()) + " |")
+    return "\n".join(lines)
+
+
+def ceiling_markdown(analysis: CeilingAnalysis) -> str:
+    """A ceiling analysis in Markdown (the stage with the largest share in bold)."""
+    lines = [
+        "| component made perfect | system error | share of error | stage's own error |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    worst = analysis.worst
+    for row in analysis.rows:
+        if row.component == "overall system":
+            lines.append(f"| overall system (none) | {_pct(row.error)} | | |")
+            continue
+        name = f"**+ {row.component}**" if row.component == worst else f"+ {row.component}"
+        lines.append(f"| {name} | {_pct(row.error)} | {_pct(row.gain)} | {_pct(row.stage_error)} |")
+    return "\n".join(lines)
+
+
+RESULTS_FILE = "study.json"
+FIGURE_FILE = "error_vs_train_size.png"
+
+
+def write_study(
+    run_dir: Path,
+    console: Console,
+    study: Any,
+    errors: Mapping[str, Sequence[float]],
+    ceilings: Mapping[str, Sequence[CeilingAnalysis]],
+    seconds: Mapping[str, Sequence[float]],
+    test_size: int,
+    total_seconds: float,
+) -> dict[str, Any]:
+    """Print and write an end-to-end vs pipeline study's results.
+
+    Writes ``report.md``, ``error_vs_train_size.png``, TensorBoard events (``test_error/*``
+    against the training-set size on one chart, the figure, the report as text) and, last,
+    ``study.json``, whose presence marks a finished study.
+
+    Args:
+        run_dir: The run folder.
+        console: Where the tables are printed.
+        study: The study (its ``train_sizes`` and ``task``).
+        errors: Test error per approach (the end-to-end one first), one per size.
+        ceilings: Each pipeline's ceiling analysis, one per size.
+        seconds: Training time per approach and size.
+        test_size: Number of test canvases.
+        total_seconds: Wall time of the whole study.
+
+    Returns:
+        What ``study.json`` holds.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mlstrategy.evaluation.plots import save_figure
+    from mlstrategy.io import write_json_atomic, write_text_atomic
+
+    sizes = list(study.train_sizes)
+    names = list(errors)
+    e2e = names[0]
+    crossovers = {
+        p: find_crossover(sizes, errors[e2e], errors[p], names=(e2e, p)) for p in names[1:]
+    }
+    largest = sizes[-1]
+    figure = error_vs_size_figure(sizes, errors, next(iter(crossovers.values()), None))
+    save_figure(figure, run_dir / FIGURE_FILE)
+
+    lines = [
+        "# End-to-end vs pipeline",
+        "",
+        f"Task: {study.task!r}; {test_size} test canvases (held-out digits). "
+        f"Study time {total_seconds:.0f} s.",
+        "",
+        "## Test error vs training-set size",
+        "",
+        sizes_markdown(sizes, errors),
+        "",
+        *(f"- {c.summary}" for c in crossovers.values()),
+        "",
+        f"![test error vs training-set size]({FIGURE_FILE})",
+        "",
+        f"## Error analysis by parts (ceiling analysis, m={largest})",
+        "",
+        "Each row replaces one more stage by its ground truth (its intermediate label); the "
+        "share is how much of the system's error that stage is responsible for. The row "
+        "before the last is the classifier's own error on clean digits.",
+    ]
+    for name, analyses in ceilings.items():
+        lines += ["", f"### {name}", "", ceiling_markdown(analyses[-1])]
+    report = "\n".join(lines) + "\n"
+    write_text_atomic(run_dir / "report.md", report)
+
+    writer = SummaryWriter(log_dir=str(run_dir))
+    try:
+        tags = {name: f"test_error/{_tag(name)}" for name in names}
+        writer.add_custom_scalars(
+            {"end-to-end vs pipeline": {"test error vs m": ["Multiline", list(tags.values())]}}
+        )
+        for name, tag in tags.items():
+            for m, error in zip(sizes, errors[name], strict=True):
+                writer.add_scalar(tag, error, global_step=m)
+        for name, analyses in ceilings.items():
+            for m, analysis in zip(sizes, analyses, strict=True):
+                for stage, gain in analysis.gains.items():
+                    writer.add_scalar(f"ceiling/{_tag(name)}/{stage}", gain, global_step=m)
+        writer.add_figure("error_vs_train_size", figure, global_step=largest)
+        writer.add_text("report", report, global_step=largest)
+    finally:
+        writer.close()
+
+    console.print(sizes_table(sizes, errors))
+    for c in crossovers.values():
+        console.print(c.summary, highlight=False)
+    for name, analyses in ceilings.items():
+        console.print(ceiling_table(analyses[-1], f"error by parts: {name}, m={largest}"))
+
+    results: dict[str, Any] = {
+        "task": repr(study.task),
+        "train_sizes": sizes,
+        "test_size": test_size,
+        "test_error": {k: list(v) for k, v in errors.items()},
+        "crossover": {
+            p: {"at": c.at, "between": c.between, "summary": c.summary}
+            for p, c in crossovers.items()
+        },
+        "ceiling": {
+            name: {str(m): a.to_dict() for m, a in zip(sizes, analyses, strict=True)}
+            for name, analyses in ceilings.items()
+        },
+        "train_seconds": {k: list(v) for k, v in seconds.items()},
+        "total_seconds": round(total_seconds, 1),
+    }
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    return results
+
+
+def _tag(name: str) -> str:
+    """A TensorBoard-friendly tag: ``pipeline (template localizer)`` -> ``pipeline_template``."""
+    return name.replace(" localizer)", "").replace(" (", "_").replace("-", "_").replace(" ", "_")

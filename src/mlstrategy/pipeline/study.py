@@ -1,0 +1,371 @@
+"""The end-to-end vs pipeline study, and how ``mlstrategy run`` runs a study recipe.
+
+A *study recipe* is a YAML file with a ``study:`` section naming a :class:`Study` class
+(``class_path`` + ``init_args``, checked like any LightningCLI config) instead of
+``model``/``data``/``trainer``. ``mlstrategy run RECIPE`` runs it and writes one run folder,
+``logs/<recipe>/<timestamp>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from rich.console import Console
+
+from mlstrategy.data.canvas import Canvases, DigitCanvas
+from mlstrategy.pipeline.ceiling import CeilingAnalysis, ceiling_analysis
+from mlstrategy.pipeline.localize import LearnedLocalizer, TemplateLocalizer, crop_stage
+from mlstrategy.pipeline.pipeline import Pipeline, as_examples
+from mlstrategy.pipeline.report import RESULTS_FILE, write_study
+from mlstrategy.pipeline.stages import ModelFactory, ModelStage, Stage
+
+LocalizerName = Literal["template", "learned"]
+_LABELS = {
+    "end_to_end": "end-to-end",
+    "pipeline_template": "pipeline (template localizer)",
+    "pipeline_learned": "pipeline (learned localizer)",
+}
+
+
+class Study:
+    """Base class of the studies a study recipe can name; subclasses implement :meth:`run`."""
+
+    def run(self, run_dir: Path, console: Console) -> dict[str, Any]:
+        """Run the study, write its results into ``run_dir``, and return them."""
+        raise NotImplementedError
+
+
+def _default_end_to_end(input_shape: tuple[int, ...], num_classes: int) -> Any:
+    from mlstrategy.models.conv import ConvNet
+
+    return ConvNet(
+        input_shape,
+        num_classes,
+        channels=(8, 16, 32),
+        global_pool="max",
+        batch_norm=True,
+        learning_rate=0.01,
+    )
+
+
+def _default_classifier(input_shape: tuple[int, ...], num_classes: int) -> Any:
+    from mlstrategy.models.conv import ConvNet
+
+    return ConvNet(
+        input_shape,
+        num_classes,
+        channels=(16, 32),
+        pool_sizes=(1, 2),
+        global_pool="flatten",
+        hidden_dims=(64,),
+        learning_rate=0.003,
+    )
+
+
+class EndToEndStudy(Study):
+    """Test error vs training-set size of an end-to-end net and of a multi-stage pipeline.
+
+    The task is :class:`~mlstrategy.data.canvas.DigitCanvas`: a digit somewhere on a cluttered
+    canvas. For each training-set size ``m`` (the first ``m`` training canvases, so the sets are
+    nested), it trains
+
+    - **end-to-end**: one classifier mapping the canvas straight to the digit's class, on the
+      canvas labels only;
+    - **pipeline**: ``localize -> crop -> classify``. The localizer is trained on the position
+      labels (``template``: a hand-designed matched filter whose template is the average digit;
+      ``learned``: a fully convolutional position classifier), the crop is a fixed function, and
+      the classifier is trained on the clean digits of the same ``m`` canvases;
+
+    scores every approach on the same test canvases (held-out digits), and runs a ceiling
+    analysis of each pipeline (error with each stage in turn replaced by its ground truth).
+
+    Writes into the run folder: ``study.json`` (every number), ``report.md`` (the tables and
+    where the curves cross), ``error_vs_train_size.png``, and TensorBoard events (the test
+    errors against ``m`` on one chart, the figure, the report as text, and each trained model's
+    learning curve under ``models/``).
+
+    Args:
+        task: The generated task; its ``n_train`` must be at least the largest training size.
+        train_sizes: Training-set sizes ``m`` to compare at, increasing.
+        end_to_end: Builds the end-to-end classifier as ``end_to_end(input_shape, 10)``; null =
+            a ConvNet with channels [8, 16, 32], batch norm and global max pooling.
+        classifier: Builds the pipeline's digit classifier as ``classifier((1, 8, 8), 10)``;
+            null = a ConvNet with channels [16, 32] and one hidden layer of 64.
+        localizers: Which pipelines to build: ``template`` (hand-designed matched filter)
+            and/or ``learned`` (a position classifier trained on the position labels).
+        localizer: Builds the learned localizer as ``localizer(input_shape, num_positions)``;
+            null = :class:`~mlstrategy.pipeline.localize.Localizer` with its defaults.
+        epochs: Passes over the ``m`` training examples for every trained model.
+        min_steps: Fewest gradient steps of every trained model, so small sets get enough
+            updates (``max(min_steps, epochs * ceil(m / batch_size))`` steps).
+        batch_size: Mini-batch size of every trained model.
+        tolerance: Pixels a predicted position may be off and still count as right in the
+            localizer's own error (0 = exact).
+        seed: Seed of the task's data and every model's initialization and batch order.
+        accelerator: Lightning accelerator for training: ``cpu``, ``gpu``, ``auto``, ...
+        log_models: Write each trained model's learning curve to TensorBoard.
+    """
+
+    def __init__(
+        self,
+        task: DigitCanvas | None = None,
+        train_sizes: Sequence[int] = (250, 500, 1000, 2000, 4000),
+        end_to_end: ModelFactory | None = None,
+        classifier: ModelFactory | None = None,
+        localizers: Sequence[LocalizerName] = ("template",),
+        localizer: ModelFactory | None = None,
+        epochs: int = 10,
+        min_steps: int = 300,
+        batch_size: int = 64,
+        tolerance: int = 0,
+        seed: int = 0,
+        accelerator: str = "cpu",
+        log_models: bool = True,
+    ) -> None:
+        self.task = task or DigitCanvas(n_train=max(train_sizes) if train_sizes else 1)
+        sizes = [int(m) for m in train_sizes]
+        if not sizes or any(m < 2 for m in sizes) or sizes != sorted(set(sizes)):
+            raise ValueError(
+                f"train_sizes={sizes} must be increasing sizes, each >= 2, e.g. [250, 1000, 4000]."
+            )
+        if sizes[-1] > self.task.n_train:
+            raise ValueError(
+                f"train_sizes={sizes} goes up to {sizes[-1]} but task.n_train="
+                f"{self.task.n_train}; raise task.init_args.n_train to at least {sizes[-1]}."
+            )
+        kinds = list(localizers)
+        bad = [k for k in kinds if k not in ("template", "learned")]
+        if not kinds or bad or len(set(kinds)) != len(kinds):
+            raise ValueError(
+                f"localizers={kinds} must list 'template' and/or 'learned', each once."
+            )
+        for arg, value, low in (
+            ("epochs", epochs, 1),
+            ("min_steps", min_steps, 0),
+            ("batch_size", batch_size, 1),
+            ("tolerance", tolerance, 0),
+        ):
+            if value < low:
+                raise ValueError(f"{arg}={value} must be >= {low}.")
+        self.train_sizes = sizes
+        self.end_to_end = end_to_end or _default_end_to_end
+        self.classifier = classifier or _default_classifier
+        self.localizers: list[LocalizerName] = kinds
+        self.localizer = localizer
+        self.epochs = epochs
+        self.min_steps = min_steps
+        self.batch_size = batch_size
+        self.tolerance = tolerance
+        self.seed = seed
+        self.accelerator = accelerator
+        self.log_models = log_models
+
+    # ------------------------------------------------------------------------------ building
+    def _train_args(self, run_dir: Path, name: str) -> dict[str, Any]:
+        logger: Any = None
+        if self.log_models:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            logger = TensorBoardLogger(
+                save_dir=str(run_dir), name="models", version=name, default_hp_metric=False
+            )
+        return {
+            "epochs": self.epochs,
+            "min_steps": self.min_steps,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "accelerator": self.accelerator,
+            "logger": logger,
+        }
+
+    def _localizer(self, kind: LocalizerName, run_dir: Path, m: int) -> Stage:
+        if kind == "template":
+            return TemplateLocalizer(tolerance=self.tolerance)
+        return LearnedLocalizer(
+            self.task.canvas_size,
+            self.localizer,
+            tolerance=self.tolerance,
+            **self._train_args(run_dir, f"m{m}_localize"),
+        )
+
+    # ------------------------------------------------------------------------------- running
+    def run(self, run_dir: Path, console: Console) -> dict[str, Any]:
+        """Train and score every approach at every size; write the run folder's files."""
+        started = time.perf_counter()
+        train, test = self.task.generate(self.seed)
+        test_examples = _examples(test)
+        keys = ["end_to_end", *(f"pipeline_{k}" for k in self.localizers)]
+        errors: dict[str, list[float]] = {k: [] for k in keys}
+        ceilings: dict[str, list[CeilingAnalysis]] = {k: [] for k in keys[1:]}
+        seconds: dict[str, list[float]] = {k: [] for k in keys}
+        with _quiet_lightning():
+            for m in self.train_sizes:
+                examples = _examples(train.subset(slice(0, m)))
+                t0 = time.perf_counter()
+                e2e = Pipeline(
+                    [
+                        ModelStage(
+                            "end-to-end",
+                            self.end_to_end,
+                            reads=("canvas",),
+                            writes="label",
+                            num_classes=10,
+                            **self._train_args(run_dir, f"m{m}_end_to_end"),
+                        )
+                    ]
+                ).fit(examples)
+                errors["end_to_end"].append(e2e.error(test_examples))
+                seconds["end_to_end"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                classify = ModelStage(
+                    "classify",
+                    self.classifier,
+                    reads=("digit",),
+                    writes="label",
+                    num_classes=10,
+                    **self._train_args(run_dir, f"m{m}_classify"),
+                )
+                classify.fit([examples["digit"]], examples["label"])
+                classify_seconds = time.perf_counter() - t0
+                for kind in self.localizers:
+                    t0 = time.perf_counter()
+                    localize = self._localizer(kind, run_dir, m)
+                    localize.fit([examples["canvas"]], examples["position"])
+                    pipe = Pipeline([localize, crop_stage(), classify])
+                    analysis = ceiling_analysis(pipe, test_examples)
+                    key = f"pipeline_{kind}"
+                    ceilings[key].append(analysis)
+                    errors[key].append(analysis.system_error)
+                    seconds[key].append(classify_seconds + time.perf_counter() - t0)
+                console.print(
+                    f"m={m:>6}: "
+                    + ", ".join(f"{_LABELS[k]} {100 * errors[k][-1]:.1f}%" for k in keys),
+                    highlight=False,
+                )
+        return write_study(
+            run_dir,
+            console,
+            study=self,
+            errors={_LABELS[k]: v for k, v in errors.items()},
+            ceilings={_LABELS[k]: v for k, v in ceilings.items()},
+            seconds={_LABELS[k]: [round(s, 2) for s in v] for k, v in seconds.items()},
+            test_size=len(test),
+            total_seconds=time.perf_counter() - started,
+        )
+
+
+def _examples(canvases: Canvases) -> dict[str, Any]:
+    return as_examples(
+        canvas=canvases.canvas,
+        position=canvases.position,
+        digit=canvases.digit,
+        label=canvases.label,
+    )
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-Trainer banners (GPU available, ...) for the many small fits."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+# --------------------------------------------------------------------------- study recipes
+_PARSER_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Expected a <class 'NoneType'>",
+    "Given value",
+)
+
+
+def _concise(err: Exception) -> str:
+    """jsonargparse's error without the union bookkeeping around the one line that matters.
+
+    Example:
+        >>> text = "Does not validate against any of the Union subtypes; - clutter=-1 is bad"
+        >>> _concise(ValueError(text.replace("; ", chr(10))))
+        'clutter=-1 is bad'
+    """
+    lines = (line.strip().removeprefix("- ").strip() for line in str(err).splitlines())
+    kept = [line for line in lines if line and not line.startswith(_PARSER_NOISE)]
+    return " ".join(kept) or str(err)
+
+
+def is_study_recipe(path: Path) -> bool:
+    """True when the YAML file at ``path`` has a top-level ``study:`` section."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(tree, dict) and "study" in tree
+
+
+def run_study_recipe(
+    configs: Sequence[Path],
+    overrides: Sequence[str],
+    console: Console,
+    logs_dir: Path,
+    resume: str | None = None,
+) -> dict[str, Any]:
+    """Parse a study recipe (plus dotted overrides), run the study, write its run folder.
+
+    Args:
+        configs: The recipe files, later ones overriding earlier ones.
+        overrides: ``--study.init_args.KEY=VALUE`` overrides.
+        console: Where progress and tables are printed.
+        logs_dir: The folder run folders go under (``logs``).
+        resume: ``run --resume``'s value; a study has no checkpoint to resume, so any value
+            is refused.
+
+    Returns:
+        The study's results (also in ``study.json`` in the run folder).
+    """
+    if resume is not None:
+        raise ValueError(
+            f"--resume={resume}: {configs[-1]} is a study recipe, which keeps no checkpoint to "
+            "resume from; run it again without --resume."
+        )
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from mlstrategy.cli import _new_run_version, _shown
+
+    parser = ArgumentParser(prog="mlstrategy run", exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_subclass_arguments(Study, "study", required=True)
+    args = [*(f"--config={c}" for c in configs), *overrides]
+    try:
+        config = parser.parse_args(args)
+        study = parser.instantiate(config).study
+    except Exception as err:  # jsonargparse's errors, and ValueErrors of the classes it builds
+        raise ValueError(f"Study recipe {configs[-1]}: {_concise(err)}") from None
+    name = Path(configs[-1]).stem
+    run_dir = Path(logs_dir) / name / _new_run_version(Path(logs_dir), name)
+    shown = _shown(run_dir)
+    console.print(f"[bold]study[/] {configs[-1]} -> {shown}")
+    (run_dir / "config.yaml").write_text(parser.dump(config, skip_none=False))
+    try:
+        results = study.run(run_dir, console)
+    except BaseException as err:
+        (run_dir / "FAILED").write_text(f"{type(err).__name__}: {err}\n")
+        console.print(f"[red]study failed[/]; {shown} is incomplete (no {RESULTS_FILE})")
+        raise
+    console.print(
+        f"run folder: {shown}  ·  report: {shown / 'report.md'}  ·  tensorboard --logdir {shown}"
+    )
+    return results
