@@ -1,0 +1,63 @@
+"""The deep-net lesson recipes and the MNIST-1D recipes: valid, and they show their lesson."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from mlstrategy.cli import _recipes_of, main
+
+STUDIES = ["init", "regularization", "optimizers", "lr_decay", "batch_norm"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def _all_recipes() -> list[list[Path]]:
+    runs = [r for study in STUDIES for r in _recipes_of(REPO / "recipes" / "deep" / study)]
+    return runs + _recipes_of(REPO / "recipes" / "mnist1d")
+
+
+@pytest.mark.parametrize("configs", _all_recipes(), ids=lambda c: "/".join(c[-1].parts[-2:]))
+def test_every_recipe_is_a_valid_lightning_cli_config(configs, capsys):
+    """`mlstrategy fit --print_config` type-checks every key without loading any data."""
+    args = ["fit", *(f"--config={c}" for c in configs), "--print_config"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "class_path: mlstrategy.models." in printed
+
+
+def test_each_lesson_recipe_says_what_to_look_for_in_tensorboard():
+    for study in STUDIES:
+        base = (REPO / "recipes" / "deep" / study / "_base.yaml").read_text()
+        assert "What to look for" in base and "tensorboard --logdir" in base, study
+
+
+def _test_accuracy(root: Path, recipe: str) -> dict[str, float]:
+    (path,) = root.glob(f"logs/*/{recipe}/*/metrics.json")
+    splits = json.loads(path.read_text())["splits"]
+    return {split: row["accuracy"] for split, row in splits.items()}
+
+
+@pytest.mark.slow
+def test_zeros_init_stays_at_chance_and_he_init_learns(in_tmp):
+    assert main(["run", str(REPO / "recipes" / "deep" / "init"), *QUIET]) == 0
+    assert _test_accuracy(in_tmp, "zeros")["train"] == pytest.approx(0.5)
+    assert _test_accuracy(in_tmp, "he")["train"] > 0.85
+
+
+@pytest.mark.slow
+def test_batch_norm_trains_the_deep_sigmoid_net_plain_gd_cannot(in_tmp):
+    assert main(["run", str(REPO / "recipes" / "deep" / "batch_norm"), *QUIET]) == 0
+    assert _test_accuracy(in_tmp, "plain")["dev"] < 0.2
+    assert _test_accuracy(in_tmp, "batch_norm")["dev"] > 0.9
+
+
+@pytest.mark.slow
+def test_mnist1d_recipes_reach_the_targets(in_tmp):
+    """Targets: logistic >= 32%, MLP >= 78%, CNN >= 98% test accuracy (paper: 32/68/94%)."""
+    assert main(["run", str(REPO / "recipes" / "mnist1d"), *QUIET]) == 0
+    assert _test_accuracy(in_tmp, "logistic")["test"] >= 0.32
+    assert _test_accuracy(in_tmp, "mlp")["test"] >= 0.78
+    assert _test_accuracy(in_tmp, "cnn")["test"] >= 0.98
