@@ -499,6 +499,7 @@ def _study_rules(
     """The selection rules recorded by the runs: the first run's, with a note if others differ."""
     from mlstrategy.evaluation.runs import load_settings
 
+    run_dirs = _candidates(run_dirs)
     rules = []
     for run_dir in run_dirs:
         s = load_settings(run_dir)
@@ -515,6 +516,14 @@ def _study_rules(
     return str(optimize), cast(Literal["auto", "max", "min"], goal), [str(c) for c in satisfy]
 
 
+def _candidates(run_dirs: list[Path]) -> list[Path]:
+    """The runs to compare: not those whose recipe says ``evaluation.candidate: false`` (runs
+    that prepare the others, such as pretraining on a transfer study's source task)."""
+    from mlstrategy.evaluation.runs import load_settings
+
+    return [d for d in run_dirs if load_settings(d).get("candidate", True)] or run_dirs
+
+
 def _print_comparison(
     run_dirs: list[Path],
     optimize: str,
@@ -523,10 +532,12 @@ def _print_comparison(
     console: Console,
     title: str | None = None,
 ) -> None:
-    from mlstrategy.evaluation.runs import load_metrics, run_names
+    from mlstrategy.evaluation.runs import load_metrics, load_settings, run_names
     from mlstrategy.evaluation.selection import flatten_metrics, select
     from mlstrategy.evaluation.tables import compare_table
 
+    run_dirs = _candidates(run_dirs)
+    columns = dict.fromkeys(["dev/error", *(load_settings(run_dirs[0]).get("columns") or [])])
     names = run_names(run_dirs)
     runs = {names[d]: flatten_metrics(load_metrics(d)) for d in run_dirs}
     selection = select(runs, optimize, satisfy, goal=None if goal == "auto" else goal)
@@ -535,7 +546,7 @@ def _print_comparison(
         rules += ", satisfy " + ", ".join(str(c) for c in selection.constraints)
     # The rules on their own line: as a table title they would wrap to the table's width.
     console.print(f"[bold]{title or 'comparison'}[/]: {rules}", highlight=False)
-    console.print(compare_table(selection))
+    console.print(compare_table(selection, columns=[*columns, "params"]))
     from mlstrategy.evaluation.multitask import task_comparison_table
 
     # Multi-task runs: each task's F1 side by side (the table is empty for other runs).

@@ -2,6 +2,7 @@
 
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule
+from mlstrategy.data.images import DigitImages, ImageFolderDataModule
 from mlstrategy.data.multitask import LabelledArrays, LabelsFile, MultiTaskDataModule
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.scenes import StreetScenes
@@ -24,8 +25,10 @@ __all__ = [
     "ArraySource",
     "Arrays",
     "BreastCancer",
+    "DigitImages",
     "Digits",
     "Flower",
+    "ImageFolderDataModule",
     "InMemoryBatches",
     "LabelledArrays",
     "LabelsFile",

@@ -80,7 +80,8 @@ def evaluate_splits(
         row: dict[str, Any] = {
             k[len(prefix) :]: float(v) for k, v in out[0].items() if k.startswith(prefix)
         }
-        row["n"] = len(loader.x)
+        # In-memory batches hold the split as `x`; a DataLoader (image folders) its dataset.
+        row["n"] = len(loader.x) if hasattr(loader, "x") else len(loader.dataset)
         details = getattr(model, "eval_details", None)
         if details:
             row["per_class"] = per_class_table(details, class_names)

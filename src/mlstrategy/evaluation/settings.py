@@ -29,6 +29,10 @@ class EvaluationSettings:
         satisfy: Satisficing constraints ``METRIC OP NUMBER`` (OP: <=, >=, <, >, ==) that a
             run must meet to be chosen, e.g. ``latency_ms<=5`` or ``test/recall>=0.9``.
         latency_repeats: Timed forward passes of one example; the median is ``latency_ms``.
+        candidate: False for a run that only prepares the others of its study (e.g. pretraining
+            on a source task for transfer learning): it runs, but is left out of the comparison.
+        columns: More metrics for the comparison table, e.g. ``[test/f1, fit_seconds,
+            trainable_params]``.
 
     Example:
         >>> s = EvaluationSettings(human_error=0.05, satisfy=["latency_ms<=5"])
@@ -43,6 +47,8 @@ class EvaluationSettings:
         goal: Literal["auto", "max", "min"] = "auto",
         satisfy: list[str] | None = None,
         latency_repeats: int = 50,
+        candidate: bool = True,
+        columns: list[str] | None = None,
     ) -> None:
         if human_error is not None and not 0.0 <= human_error <= 1.0:
             raise ValueError(
@@ -58,6 +64,8 @@ class EvaluationSettings:
         self.goal = goal
         self.satisfy = list(satisfy or [])
         self.latency_repeats = latency_repeats
+        self.candidate = candidate
+        self.columns = list(columns or [])
         self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
 
     @property
@@ -72,4 +80,6 @@ class EvaluationSettings:
             "optimize": self.optimize,
             "goal": self.goal,
             "satisfy": list(self.satisfy),
+            "candidate": self.candidate,
+            "columns": list(self.columns),
         }

@@ -6,6 +6,7 @@ from mlstrategy.models.deep import MLP, DeepNet
 from mlstrategy.models.logistic import LogisticRegression
 from mlstrategy.models.multitask import Head, MultiTaskNet, MultiTaskNetwork
 from mlstrategy.models.softmax import SoftmaxRegression
+from mlstrategy.models.transfer import TransferNet, TransferNetwork
 
 __all__ = [
     "CNN",
@@ -18,4 +19,6 @@ __all__ = [
     "MultiTaskNet",
     "MultiTaskNetwork",
     "SoftmaxRegression",
+    "TransferNet",
+    "TransferNetwork",
 ]
