@@ -188,7 +188,7 @@ def test_training_lowers_the_cost_and_evaluates_each_task_on_present_labels():
         (
             {"bus": {"kind": "binary"}},
             {"car": 2, "stop": 2},
-            r"heads\.bus\.columns \(default: \[name\]\): the data has no label column 'bus'; "
+            r"heads\.bus\.columns \(default: its name\): the data has no label column 'bus'; "
             r"its label columns are \['car', 'stop'\]",
         ),
         (

@@ -81,7 +81,7 @@ class LabelsFile(MultiTaskSource):
         if not labels:
             raise ValueError(
                 "labels=[] names no label column; give the CSV's label columns, e.g. "
-                "labels: [pedestrian, car]."
+                "labels: ['pedestrian', 'car']."
             )
         self.path = path
         self.labels = list(labels)

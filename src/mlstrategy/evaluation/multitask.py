@@ -380,7 +380,7 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
         tasks += [t for t in m["splits"][split]["tasks"] if t not in tasks]
     table = Table(title=f"per-task {split} F1 (present labels only)", title_justify="left")
     table.add_column("run", no_wrap=True)
-    table.add_column("train n", justify="right")
+    table.add_column("train n", justify="right", no_wrap=True)
     for t in tasks:
         # Spaces let a long task name wrap onto two header lines instead of being cut.
         table.add_column(t.replace("_", " "), justify="right")

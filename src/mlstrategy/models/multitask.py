@@ -371,7 +371,7 @@ def _check_heads(
         assert head.columns is not None
         for col in head.columns:
             if col not in classes:
-                columns = "columns" if head.columns != [name] else "columns (default: [name])"
+                columns = "columns" if head.columns != [name] else "columns (default: its name)"
                 raise ValueError(
                     f"heads.{name}.{columns}: the data has no label column {col!r}; its label "
                     f"columns are {label_names}. Name the head after a label column or set "
