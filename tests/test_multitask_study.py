@@ -107,7 +107,6 @@ def test_run_writes_per_task_scores_diagnosis_report_and_tensorboard(in_tmp, cap
     assert "report/tasks" in str(events.Tags()["tensors"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("heads", "match"),
     [

@@ -223,9 +223,10 @@ def test_comparison_table_orders_runs_by_train_size():
         }
 
     table = task_comparison_table({"big": run(2000, 0.9), "small": run(200, 0.7), "x": {}})
-    assert table.row_count == 2
-    assert list(table.columns[0].cells) == ["small", "big"]
-    assert list(table.columns[2].cells) == ["0.700", "0.900"]
+    assert [c.header for c in table.columns] == ["", "small", "big"]
+    assert list(table.columns[0].cells) == ["train n", "car", "mean F1", "params", "fit s"]
+    assert list(table.columns[1].cells) == ["200", "0.700", "0.700", "1,000", "2.0"]
+    assert list(table.columns[2].cells)[1] == "0.900"
 
 
 def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():

@@ -204,14 +204,16 @@ def task_table(
     """
     split_names = list(splits)
     scored = _first_split(splits, "test", "dev") or split_names[-1]
+    if title:
+        title += f": error per split; F1 and labels (n) on {scored}"
     table = Table(title=title, title_justify="left")
     table.add_column("task", no_wrap=True)
     for s in split_names:
-        table.add_column(f"{s} err", justify="right", no_wrap=True)
-    table.add_column(f"{scored} F1", justify="right", no_wrap=True)
-    table.add_column(f"{scored} n", justify="right", no_wrap=True)
+        table.add_column(s, justify="right", no_wrap=True)
+    table.add_column("F1", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
     if diagnoses is not None:
-        table.add_column("largest gap", overflow="fold")
+        table.add_column("largest gap", min_width=11)  # the longest word: "overfitting"
     for task in _task_names(splits):
         rows = {
             s: splits[s].get("tasks", {}).get(task, {"no_labels": True, "n": 0}) for s in splits
@@ -358,10 +360,11 @@ def write_task_report(
 
 
 def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> Table:
-    """Multi-task runs side by side: each task's F1, their mean, parameters and training time.
+    """Multi-task runs side by side, one column each: the size of the train split, each task's
+    F1, their mean, the parameters and the training time.
 
-    Rows are ordered by the size of the train split, then by name, so the runs of one data size
-    sit together.
+    Runs are ordered by the size of their train split, then by name, so the runs of one data
+    size sit together.
 
     Args:
         runs: ``{run name: metrics.json content}``; runs without per-task scores are left out.
@@ -371,41 +374,39 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
         >>> row = {"kind": "binary", "n": 4, "f1": 0.5}
         >>> m = {"params": 10, "fit_seconds": 1.0,
         ...      "splits": {"train": {"n": 8}, "test": {"f1": 0.5, "tasks": {"car": row}}}}
-        >>> task_comparison_table({"mt": m}).row_count
-        1
+        >>> [c.header for c in task_comparison_table({"mt": m}).columns]
+        ['', 'mt']
     """
     multi = {k: m for k, m in runs.items() if "tasks" in m.get("splits", {}).get(split, {})}
-    tasks: list[str] = []
-    for m in multi.values():
-        tasks += [t for t in m["splits"][split]["tasks"] if t not in tasks]
-    table = Table(title=f"per-task {split} F1 (present labels only)", title_justify="left")
-    table.add_column("run", no_wrap=True)
-    table.add_column("train n", justify="right", no_wrap=True)
-    for t in tasks:
-        # Spaces let a long task name wrap onto two header lines instead of being cut.
-        table.add_column(t.replace("_", " "), justify="right")
-    table.add_column("mean F1", justify="right")
-    table.add_column("params", justify="right")
-    table.add_column("fit s", justify="right")
 
     def train_n(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
         return int(item[1]["splits"].get("train", {}).get("n", 0)), item[0]
 
-    for name, m in sorted(multi.items(), key=train_n):
-        rows = m["splits"][split]["tasks"]
-        cells = [name, str(m["splits"].get("train", {}).get("n", "?"))]
-        for t in tasks:
-            r = rows.get(t)
-            if r is None:
-                cells.append("")
-            elif r.get("no_labels"):
-                cells.append(NO_LABELS)
-            else:
-                cells.append(f"{r['f1']:.3f}" if "f1" in r else f"mse {r.get('mse', 0):.3g}")
-        cells += [
-            f"{m['splits'][split].get('f1', math.nan):.3f}",
-            f"{int(m.get('params', 0)):,}",
-            f"{m.get('fit_seconds', 0):.1f}",
-        ]
-        table.add_row(*cells)
+    ordered = sorted(multi.items(), key=train_n)
+    tasks: list[str] = []
+    for _, m in ordered:
+        tasks += [t for t in m["splits"][split]["tasks"] if t not in tasks]
+    table = Table(title=f"per-task {split} F1 (present labels only)", title_justify="left")
+    table.add_column("", no_wrap=True)
+    for name, _ in ordered:
+        # Spaces let a long run name wrap onto several header lines; numbers never wrap.
+        table.add_column(name.replace("_", " "), justify="right")
+
+    def f1(row: Mapping[str, Any] | None) -> str:
+        if row is None:
+            return ""
+        if row.get("no_labels"):
+            return NO_LABELS
+        return f"{row['f1']:.3f}" if "f1" in row else f"mse {row.get('mse', 0):.3g}"
+
+    table.add_row("train n", *(str(m["splits"].get("train", {}).get("n", "?")) for _, m in ordered))
+    for t in tasks:
+        table.add_row(t, *(f1(m["splits"][split]["tasks"].get(t)) for _, m in ordered))
+    table.add_row(
+        "mean F1",
+        *(f"{m['splits'][split].get('f1', math.nan):.3f}" for _, m in ordered),
+        style="bold",
+    )
+    table.add_row("params", *(f"{int(m.get('params', 0)):,}" for _, m in ordered))
+    table.add_row("fit s", *(f"{m.get('fit_seconds', 0):.1f}" for _, m in ordered))
     return table
