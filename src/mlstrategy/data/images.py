@@ -22,9 +22,7 @@ from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
 
-# Formats torchvision.io decodes natively; other image files go through PIL.
-_DECODED = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-IMAGE_EXTENSIONS = (*_DECODED, ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 _DEV_DIRS = ("dev", "val", "valid", "validation")
 
 
@@ -124,7 +122,7 @@ def write_image_folder(
         >>> sorted(p.name for p in (root / "3").iterdir())
         ['00000.png', '00001.png']
     """
-    from torchvision.io import write_png
+    from PIL import Image
 
     root = Path(root)
     names = arrays.class_names or [str(k) for k in range(int(arrays.y.max()) + 1)]
@@ -133,26 +131,21 @@ def write_image_folder(
         folder.mkdir(parents=True, exist_ok=True)
         members = np.flatnonzero(arrays.y == k)[:limit_per_class]
         for i, row in enumerate(members):
-            image = torch.from_numpy(arrays.x[row])
-            image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-            write_png((image * 255).round().to(torch.uint8), str(folder / f"{i:05d}.png"))
+            image = np.broadcast_to(arrays.x[row], (3, *arrays.x.shape[2:]))
+            pixels = (image.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:05d}.png")
     return root
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as a ``uint8`` RGB tensor of shape ``(3, H, W)``."""
-    path = Path(path)
+    """An image file as a ``uint8`` RGB tensor of shape ``(3, H, W)`` (decoded by Pillow)."""
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
     try:
-        if path.suffix.lower() in _DECODED:
-            from torchvision.io import ImageReadMode, decode_image
-
-            return decode_image(str(path), mode=ImageReadMode.RGB)
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
         with Image.open(path) as image:
             return pil_to_tensor(image.convert("RGB"))
-    except (RuntimeError, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:
         raise ValueError(f"Cannot decode the image {path}: {err}") from None
 
 
@@ -269,7 +262,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.predict_files: list[Path] = []
 
     # ------------------------------------------------------------------------------- files
-    def prepare(self) -> dict[str, tuple[list[Path], list[int]]]:
+    def split_files(self) -> dict[str, tuple[list[Path], list[int]]]:
         """Find the images once: ``{split: (files, labels)}``."""
         if self._splits is None:
             self._splits = self._find()
@@ -340,7 +333,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def split_names(self) -> list[str]:
         """The splits, in order: train, dev, test."""
-        return list(self.prepare())
+        return list(self.split_files())
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -350,7 +343,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         """Number of class folders."""
-        self.prepare()
+        self.split_files()
         return len(self.class_names)
 
     # -------------------------------------------------------------------------- transforms
@@ -396,7 +389,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         :class:`Standardize` of the input shape; None when ``normalize`` is false."""
         if not self.normalize:
             return None
-        files, _ = self.prepare()["train"]
+        files, _ = self.split_files()["train"]
         rng = np.random.default_rng(self.seed)
         rows = rng.choice(len(files), min(max_images, len(files)), replace=False)
         transform = self.eval_transform()
@@ -429,7 +422,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
 
     def _split(self, split: str, train: bool = False, keep: bool = False) -> DataLoader:
-        splits = self.prepare()
+        splits = self.split_files()
         if split not in splits:
             raise ValueError(f"No {split!r} split; this data module has {self.split_names}.")
         return self._loader(*splits[split], train=train, keep=keep)
@@ -441,7 +434,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self._split("dev", keep=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._split("test" if "test" in self.prepare() else "dev")
+        return self._split("test" if "test" in self.split_files() else "dev")
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Any split in order, unaugmented, for evaluation (e.g. train error in eval mode)."""
