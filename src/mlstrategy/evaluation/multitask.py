@@ -163,7 +163,7 @@ def diagnose_tasks(
         rows = {s: r["tasks"][task] for s, r in splits.items() if task in r.get("tasks", {})}
         kinds = {r.get("kind") for r in rows.values()}
         if "regression" in kinds:
-            out[task] = "regression: no error rate to diagnose (see mse and mae)"
+            out[task] = "regression: no error rate (see mse)"
             continue
         lacking = [s for s in ("train", "dev") if s not in rows or rows[s].get("no_labels")]
         if lacking:
