@@ -188,11 +188,17 @@ def _new_run_version(save_dir: Path, name: str) -> str:
 
 def _make_cli_class() -> type:
     # Imported lazily so `mlstrategy --help` answers without loading torch.
-    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+    from lightning.pytorch.callbacks import (
+        BasePredictionWriter,
+        ModelCheckpoint,
+        ProgressBar,
+        RichProgressBar,
+    )
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
+    from mlstrategy.callbacks.predictions import PredictionsCSV
     from mlstrategy.evaluation.settings import EvaluationSettings
     from mlstrategy.io import AtomicCheckpointIO
 
@@ -269,6 +275,10 @@ def _make_cli_class() -> type:
                 isinstance(c, ProgressBar) for c in callbacks
             ):
                 callbacks.append(RichProgressBar())
+            if self.subcommand == "predict" and not any(
+                isinstance(c, BasePredictionWriter) for c in callbacks
+            ):
+                callbacks.append(PredictionsCSV())  # predictions.csv in the run folder
             # Always on, and outside the recipe's callbacks list so recipes keep their own.
             kwargs["callbacks"] = [*callbacks, NonFiniteGuard(), RNGState()]
             if not config.get("plugins"):

@@ -457,6 +457,10 @@ class ImageFolderDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "class_names": self.class_names}
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # The class names the checkpoint was trained with name the predicted classes.
+        self.class_names = list(state_dict.get("class_names") or self.class_names)
+
 
 _SPLITS = ("train", "dev", "test")
 
