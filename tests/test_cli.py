@@ -175,3 +175,11 @@ def test_shipped_recipes_reach_95_percent_test_accuracy(recipe, in_tmp):
     assert main(["run", str(REPO / "recipes" / recipe), *overrides]) == 0
     metrics = json.loads(next(in_tmp.glob("logs/*/*/metrics.json")).read_text())
     assert metrics["splits"]["test"]["accuracy"] >= 0.95
+
+
+def test_bad_model_hyperparameter_reads_as_one_sentence(tiny_recipe, capsys):
+    code = main(["run", str(tiny_recipe), "--model.init_args.learning_rate=-1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "learning_rate=-1.0 must be > 0" in err
+    assert "Union subtypes" not in err and "Namespace(" not in err

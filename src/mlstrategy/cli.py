@@ -794,6 +794,24 @@ def _train_subset(fraction: float) -> Callable[[Any], None]:
     return apply
 
 
+def _user_message(err: BaseException) -> str:
+    """The part of an error a user can act on.
+
+    jsonargparse wraps a ``ValueError`` raised while building a class (a model's bad
+    hyperparameter) in "Does not validate against any of the Union subtypes ... Given value:
+    Namespace(...)"; only the inner messages say what is wrong.
+    """
+    text = str(err)
+    if "Does not validate against any of the Union subtypes" not in text:
+        return text
+    inner = [
+        line.strip()[2:]
+        for line in text.splitlines()
+        if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
+    ]
+    return " ".join(inner) or text
+
+
 def _vet(args: list[str]) -> list[str]:
     """Refuse foreign class paths and crafted checkpoints before anything is imported.
 
@@ -886,7 +904,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         if os.environ.get(_DEBUG_ENV):
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(_user_message(err), markup=False, highlight=False, soft_wrap=True)
         return 2
 
 
