@@ -109,6 +109,7 @@ def test_blocks_unfreeze_from_the_top_on_schedule_and_join_the_lr_schedule(tmp_p
     assert not torch.equal(model.net.blocks[0][0].weight, first)
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
 def test_resumed_run_gets_its_groups_schedule_and_unfrozen_blocks_back(tmp_path):
     L.seed_everything(0)
     whole = _gradual(tmp_path, every=1)

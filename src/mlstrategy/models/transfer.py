@@ -446,6 +446,8 @@ class TransferNet(ClassifierModule):
             is the head's, ``optimizer``, ``lr_decay``, ``l2_lambda``, ...).
     """
 
+    net: TransferNetwork
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -544,7 +546,7 @@ class TransferNet(ClassifierModule):
         return groups
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        hp = self.hparams
+        hp: Any = self.hparams
         optimizer = build_optimizer(
             hp.optimizer,
             self.param_groups(),
@@ -564,6 +566,9 @@ class TransferNet(ClassifierModule):
             return []
         from mlstrategy.callbacks.finetuning import GradualUnfreezing
 
+        trainer = self._trainer
+        if trainer is not None and any(isinstance(c, GradualUnfreezing) for c in trainer.callbacks):
+            return []  # one already there (from this trainer's fit, or the recipe's own)
         return [GradualUnfreezing(self.unfreeze_every, self.backbone_lr_ratio)]
 
     def l2_penalty(self, m: int) -> Tensor:
@@ -573,7 +578,7 @@ class TransferNet(ClassifierModule):
             for layer in self.net.modules()
             if isinstance(layer, WEIGHT_LAYERS) and layer.weight.requires_grad
         ]
-        return self.l2_lambda / (2 * m) * sum(w.pow(2).sum() for w in weights)
+        return self.l2_lambda / (2 * m) * sum((w.pow(2).sum() for w in weights), torch.zeros(()))
 
     def on_fit_start(self) -> None:
         import warnings
