@@ -308,24 +308,27 @@ def test_weights_that_do_not_fit_list_missing_unexpected_and_mismatched_keys(tmp
     assert "1 unexpected keys: extra.weight" in message
     assert "features.1.block.0.0.weight: file (2, 2), model (16, 1, 3, 3)" in message
     path = tmp_path / "resnet.pth"
-    torch.save(_published("resnet18"), path)  # another architecture entirely
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "bn1.bias": torch.zeros(64)}, path)
     with pytest.raises(ValueError, match=r"missing keys: .*unexpected keys: bn1\.bias"):
         TransferNet((3, 32, 32), 4, backbone="mobilenet_v3_small", weights_path=str(path))
 
 
 def test_weights_file_missing_or_malicious_is_refused_and_runs_nothing(tmp_path):
+    def build(path: Path) -> TransferNet:
+        return TransferNet((3, 32, 32), 4, backbone="mobilenet_v3_small", weights_path=str(path))
+
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        TransferNet((3, 32, 32), 4, backbone="resnet18", weights_path=str(tmp_path / "no.pth"))
+        build(tmp_path / "no.pth")
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pth"
-    torch.save({"conv1.weight": _Evil(marker)}, evil)
+    torch.save({"features.0.0.weight": _Evil(marker)}, evil)
     with pytest.raises(UnsafeError, match="nothing from it was executed"):
-        TransferNet((3, 32, 32), 4, backbone="resnet18", weights_path=str(evil))
+        build(evil)
     assert not marker.exists()
     notes = tmp_path / "notes.pth"
-    torch.save({"conv1.weight": "not a tensor"}, notes)
-    with pytest.raises(ValueError, match=r"not a state dict of tensors: \['conv1.weight'\]"):
-        TransferNet((3, 32, 32), 4, backbone="resnet18", weights_path=str(notes))
+    torch.save({"features.0.0.weight": "not a tensor"}, notes)
+    with pytest.raises(ValueError, match=r"not a state dict of tensors: \['features.0.0.weight'\]"):
+        build(notes)
 
 
 def test_torchvision_blocks_cover_the_backbone_bottom_to_top():
@@ -362,3 +365,13 @@ def test_bad_values_name_the_argument_and_what_is_allowed(kwargs, message):
 def test_torchvision_backbones_need_rgb_images():
     with pytest.raises(ValueError, match=r"input_shape=\(1, 8, 8\): resnet18 takes RGB"):
         TransferNet((1, 8, 8), 4, backbone="resnet18", strategy="scratch")
+
+
+def test_frozen_blocks_stay_frozen_after_sync_batch_norm_swaps_the_modules(source):
+    ckpt, _ = source
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(_transfer(ckpt, "freeze"))  # DDP's swap
+    norms = [m for m in model.net.features.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert len(norms) == 2 and all(any(m is n for b in model.net.blocks for m in b) for n in norms)
+    model.train()
+    assert not any(m.training for m in norms)
+    assert not any(p.requires_grad for p in model.net.features.parameters())

@@ -87,8 +87,13 @@ class TransferNetwork(nn.Module):
         super().__init__()
         self.features = features
         self.num_features = num_features
-        # A plain list (not registered again): state_dict keys stay those of `features`.
-        self.blocks: list[list[nn.Module]] = [list(b) for b in blocks]
+        # Kept by name, not as module references: state_dict keys stay those of `features`, and
+        # modules swapped in place (SyncBatchNorm under DDP) are still the ones frozen.
+        names = {id(m): n for n, m in features.named_modules()}
+        unknown = [type(m).__name__ for b in blocks for m in b if id(m) not in names]
+        if unknown:
+            raise ValueError(f"blocks hold modules outside the backbone: {unknown[:_LISTED]}.")
+        self.block_names: list[list[str]] = [[names[id(m)] for m in b] for b in blocks]
         in_blocks = {id(p) for block in self.blocks for m in block for p in m.parameters()}
         uncovered = [n for n, p in features.named_parameters() if id(p) not in in_blocks]
         if uncovered:
@@ -114,6 +119,11 @@ class TransferNetwork(nn.Module):
         """
         self.head = nn.Linear(self.num_features, n_y).to(self.head.weight.device)
         initialize(self.head, "xavier")
+
+    @property
+    def blocks(self) -> list[list[nn.Module]]:
+        """The backbone's blocks, bottom to top, each a list of its modules."""
+        return [[self.features.get_submodule(n) for n in b] for b in self.block_names]
 
     def block_trainable(self, i: int) -> bool:
         """Whether any parameter of block ``i`` trains."""
