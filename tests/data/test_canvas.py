@@ -93,11 +93,19 @@ def test_as_a_source_it_feeds_the_data_module_with_its_own_test_split() -> None:
         ({"n_train": 0}, "n_train=0"),
         ({"test_digits": 1.0}, "test_digits=1.0"),
         ({"canvas_size": 10, "fragment_size": 4}, "leaves no room"),
+        ({"canvas_size": 14, "fragment_size": 4}, "canvas_size >= 15"),
     ],
 )
 def test_bad_arguments_name_the_argument_and_the_value(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         DigitCanvas(**kwargs)
+
+
+def test_the_smallest_canvas_that_fits_clutter_can_be_drawn() -> None:
+    # 15 = 8 + 2 * 4 - 1: a digit in the middle leaves exactly 4 pixels on one side.
+    train, _ = DigitCanvas(canvas_size=15, n_train=50, n_test=1, clutter=3, noise=0.0).generate(0)
+    for i in range(len(train)):
+        np.testing.assert_array_equal(_box(train, i), train.digit[i, 0])
 
 
 def test_draw_canvases_needs_at_least_one() -> None:

@@ -152,11 +152,13 @@ def _check_canvas_args(canvas_size: int, clutter: int, fragment_size: int, noise
             f"fragment_size={fragment_size} must be in 1..{DIGIT_SIZE} (the side of the square "
             "cut from another digit)."
         )
-    if clutter and canvas_size - DIGIT_SIZE < fragment_size:
+    # A digit in the middle leaves ceil((canvas_size - 8) / 2) pixels on its roomier side.
+    room = (canvas_size - DIGIT_SIZE + 1) // 2
+    if clutter and room < fragment_size:
         raise ValueError(
-            f"canvas_size={canvas_size} leaves no room beside the digit for a fragment of "
-            f"fragment_size={fragment_size}; use canvas_size >= {DIGIT_SIZE + fragment_size} "
-            "or clutter=0."
+            f"canvas_size={canvas_size} leaves no room beside a digit in the middle for a "
+            f"fragment of fragment_size={fragment_size}; use canvas_size >= "
+            f"{DIGIT_SIZE + 2 * fragment_size - 1}, a smaller fragment_size, or clutter=0."
         )
     if not noise >= 0:
         raise ValueError(f"noise={noise} must be >= 0 (standard deviation of the pixel noise).")
