@@ -78,6 +78,42 @@ def test_model_stage_trains_a_classifier_on_its_labels() -> None:
     assert stage.module is not None and not stage.module.training
 
 
+@pytest.mark.parametrize("normalize", ["per_channel", "per_feature", "none"])
+def test_model_stage_fits_input_normalization_on_its_training_inputs(normalize: str) -> None:
+    from mlstrategy.models import ConvNet
+
+    generator = torch.Generator().manual_seed(0)
+    # Two channels with different scales; position (0, 0) of channel 0 is always 0.
+    x = torch.rand(40, 2, 4, 4, generator=generator) * torch.tensor([1.0, 10.0])[:, None, None]
+    x[:, 0, 0, 0] = 0
+    y = torch.arange(40) % 2
+    stage = ModelStage(
+        "s",
+        lambda shape, k: ConvNet(shape, k, channels=[2]),
+        reads=["x"],
+        writes="y",
+        num_classes=2,
+        epochs=1,
+        min_steps=1,
+        normalize=normalize,
+    )
+    stage.fit([x], y)
+    assert stage.module is not None
+    norm = stage.module.input_norm
+    if normalize == "per_channel":
+        expected_mean = x.mean(dim=(0, 2, 3))[:, None, None].expand(2, 4, 4)
+        expected_std = x.std(dim=(0, 2, 3), correction=0)[:, None, None].expand(2, 4, 4)
+    elif normalize == "per_feature":
+        # The always-0 pixel keeps std 1 rather than dividing by 0.
+        expected_mean = x.mean(dim=0)
+        expected_std = x.std(dim=0, correction=0)
+        expected_std[0, 0, 0] = 1.0
+    else:
+        expected_mean, expected_std = torch.zeros(2, 4, 4), torch.ones(2, 4, 4)
+    torch.testing.assert_close(norm.mean, expected_mean)
+    torch.testing.assert_close(norm.std, expected_std)
+
+
 def test_model_stage_refuses_to_predict_untrained() -> None:
     stage = ModelStage("s", lambda shape, k: None, reads=["x"], writes="y", num_classes=2)
     with pytest.raises(RuntimeError, match="not trained"):
@@ -92,6 +128,7 @@ def test_model_stage_refuses_to_predict_untrained() -> None:
         ({"batch_size": 0}, "batch_size=0"),
         ({"min_steps": -1}, "min_steps=-1"),
         ({"reads": ["a", "b"]}, "exactly one"),
+        ({"normalize": "global"}, "normalize='global'"),
     ],
 )
 def test_model_stage_bad_arguments(kwargs: dict, needle: str) -> None:

@@ -57,3 +57,22 @@ def test_markdown_tables_and_figure() -> None:
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert labels[:2] == ["e2e", "pipe"] and labels[2].startswith("crossover")
     assert math.isclose(fig.axes[0].get_lines()[0].get_ydata()[0], 50.0)
+
+
+def test_ceiling_verdict_names_the_stage_to_improve_with_the_numbers() -> None:
+    from mlstrategy.pipeline.report import ceiling_verdict
+
+    analysis = CeilingAnalysis(
+        (
+            CeilingRow("overall system", (), 0.2, 0.0),
+            CeilingRow("find", ("find",), 0.15, 0.05, 0.1),
+            CeilingRow("read", ("find", "read"), 0.0, 0.15, 0.15),
+        )
+    )
+    assert ceiling_verdict(analysis) == (
+        "Improve read first: perfect, it would cut the error from 20.0% to 5.0% (3/4 of it)."
+    )
+    perfect = CeilingAnalysis(
+        (CeilingRow("overall system", (), 0.0, 0.0), CeilingRow("a", ("a",), 0.0, 0.0, 0.0))
+    )
+    assert "no stage to improve" in ceiling_verdict(perfect)

@@ -14,6 +14,7 @@ a clutter fragment) that a training canvas or the clean-digit classifier has see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -124,13 +125,13 @@ def _fragments(
     ``(n, clutter, 2)``, none overlapping the digit's box at ``position``."""
     span = canvas_size - fragment_size + 1
     where = np.empty((n, clutter, 2), dtype=np.int64)
-    todo = np.ones((n, clutter), dtype=bool)
+    todo: np.ndarray = np.ones((n, clutter), dtype=bool)
     while todo.any():
         # Rejection sampling: redraw the corners whose fragment would touch the digit's box.
         where[todo] = rng.integers(span, size=(int(todo.sum()), 2))
         box = position[:, None, :]
         apart = (where + fragment_size <= box) | (box + DIGIT_SIZE <= where)
-        todo = ~apart.any(axis=-1)
+        todo = ~np.any(apart, axis=-1)
     source = rng.integers(len(digits), size=(n, clutter))
     corner = rng.integers(DIGIT_SIZE - fragment_size + 1, size=(n, clutter, 2))
     offsets = np.arange(fragment_size)
@@ -243,7 +244,7 @@ class DigitCanvas(ArraySource):
         )
         # One generator per split: the test canvases do not change when n_train does.
         rngs = [np.random.default_rng([seed, k]) for k in (0, 1)]
-        knobs = {
+        knobs: dict[str, Any] = {
             "canvas_size": self.canvas_size,
             "clutter": self.clutter,
             "fragment_size": self.fragment_size,

@@ -57,14 +57,15 @@ class CeilingAnalysis:
         return max(self.rows[1:], key=lambda r: r.gain).component
 
     def to_dict(self) -> list[dict[str, object]]:
-        """The rows as plain values, for JSON."""
+        """The rows as plain values, for JSON (rounded to 9 decimals)."""
         return [
             {
                 "component": r.component,
                 "perfect": list(r.perfect),
-                "error": r.error,
-                "gain": r.gain,
-                "stage_error": r.stage_error,
+                # A difference of two error rates carries float noise (0.20900000000000002).
+                "error": round(r.error, 9),
+                "gain": round(r.gain, 9),
+                "stage_error": None if r.stage_error is None else round(r.stage_error, 9),
             }
             for r in self.rows
         ]

@@ -6,6 +6,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,29 @@ def ceiling_table(analysis: CeilingAnalysis, title: str) -> Table:
     return table
 
 
+def ceiling_verdict(analysis: CeilingAnalysis) -> str:
+    """One sentence: which stage to improve first, and the most that would buy.
+
+    Example:
+        >>> from mlstrategy.pipeline.ceiling import CeilingRow
+        >>> a = CeilingAnalysis((CeilingRow("overall system", (), 0.3, 0.0),
+        ...     CeilingRow("find", ("find",), 0.1, 0.2, 0.25),
+        ...     CeilingRow("read", ("find", "read"), 0.0, 0.1, 0.1)))
+        >>> ceiling_verdict(a)
+        'Improve find first: perfect, it would cut the error from 30.0% to 10.0% (2/3 of it).'
+    """
+    worst = analysis.worst
+    row = next(r for r in analysis.rows if r.component == worst)
+    total = analysis.system_error
+    if total == 0:
+        return "The pipeline makes no mistakes on these examples: no stage to improve."
+    share = Fraction(row.gain / total).limit_denominator(10)
+    return (
+        f"Improve {worst} first: perfect, it would cut the error from {_pct(total)} to "
+        f"{_pct(total - row.gain)} ({share} of it)."
+    )
+
+
 def sizes_markdown(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> str:
     """The test-error table in Markdown.
 
@@ -205,6 +229,7 @@ def write_study(
     seconds: Mapping[str, Sequence[float]],
     test_size: int,
     total_seconds: float,
+    cpu_seconds: float,
 ) -> dict[str, Any]:
     """Print and write an end-to-end vs pipeline study's results.
 
@@ -221,6 +246,7 @@ def write_study(
         seconds: Training time per approach and size.
         test_size: Number of test canvases.
         total_seconds: Wall time of the whole study.
+        cpu_seconds: CPU time of the whole study (all threads).
 
     Returns:
         What ``study.json`` holds.
@@ -244,7 +270,7 @@ def write_study(
         "# End-to-end vs pipeline",
         "",
         f"Task: {study.task!r}; {test_size} test canvases (held-out digits). "
-        f"Study time {total_seconds:.0f} s.",
+        f"Study time {total_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU.",
         "",
         "## Test error vs training-set size",
         "",
@@ -261,7 +287,14 @@ def write_study(
         "before the last is the classifier's own error on clean digits.",
     ]
     for name, analyses in ceilings.items():
-        lines += ["", f"### {name}", "", ceiling_markdown(analyses[-1])]
+        lines += [
+            "",
+            f"### {name}",
+            "",
+            ceiling_markdown(analyses[-1]),
+            "",
+            ceiling_verdict(analyses[-1]),
+        ]
     report = "\n".join(lines) + "\n"
     write_text_atomic(run_dir / "report.md", report)
 
@@ -288,6 +321,7 @@ def write_study(
         console.print(c.summary, highlight=False)
     for name, analyses in ceilings.items():
         console.print(ceiling_table(analyses[-1], f"error by parts: {name}, m={largest}"))
+        console.print(ceiling_verdict(analyses[-1]), highlight=False)
 
     results: dict[str, Any] = {
         "task": repr(study.task),
@@ -304,6 +338,7 @@ def write_study(
         },
         "train_seconds": {k: list(v) for k, v in seconds.items()},
         "total_seconds": round(total_seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
     }
     write_json_atomic(run_dir / RESULTS_FILE, results)
     return results
