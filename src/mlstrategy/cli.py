@@ -561,7 +561,7 @@ def _print_comparison(
 
     # Multi-task runs: each task's F1 side by side (the table is empty for other runs).
     per_task = task_comparison_table({names[d]: load_metrics(d) for d in run_dirs})
-    if per_task.row_count:
+    if len(per_task.columns) > 1:  # a column per multi-task run; none in other studies
         console.print(per_task)
     if selection.winner is None:
         console.print(
