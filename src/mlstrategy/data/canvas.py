@@ -57,10 +57,10 @@ def draw_canvases(
     labels: np.ndarray,
     n: int,
     rng: np.random.Generator,
-    canvas_size: int = 32,
-    clutter: int = 6,
+    canvas_size: int = 24,
+    clutter: int = 8,
     fragment_size: int = 4,
-    noise: float = 1.0,
+    noise: float = 2.0,
 ) -> Canvases:
     """Draw ``n`` canvases from a pool of 8x8 digits.
 
@@ -192,12 +192,12 @@ class DigitCanvas(ArraySource):
 
     def __init__(
         self,
-        canvas_size: int = 32,
-        n_train: int = 3000,
-        n_test: int = 1000,
-        clutter: int = 6,
+        canvas_size: int = 24,
+        n_train: int = 8000,
+        n_test: int = 2000,
+        clutter: int = 8,
         fragment_size: int = 4,
-        noise: float = 1.0,
+        noise: float = 2.0,
         test_digits: float = 0.3,
     ) -> None:
         _check_canvas_args(canvas_size, clutter, fragment_size, noise)

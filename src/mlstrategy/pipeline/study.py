@@ -115,7 +115,7 @@ class EndToEndStudy(Study):
     def __init__(
         self,
         task: DigitCanvas | None = None,
-        train_sizes: Sequence[int] = (250, 500, 1000, 2000, 4000),
+        train_sizes: Sequence[int] = (250, 500, 1000, 2000, 4000, 8000),
         end_to_end: ModelFactory | None = None,
         classifier: ModelFactory | None = None,
         localizers: Sequence[LocalizerName] = ("template",),
