@@ -72,6 +72,10 @@ def test_batch_norm_trains_the_deep_sigmoid_net_plain_gd_cannot(in_tmp, one_thre
 def test_mnist1d_recipes_reach_the_targets(in_tmp, one_thread):
     """Targets: logistic >= 32%, MLP >= 78%, CNN >= 98% test accuracy (paper: 32/68/94%)."""
     assert main(["run", str(REPO / "recipes" / "mnist1d"), *QUIET]) == 0
-    assert _test_accuracy(in_tmp, "logistic")["test"] >= 0.32
-    assert _test_accuracy(in_tmp, "mlp")["test"] >= 0.78
-    assert _test_accuracy(in_tmp, "cnn")["test"] >= 0.98
+    correct = {
+        r: round(1000 * _test_accuracy(in_tmp, r)["test"]) for r in ("logistic", "mlp", "cnn")
+    }
+    # Counted out of the 1,000 test examples: accuracies are float32 (320/1000 -> 0.31999999).
+    assert correct["logistic"] >= 320
+    assert correct["mlp"] >= 780
+    assert correct["cnn"] >= 980
