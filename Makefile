@@ -22,8 +22,10 @@ demo: $(STAMP)
 	$(BIN)/mlstrategy run recipes/quickstart.yaml
 	@echo "Next: $(BIN)/tensorboard --logdir logs   (Custom Scalars tab: train vs dev cost)"
 
+# One torch thread: the suite trains many tiny nets, where a second thread only adds
+# synchronization (and on a shared 2-core machine oversubscription slows steps 4-7x).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
