@@ -11,10 +11,16 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from torch import Tensor, nn
+from torch import nn
 
 from mlstrategy.models.classifier import ClassifierModule
-from mlstrategy.models.deep import Activation, hidden_layer, keep_probs, make_activation
+from mlstrategy.models.deep import (
+    Activation,
+    HeadedNet,
+    hidden_layer,
+    keep_probs,
+    make_activation,
+)
 from mlstrategy.models.init import InitName, check_init, initialize
 
 PoolName = Literal["max", "avg"]
@@ -46,12 +52,12 @@ def _per_block(value: int | Sequence[int], n: int, arg: str) -> list[int]:
     return values
 
 
-class CNN(nn.Module):
+class CNN(HeadedNet):
     """The plain convolutional network a :class:`ConvNet` trains.
 
-    Exposes the transfer-learning interface: ``forward_features`` (everything up to the output
-    layer: a vector of ``num_features`` per example), ``forward_head`` (the output layer) and
-    ``reset_head`` (a new output layer for a new task).
+    Exposes the transfer-learning interface of :class:`~mlstrategy.models.deep.HeadedNet`:
+    ``forward_features`` (everything up to the output layer: a vector of ``num_features`` per
+    example), ``forward_head`` (the output layer) and ``reset_head`` (a new output layer).
 
     Args:
         input_shape: ``(channels, length)`` for sequences or ``(channels, height, width)``
@@ -157,22 +163,6 @@ class CNN(nn.Module):
         self.num_features = n_features
         self.head = nn.Linear(n_features, n_y)
         initialize(self, init)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The vector the output layer reads, shape ``(m, num_features)``."""
-        return self.features(x)
-
-    def forward_head(self, a: Tensor) -> Tensor:
-        """Output-layer logits ``Z[L]``."""
-        return self.head(a)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_head(self, n_y: int) -> None:
-        """Replace the output layer by a new one with ``n_y`` units, initialized like the rest."""
-        self.head = nn.Linear(self.num_features, n_y).to(self.head.weight.device)
-        initialize(self.head, self.init)
 
 
 class ConvNet(ClassifierModule):

@@ -87,12 +87,42 @@ def hidden_layer(
     return nn.Sequential(*layers)
 
 
-class MLP(nn.Module):
+class HeadedNet(nn.Module):
+    """A network split into ``features`` (up to the output layer) and ``head`` (the output layer).
+
+    The transfer-learning interface of the toolkit's networks: ``forward_features`` gives the
+    ``num_features`` activations the output layer reads (``A[L-1]``), ``forward_head`` the
+    output layer's ``Z[L]``, and :meth:`reset_head` replaces the output layer for a new task
+    (the course's "delete the last layer and its weights").
+    """
+
+    features: nn.Module
+    head: nn.Linear
+    num_features: int
+    init: str
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``A[L-1]``, shape ``(m, num_features)``."""
+        return self.features(x)
+
+    def forward_head(self, a: Tensor) -> Tensor:
+        """``Z[L] = W[L] A[L-1] + b[L]``."""
+        return self.head(a)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_head(self, n_y: int) -> None:
+        """Replace the output layer by a new one with ``n_y`` units, initialized like the rest."""
+        self.head = nn.Linear(self.num_features, n_y).to(self.head.weight.device)
+        initialize(self.head, self.init)
+
+
+class MLP(HeadedNet):
     """The plain L-layer network a :class:`DeepNet` trains (no normalization, no cost).
 
-    ``forward_features`` returns ``A[L-1]`` (the last hidden layer's activations) and
-    ``forward_head`` the output layer's ``Z[L]``, so a new task can reuse the features with
-    :meth:`reset_head` (transfer learning: delete the last layer and its weights).
+    ``forward_features`` returns ``A[L-1]``, the last hidden layer's activations (see
+    :class:`HeadedNet`).
 
     Args:
         n_x: Input features (inputs are flattened).
@@ -137,22 +167,6 @@ class MLP(nn.Module):
         self.num_features = dims[-1]
         self.head = nn.Linear(self.num_features, n_y)
         initialize(self, init)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """``A[L-1]``, shape ``(m, layer_dims[-1])``."""
-        return self.features(x)
-
-    def forward_head(self, a: Tensor) -> Tensor:
-        """``Z[L] = W[L] A[L-1] + b[L]``."""
-        return self.head(a)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_head(self, n_y: int) -> None:
-        """Replace the output layer by a new one with ``n_y`` units, initialized like the rest."""
-        self.head = nn.Linear(self.num_features, n_y).to(self.head.weight.device)
-        initialize(self.head, self.init)
 
 
 class DeepNet(ClassifierModule):
