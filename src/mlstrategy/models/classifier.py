@@ -26,8 +26,10 @@ class ClassifierModule(L.LightningModule):
     ``num_classes == 2`` and one output unit the cost is binary cross-entropy on
     ``sigmoid(z)``; otherwise it is softmax cross-entropy.
 
-    Logged: ``cost/train`` (mean training-batch cost of the epoch) and ``cost/dev`` per epoch,
-    on one TensorBoard chart (Custom Scalars tab) with the epoch as x-axis, and kept in
+    Logged: ``cost/train`` (mean training-batch cross-entropy of the epoch, without the L2
+    term, so it reads on the same scale as dev) and ``cost/dev`` per epoch, on one TensorBoard
+    chart (Custom Scalars tab) with the epoch as x-axis, ``lr`` (the rate the epoch trained
+    with), all kept in
     :attr:`history` for the report's learning curve; after training, ``{split}/loss``,
     ``{split}/accuracy``, ``{split}/error``, precision, recall and F1 (multi-class: also their
     micro, macro and weighted averages) for each split evaluated with
