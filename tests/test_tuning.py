@@ -41,12 +41,16 @@ def test_lr_find_verb_writes_the_sweep_and_suggests_a_tenth_of_the_lowest_cost_r
     assert not list(in_tmp.glob(".lr_find*.ckpt"))  # Lightning's scratch checkpoint is gone
 
 
-def test_the_sweep_leaves_the_weights_as_they_were(in_tmp):
+def test_the_sweep_runs_its_steps_and_leaves_the_weights_as_they_were(in_tmp):
     data = ArrayDataModule(Moons(n_samples=100), batch_size=16)
     model = DeepNet(data.input_shape, data.num_classes, layer_dims=[8])
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     result = find_learning_rate(trainer, model, data, min_lr=1e-3, num_training=20)
+    # 20 steps although max_epochs=1 holds only 4 (60 train examples, batches of 16).
+    assert len(result["lr"]) == 20 and trainer.max_epochs == 1
     assert result["suggestion"] is not None and 1e-4 <= result["suggestion"] <= 0.1
     for k, v in model.net.state_dict().items():
         assert torch.equal(v, before[k]), k

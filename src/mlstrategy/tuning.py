@@ -74,15 +74,22 @@ def find_learning_rate(
         raise ValueError(
             f"{type(model).__name__} has no learning_rate hyperparameter for the finder to sweep."
         )
-    finder = Tuner(trainer).lr_find(
-        model,
-        datamodule=datamodule,
-        min_lr=min_lr,
-        max_lr=max_lr,
-        num_training=num_training,
-        mode=mode,
-        update_attr=False,
-    )
+    # The sweep is num_training steps however many epochs that takes (batch gradient descent:
+    # one step per epoch); the recipe's max_epochs would cut it short.
+    max_epochs = trainer.fit_loop.max_epochs
+    trainer.fit_loop.max_epochs = -1
+    try:
+        finder = Tuner(trainer).lr_find(
+            model,
+            datamodule=datamodule,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_training=num_training,
+            mode=mode,
+            update_attr=False,
+        )
+    finally:
+        trainer.fit_loop.max_epochs = max_epochs
     if finder is None:  # only on non-zero ranks of a distributed run
         return {"lr": [], "cost": [], "suggestion": None, "steepest": None, "finder": None}
     rates = [float(r) for r in finder.results["lr"]]

@@ -130,7 +130,8 @@ def test_l2_uses_the_training_set_size_for_m_with_mini_batches():
         J = model.training_step((x, y), 0)
         data_cost = model.cost(model(x), y)
     W = [layer.weight for layer in _linears(model)]
-    assert (J - data_cost).item() == pytest.approx(1.0 / 200 * sum(float((w**2).sum()) for w in W))
+    expected = 1.0 / 200 * sum(float((w.detach() ** 2).sum()) for w in W)  # lambda/(2m), m = 100
+    assert (J - data_cost).item() == pytest.approx(expected)
 
 
 # ------------------------------------------------------------------------------- dropout
