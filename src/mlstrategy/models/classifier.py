@@ -159,11 +159,13 @@ class ClassifierModule(L.LightningModule):
     def l2_penalty(self, m: int) -> torch.Tensor:
         """The course's L2 term ``lambda/(2m) sum_l ||W[l]||_F^2`` (weights only, no biases)."""
         weights = [layer.weight for layer in self.net.modules() if isinstance(layer, WEIGHT_LAYERS)]
-        return self.l2_lambda / (2 * m) * sum(w.pow(2).sum() for w in weights)
+        if not weights:
+            return torch.zeros((), device=self.device)
+        return self.l2_lambda / (2 * m) * torch.stack([w.pow(2).sum() for w in weights]).sum()
 
     # --------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = getattr(self._trainer, "datamodule", None)
         normalizer = getattr(datamodule, "input_normalizer", None)
         fitted = normalizer() if callable(normalizer) else None
         # Statistics come from the train split only; a checkpoint restored after setup
@@ -271,15 +273,15 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> OptimizerLRScheduler:
         hp = self.hparams
         optimizer = build_optimizer(
-            hp.optimizer,
+            hp["optimizer"],
             self.parameters(),
-            hp.learning_rate,
-            hp.beta1,
-            hp.beta2,
-            hp.epsilon,
-            hp.weight_decay,
+            hp["learning_rate"],
+            hp["beta1"],
+            hp["beta2"],
+            hp["epsilon"],
+            hp["weight_decay"],
         )
-        decay = build_lr_decay(optimizer, hp.lr_decay, hp.decay_rate, hp.decay_interval)
+        decay = build_lr_decay(optimizer, hp["lr_decay"], hp["decay_rate"], hp["decay_interval"])
         if decay is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}

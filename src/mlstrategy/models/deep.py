@@ -99,7 +99,7 @@ class HeadedNet(nn.Module):
     features: nn.Module
     head: nn.Linear
     num_features: int
-    init: str
+    init: InitName
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``A[L-1]``, shape ``(m, num_features)``."""
