@@ -119,7 +119,10 @@ def main() -> None:
             "logistic regression on breast cancer",
             cancer,
             sklearn_logistic,
-            lambda dm: LogisticRegression(dm.input_shape, optimizer="adam", learning_rate=0.05),
+            # l2_lambda=1 is scikit-learn's default C=1 in the course's notation (lambda = 1/C).
+            lambda dm: LogisticRegression(
+                dm.input_shape, optimizer="adam", learning_rate=0.05, l2_lambda=1.0
+            ),
             None,
         ),
     ]
