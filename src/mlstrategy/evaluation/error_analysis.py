@@ -144,8 +144,9 @@ def compare_distributions(
 
     Labels: a chi-square test of homogeneity on the class counts. Features: Welch's z for the
     difference of every feature's mean, with a Bonferroni correction for the number of
-    features (only with at least 30 examples in each split). A p-value under ``alpha`` is a warning: the course requires dev and test from
-    the same distribution, or the team aims at one target and is scored on another.
+    features (only with at least 30 examples in each split). A p-value under ``alpha`` is a
+    warning: the course requires dev and test from the same distribution, or the team aims at
+    one target and is scored on another.
 
     Args:
         dev: ``(x, y)`` of the dev split.
