@@ -81,13 +81,13 @@ class RNGState(Callback):
     """
 
     def state_dict(self) -> dict[str, Any]:
-        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
         version, py_state, py_gauss = random.getstate()
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": {
-                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                 "pos": int(pos),
                 "has_gauss": int(has_gauss),
                 "gauss": float(gauss),

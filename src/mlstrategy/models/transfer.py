@@ -577,7 +577,8 @@ class TransferNet(ClassifierModule):
         from mlstrategy.callbacks.finetuning import GradualUnfreezing
 
         trainer = self._trainer
-        if trainer is not None and any(isinstance(c, GradualUnfreezing) for c in trainer.callbacks):
+        callbacks = getattr(trainer, "callbacks", [])  # Trainer.callbacks is set in __init__
+        if trainer is not None and any(isinstance(c, GradualUnfreezing) for c in callbacks):
             return []  # one already there (from this trainer's fit, or the recipe's own)
         return [GradualUnfreezing(self.unfreeze_every, self.backbone_lr_ratio)]
 
