@@ -196,6 +196,18 @@ class ArrayDataModule(L.LightningDataModule):
         return {"seed": self.seed, "class_names": self.class_names}
 
 
+def check_finite_features(x: np.ndarray, where: str) -> None:
+    """Refuse NaN or infinite features, naming the first rows and the fix."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"{where}: {int(bad.sum())} example(s) have NaN or infinite features "
+            f"(rows {rows}{'...' if bad.sum() > 5 else ''}). Impute them (e.g. "
+            "sklearn.impute.SimpleImputer) or drop those rows before training."
+        )
+
+
 def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
     """Fail early, with the fix, on data that would train silently wrong."""
     pairs = [("", arrays.x, arrays.y)]
@@ -204,14 +216,7 @@ def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
     for where, x, y in pairs:
         if len(x) != len(y):
             raise ValueError(f"{source!r}{where}: {len(x)} feature rows but {len(y)} labels.")
-        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)[:5].tolist()
-            raise ValueError(
-                f"{source!r}{where}: {int(bad.sum())} example(s) have NaN or infinite features "
-                f"(rows {rows}{'...' if bad.sum() > 5 else ''}). Impute them (e.g. "
-                "sklearn.impute.SimpleImputer) or drop those rows before training."
-            )
+        check_finite_features(x, f"{source!r}{where}")
         if y.ndim != 1 or (len(y) and (y.min() < 0)):
             raise ValueError(
                 f"{source!r}{where}: labels must be one integer per example in 0..K-1."

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlstrategy.data.datamodule import SPLITS, ArrayDataModule
+from mlstrategy.data.datamodule import SPLITS, ArrayDataModule, check_finite_features
 from mlstrategy.data.splits import stratified_split
 
 MISSING_CLASS = -1.0  # a missing class label; a missing real-valued label is NaN
@@ -181,13 +181,7 @@ def check_labelled_arrays(arrays: LabelledArrays, source: Any) -> None:
         )
     if len(set(arrays.label_names)) != len(arrays.label_names):
         raise ValueError(f"{source!r}: label names repeat: {arrays.label_names}.")
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)[:5].tolist()
-        raise ValueError(
-            f"{source!r}: {int(bad.sum())} example(s) have NaN or infinite features (rows "
-            f"{rows}). Impute them or drop those rows; only labels may be missing."
-        )
+    check_finite_features(x, f"{source!r}")  # only labels may be missing
     for j, name in enumerate(arrays.label_names):
         if name not in arrays.class_names:
             continue
