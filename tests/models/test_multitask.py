@@ -227,7 +227,7 @@ def test_bad_heads_name_the_argument_the_value_and_what_is_allowed(heads, classe
 
 
 def test_bad_trunk_and_a_multiclass_head_without_data():
-    with pytest.raises(ValueError, match=r"trunk='rnn' is not one of \['mlp', 'cnn'\]"):
+    with pytest.raises(ValueError, match=r"trunk='rnn' is not one of \['mlp', 'cnn', 'pre"):
         MultiTaskNet((3,), {"a": Head()}, trunk="rnn")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"heads\.w\.num_classes is needed"):
         MultiTaskNet((3,), {"w": Head("multiclass")})
@@ -247,3 +247,31 @@ def test_hparams_are_plain_values_and_rebuild_the_model():
     x = torch.randn(3, 5)
     for k, v in net(x).items():
         np.testing.assert_array_equal(v.detach().numpy(), clone(x)[k].detach().numpy())
+
+
+def test_pretrained_trunk_starts_from_an_earlier_runs_weights(tmp_path):
+    from mlstrategy.models import DeepNet
+
+    torch.manual_seed(3)
+    source = DeepNet((5,), 3, layer_dims=[7])
+    ckpt = tmp_path / "best.ckpt"
+    hparams = {"_class_path": "mlstrategy.models.DeepNet", **dict(source.hparams)}
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": hparams}, ckpt)
+
+    net = MultiTaskNet(
+        (5,),
+        {"a": Head(), "b": Head()},
+        trunk="pretrained",
+        pretrained=str(ckpt),
+        shared_trunk=False,
+    )
+    src = {k: v for k, v in source.net.state_dict().items() if not k.startswith("head.")}
+    for trunk in net.net.trunks.values():
+        got = {k: v for k, v in trunk.state_dict().items() if not k.startswith("head.")}
+        assert got.keys() == src.keys() and all(torch.equal(got[k], src[k]) for k in src)
+    # Separate trunks are separate copies: training one leaves the source untouched.
+    assert net.net.trunks["a"] is not net.net.trunks["b"]
+    with pytest.raises(ValueError, match="inputs of shape"):
+        MultiTaskNet((6,), {"a": Head()}, trunk="pretrained", pretrained=str(ckpt))
+    with pytest.raises(ValueError, match="give `pretrained`"):
+        MultiTaskNet((5,), {"a": Head()}, trunk="pretrained")

@@ -15,6 +15,7 @@ A missing label (``-1`` for a class label, ``NaN`` for a real-valued one) adds n
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,8 +39,8 @@ from mlstrategy.models.init import InitName, initialize
 
 HeadKind = Literal["binary", "multilabel", "multiclass", "regression"]
 HEAD_KINDS: tuple[str, ...] = ("binary", "multilabel", "multiclass", "regression")
-TrunkName = Literal["mlp", "cnn"]
-TRUNKS: tuple[str, ...] = ("mlp", "cnn")
+TrunkName = Literal["mlp", "cnn", "pretrained"]
+TRUNKS: tuple[str, ...] = ("mlp", "cnn", "pretrained")
 
 
 @dataclass
@@ -430,7 +431,11 @@ class MultiTaskNet(ClassifierModule):
         shared_trunk: One trunk for every head (multi-task learning). ``false`` gives each head
             its own trunk of the same size: one single-task network per head, trained side by
             side (the baseline to compare with; each trunk gets gradient from its head only).
-        trunk: ``mlp`` (dense layers, inputs flattened) or ``cnn`` (conv blocks).
+        trunk: ``mlp`` (dense layers, inputs flattened), ``cnn`` (conv blocks) or
+            ``pretrained``: the network of an earlier run's DeepNet or ConvNet (``pretrained``
+            names its checkpoint, run folder or recipe folder), output layer removed, weights
+            kept and trained further (transfer learning into the shared trunk).
+        pretrained: With ``trunk: pretrained``: the earlier run to take the trunk from.
         layer_dims: ``mlp``: the hidden-layer sizes; ``cnn``: dense hidden layers after the conv
             blocks (may be ``[]``).
         channels: ``cnn`` only: output channels of each conv block.
@@ -460,6 +465,7 @@ class MultiTaskNet(ClassifierModule):
         num_classes: dict[str, int] | None = None,
         shared_trunk: bool = True,
         trunk: TrunkName = "mlp",
+        pretrained: str | None = None,
         layer_dims: Sequence[int] = (64, 32),
         channels: Sequence[int] = (16, 32),
         kernel_size: int = 3,
@@ -476,6 +482,22 @@ class MultiTaskNet(ClassifierModule):
         super().__init__(input_shape, 2, **kwargs)
         if trunk not in TRUNKS:
             raise ValueError(f"trunk={trunk!r} is not one of {list(TRUNKS)}.")
+        if (trunk == "pretrained") != (pretrained is not None):
+            raise ValueError(
+                f"trunk={trunk!r} with pretrained={pretrained!r}: give `pretrained` (an earlier "
+                "run's checkpoint or folder) exactly when trunk is 'pretrained'."
+            )
+        source_net: nn.Module | None = None
+        if pretrained is not None:
+            from mlstrategy.models.transfer import resolve_checkpoint, source_module
+
+            source = source_module(resolve_checkpoint(pretrained))
+            if tuple(source.input_shape) != tuple(input_shape):
+                raise ValueError(
+                    f"pretrained={pretrained!r} was trained on inputs of shape "
+                    f"{tuple(source.input_shape)}, this data has {tuple(input_shape)}."
+                )
+            source_net = source.net
         specs, self.label_names, self.label_classes = _check_heads(heads, num_classes)
         self.heads = specs
         # Plain values only: checkpoints are loaded with weights_only=True.
@@ -486,6 +508,8 @@ class MultiTaskNet(ClassifierModule):
         n_x = math.prod(self.input_shape)
 
         def make_trunk() -> nn.Module:
+            if source_net is not None:
+                return copy.deepcopy(source_net)  # one copy per trunk when trunks are separate
             if trunk == "mlp":
                 return MLP(n_x, layer_dims, 1, activation, keep_prob, batch_norm, init)
             return CNN(
