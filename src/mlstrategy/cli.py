@@ -309,11 +309,11 @@ def _run_one(
         analyze_errors,
         count_parameters,
         evaluate_splits,
-        write_json_atomic,
         write_run_report,
     )
     from mlstrategy.evaluation.settings import EvaluationSettings
     from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
+    from mlstrategy.io import write_json_atomic
 
     cli_class: Any = _make_cli_class()
     if logs_dir is not None:
@@ -681,8 +681,8 @@ def _learning_curve(argv: list[str], console: Console) -> int:
         what_more_data_buys,
     )
     from mlstrategy.evaluation.plots import save_figure
-    from mlstrategy.evaluation.report import write_json_atomic
     from mlstrategy.evaluation.runs import load_settings
+    from mlstrategy.io import write_json_atomic
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy learning-curve",

@@ -39,7 +39,6 @@ __all__ = [
     "evaluate_splits",
     "render_report",
     "summary_table",
-    "write_json_atomic",
     "write_run_report",
 ]
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mlstrategy.models.classifier import ClassifierModule
+from mlstrategy.models.deep import HeadedNet
 from mlstrategy.models.init import WEIGHT_LAYERS, initialize
 from mlstrategy.models.optim import build_optimizer
 from mlstrategy.models.schedules import build_lr_decay
@@ -50,7 +51,7 @@ _TORCHVISION_HEAD = {
 _LISTED = 8  # keys shown per kind in a "does not fit" message
 
 
-class TransferNetwork(nn.Module):
+class TransferNetwork(HeadedNet):
     """A backbone (``features``) and a new output layer (``head``), with the backbone in blocks.
 
     ``blocks`` lists the backbone's layers bottom to top, grouped into the units gradual
@@ -100,17 +101,6 @@ class TransferNetwork(nn.Module):
             raise ValueError(f"blocks leave backbone parameters out: {uncovered[:_LISTED]}.")
         self.head = nn.Linear(num_features, n_y)
         self.reset_head(n_y)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The backbone's features, shape ``(m, num_features)``."""
-        return self.features(x)
-
-    def forward_head(self, a: Tensor) -> Tensor:
-        """Logits of the new output layer."""
-        return self.head(a)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def reset_head(self, n_y: int) -> None:
         """A new output layer with ``n_y`` units: ``W ~ randn * sqrt(1/n)``, ``b = 0``.
