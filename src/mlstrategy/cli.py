@@ -297,23 +297,20 @@ def _run_one(
     before_fit: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     from mlstrategy.evaluation.diagnosis import diagnose_splits
+    from mlstrategy.evaluation.error_analysis import analyze_errors
     from mlstrategy.evaluation.latency import measure_latency
-    from mlstrategy.evaluation.multitask import (
-        diagnose_tasks,
-        evaluate_tasks,
-        is_multitask,
-        task_renderable,
-        write_task_report,
-    )
-    from mlstrategy.evaluation.report import (
-        analyze_errors,
+    from mlstrategy.evaluation.multitask import diagnose_tasks
+    from mlstrategy.evaluation.scoring import (
         count_parameters,
         evaluate_splits,
-        write_run_report,
+        evaluate_tasks,
+        is_multitask,
     )
     from mlstrategy.evaluation.settings import EvaluationSettings
-    from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
     from mlstrategy.io import write_json_atomic
+    from mlstrategy.reporting.run_report import write_run_report
+    from mlstrategy.reporting.tables import diagnosis_renderable, summary_table
+    from mlstrategy.reporting.tasks import task_renderable, write_task_report
 
     cli_class: Any = _make_cli_class()
     if logs_dir is not None:
@@ -507,7 +504,7 @@ def _study_rules(
     run_dirs: list[Path], console: Console
 ) -> tuple[str, Literal["auto", "max", "min"], list[str]]:
     """The selection rules recorded by the runs: the first run's, with a note if others differ."""
-    from mlstrategy.evaluation.runs import load_settings
+    from mlstrategy.run_folder import load_settings
 
     run_dirs = _candidates(run_dirs)
     rules = []
@@ -529,7 +526,7 @@ def _study_rules(
 def _candidates(run_dirs: list[Path]) -> list[Path]:
     """The runs to compare: not those whose recipe says ``evaluation.candidate: false`` (runs
     that prepare the others, such as pretraining on a transfer study's source task)."""
-    from mlstrategy.evaluation.runs import load_settings
+    from mlstrategy.run_folder import load_settings
 
     return [d for d in run_dirs if load_settings(d).get("candidate", True)] or run_dirs
 
@@ -542,9 +539,9 @@ def _print_comparison(
     console: Console,
     title: str | None = None,
 ) -> None:
-    from mlstrategy.evaluation.runs import load_metrics, load_settings, run_names
     from mlstrategy.evaluation.selection import flatten_metrics, select
-    from mlstrategy.evaluation.tables import compare_table
+    from mlstrategy.reporting.tables import compare_table
+    from mlstrategy.run_folder import load_metrics, load_settings, run_names
 
     run_dirs = _candidates(run_dirs)
     columns = dict.fromkeys(["dev/error", *(load_settings(run_dirs[0]).get("columns") or [])])
@@ -557,7 +554,7 @@ def _print_comparison(
     # The rules on their own line: as a table title they would wrap to the table's width.
     console.print(f"[bold]{title or 'comparison'}[/]: {rules}", highlight=False)
     console.print(compare_table(selection, columns=[*columns, "params"]))
-    from mlstrategy.evaluation.multitask import task_comparison_table
+    from mlstrategy.reporting.tasks import task_comparison_table
 
     # Multi-task runs: each task's F1 side by side (the table is empty for other runs).
     per_task = task_comparison_table({names[d]: load_metrics(d) for d in run_dirs})
@@ -581,8 +578,8 @@ def _print_comparison(
 
 def _diagnose(argv: list[str], console: Console) -> int:
     from mlstrategy.evaluation.diagnosis import diagnose_splits
-    from mlstrategy.evaluation.runs import find_run, load_metrics, load_settings
-    from mlstrategy.evaluation.tables import diagnosis_renderable, summary_table
+    from mlstrategy.reporting.tables import diagnosis_renderable, summary_table
+    from mlstrategy.run_folder import find_run, load_metrics, load_settings
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy diagnose",
@@ -605,7 +602,8 @@ def _diagnose(argv: list[str], console: Console) -> int:
     diagnosis = diagnose_splits(metrics["splits"], human_error)
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
     if any("tasks" in row for row in metrics["splits"].values()):
-        from mlstrategy.evaluation.multitask import diagnose_tasks, task_renderable
+        from mlstrategy.evaluation.multitask import diagnose_tasks
+        from mlstrategy.reporting.tasks import task_renderable
 
         tasks = diagnose_tasks(metrics["splits"], human_error)
         console.print(task_renderable(metrics["splits"], tasks))
@@ -617,7 +615,7 @@ def _diagnose(argv: list[str], console: Console) -> int:
 
 
 def _compare(argv: list[str], console: Console) -> int:
-    from mlstrategy.evaluation.runs import find_runs
+    from mlstrategy.run_folder import find_runs
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy compare",
@@ -680,9 +678,9 @@ def _learning_curve(argv: list[str], console: Console) -> int:
         parse_sizes,
         what_more_data_buys,
     )
-    from mlstrategy.evaluation.plots import save_figure
-    from mlstrategy.evaluation.runs import load_settings
     from mlstrategy.io import write_json_atomic
+    from mlstrategy.reporting.plots import save_figure
+    from mlstrategy.run_folder import load_settings
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy learning-curve",

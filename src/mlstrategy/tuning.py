@@ -111,8 +111,8 @@ def find_learning_rate(
 def lr_find_main(argv: list[str], console: Console) -> int:
     """``mlstrategy lr-find RECIPE [--min-lr ...] [--section.key=value ...]``."""
     from mlstrategy.cli import LOGS_DIR, _make_cli_class, _recipes_of
-    from mlstrategy.evaluation.plots import save_figure
     from mlstrategy.io import write_json_atomic
+    from mlstrategy.reporting.plots import save_figure
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy lr-find",

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from mlstrategy.evaluation.metrics import (
+from mlstrategy.metrics.classification import (
     classification_metrics,
     per_class_metrics,
     per_class_table,

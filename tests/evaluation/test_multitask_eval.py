@@ -20,17 +20,15 @@ from sklearn.metrics import (
 
 from mlstrategy.data import InMemoryBatches
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose
-from mlstrategy.evaluation.multitask import (
-    NO_LABELS,
-    diagnose_tasks,
+from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
+from mlstrategy.evaluation.scoring import score_task, summarize_tasks
+from mlstrategy.models import Head, MultiTaskNet
+from mlstrategy.reporting.tasks import (
     render_task_report,
-    score_task,
-    summarize_tasks,
     task_comparison_table,
     task_table,
     write_task_report,
 )
-from mlstrategy.models import Head, MultiTaskNet
 
 rng = np.random.default_rng(0)
 

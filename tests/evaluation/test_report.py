@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mlstrategy.evaluation.diagnosis import diagnose_splits
-from mlstrategy.evaluation.report import render_report, write_run_report
 from mlstrategy.evaluation.selection import parse_constraint
+from mlstrategy.reporting.run_report import render_report, write_run_report
 
 MODULES = [
     "diagnosis",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlstrategy.evaluation.runs import find_run, find_runs, load_metrics, load_settings, run_names
+from mlstrategy.run_folder import find_run, find_runs, load_metrics, load_settings, run_names
 
 ERRORS = {"train": 0.1, "dev": 0.12, "test": 0.13}
 

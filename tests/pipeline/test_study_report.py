@@ -8,7 +8,7 @@ import pytest
 
 from mlstrategy.pipeline import find_crossover
 from mlstrategy.pipeline.ceiling import CeilingAnalysis, CeilingRow
-from mlstrategy.pipeline.report import ceiling_markdown, error_vs_size_figure, sizes_markdown
+from mlstrategy.pipeline.study_report import ceiling_markdown, error_vs_size_figure, sizes_markdown
 
 
 def test_crossover_interpolates_in_log_size() -> None:
@@ -60,7 +60,7 @@ def test_markdown_tables_and_figure() -> None:
 
 
 def test_ceiling_verdict_names_the_stage_to_improve_with_the_numbers() -> None:
-    from mlstrategy.pipeline.report import ceiling_verdict
+    from mlstrategy.pipeline.study_report import ceiling_verdict
 
     analysis = CeilingAnalysis(
         (

@@ -1,12 +1,7 @@
-"""Evaluation: metrics per split, the bias / variance / mismatch diagnosis, model selection,
-and the run report."""
+"""Evaluation: scores per split, the bias / variance / mismatch diagnosis, model selection and
+error analysis."""
 
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose, diagnose_splits
-from mlstrategy.evaluation.metrics import (
-    classification_metrics,
-    per_class_metrics,
-    score_predictions,
-)
 from mlstrategy.evaluation.selection import Constraint, parse_constraint, select
 from mlstrategy.evaluation.settings import EvaluationSettings
 
@@ -14,11 +9,8 @@ __all__ = [
     "Constraint",
     "Diagnosis",
     "EvaluationSettings",
-    "classification_metrics",
     "diagnose",
     "diagnose_splits",
     "parse_constraint",
-    "per_class_metrics",
-    "score_predictions",
     "select",
 ]

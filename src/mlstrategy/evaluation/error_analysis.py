@@ -10,7 +10,7 @@ wrong). The course also requires dev and test to come from one distribution;
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -225,3 +225,57 @@ def compare_distributions(
         "differ": bool(differ),
         "message": message,
     }
+
+
+def analyze_errors(
+    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int = 10
+) -> dict[str, Any]:
+    """Error analysis on the dev split and the dev/test same-distribution check.
+
+    Needs a data module that keeps its splits in memory (``prepare()`` returning
+    ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`); returns ``{}``
+    otherwise.
+
+    Args:
+        model: The trained classifier (the weights that were scored).
+        datamodule: Its data module.
+        splits: The scored splits, from :func:`evaluate_splits`.
+        k: How many highest-loss dev examples to list.
+
+    Returns:
+        ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}`` and,
+        for image or signal data, ``"highest_loss_x"`` (the raw examples, for the figure).
+    """
+    from mlstrategy.evaluation.error_analysis import (
+        compare_distributions,
+        example_losses,
+        highest_loss,
+        most_confused,
+    )
+
+    prepare = getattr(datamodule, "prepare", None)
+    if not callable(prepare):
+        return {}
+    data = prepare()
+    if "dev" not in data:
+        return {}
+    x_dev, y_dev = data["dev"]
+    cm = splits.get("dev", {}).get("confusion_matrix")
+    num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
+    names = list(getattr(datamodule, "class_names", None) or []) or [
+        str(c) for c in range(num_classes)
+    ]
+    losses, preds, p_true = example_losses(model, x_dev, y_dev)
+    worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
+    out: dict[str, Any] = {
+        "most_confused": most_confused(cm, names) if cm else [],
+        "highest_loss": worst,
+    }
+    if x_dev.dim() in (3, 4):
+        out["highest_loss_x"] = x_dev[[w["index"] for w in worst]].numpy()
+    if "test" in data:
+        x_test, y_test = data["test"]
+        out["same_distribution"] = compare_distributions(
+            (x_dev.numpy(), y_dev.numpy()), (x_test.numpy(), y_test.numpy()), num_classes
+        )
+    return out

@@ -1,144 +1,26 @@
-"""Per-task scores and diagnosis of a multi-task run, each on the labels that are present.
+"""The diagnosis of each task of a multi-task run, on the labels that are present.
 
-A task is one label column. Its scores (precision, recall, F1, error, loss; squared and
-absolute error for real values) are computed over the examples whose label for that task is
-present, so a missing label is neither right nor wrong. A task without any label in a split
-gets a ``"no labels"`` entry there instead of numbers. The diagnosis (avoidable bias,
-variance, data mismatch, overfitting to dev) is :func:`~mlstrategy.evaluation.diagnosis.
-diagnose_splits` applied to each task's errors.
-
-In ``metrics.json`` each split's row keeps the usual keys, averaged over the classification
-tasks (each task counts the same; ``loss`` is the weighted multi-task cost), and adds
-``"tasks": {task: row}``; ``diagnosis.json`` adds ``"tasks": {task: diagnosis}``.
+A task is one label column, scored on the examples whose label for it is present (see
+:mod:`mlstrategy.evaluation.scoring`). A task without any label in a split gets a
+``"no labels"`` entry there instead of numbers. The diagnosis (avoidable bias, variance, data
+mismatch, overfitting to dev) is :func:`~mlstrategy.evaluation.diagnosis.diagnose_splits`
+applied to each task's errors; ``diagnosis.json`` adds ``"tasks": {task: diagnosis}``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
-import lightning as L
-import numpy as np
-import torch
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
-
-from mlstrategy.evaluation.diagnosis import GAP_TITLES, GAPS, Diagnosis, diagnose_splits
-from mlstrategy.evaluation.metrics import METRIC_NAMES, score_predictions
-from mlstrategy.io import write_json_atomic, write_text_atomic
+from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_splits
 
 NO_LABELS = "no labels"
-AVERAGED = ("error", *METRIC_NAMES)
 
 
-def is_multitask(model: Any) -> bool:
-    """True for a model whose evaluation is per task (a ``MultiTaskNet``)."""
-    return hasattr(model, "tasks") and hasattr(model, "eval_tasks")
+NO_LABELS = "no labels"
 
 
-def score_task(
-    pred: torch.Tensor | np.ndarray,
-    target: torch.Tensor | np.ndarray,
-    kind: str = "binary",
-    num_classes: int = 2,
-    class_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Score one task on its present labels only.
-
-    Args:
-        pred: Predictions for every example: class labels, or values for ``regression``.
-        target: Labels for every example; ``-1`` (class labels) or ``NaN`` marks a missing one.
-        kind: ``binary``, ``multilabel`` (one column of it), ``multiclass`` or ``regression``.
-        num_classes: Classes of the task (2 for ``binary`` and ``multilabel``).
-        class_names: One name per class, for the per-class scores.
-
-    Returns:
-        ``{"n": present labels, ...}`` with, for class labels, the scores of
-        :func:`~mlstrategy.evaluation.metrics.score_predictions` (accuracy, precision, recall,
-        F1, error, per-class scores, confusion matrix) and, for ``regression``, ``mse`` and
-        ``mae``. With no present label: ``{"n": 0, "no_labels": True}``.
-
-    Example:
-        >>> s = score_task(torch.tensor([1, 0, 1, 1]), torch.tensor([1, -1, 0, -1]))
-        >>> s["n"], s["precision"], s["recall"]
-        (2, 0.5, 1.0)
-        >>> score_task(torch.tensor([1]), torch.tensor([-1]))
-        {'n': 0, 'no_labels': True}
-    """
-    p = torch.as_tensor(pred)
-    t = torch.as_tensor(target)
-    present = torch.isfinite(t) if kind == "regression" else torch.isfinite(t) & (t >= 0)
-    n = int(present.sum())
-    if n == 0:
-        return {"n": 0, "no_labels": True}
-    p, t = p[present], t[present]
-    if kind == "regression":
-        err = p.double() - t.double()
-        return {"n": n, "mse": float((err**2).mean()), "mae": float(err.abs().mean())}
-    return {"n": n, **score_predictions(p.long(), t.long(), num_classes, class_names)}
-
-
-def summarize_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """A split's summary row from its task rows: the classification tasks' mean error,
-    accuracy, precision, recall and F1 (each task that has labels counts the same) and the
-    multi-task cost ``sum_t w_t J_t`` as ``loss``.
-
-    Example:
-        >>> rows = {"a": {"kind": "binary", "n": 5, "error": 0.2, "accuracy": 0.8,
-        ...               "precision": 1.0, "recall": 0.5, "f1": 0.6, "loss": 0.4},
-        ...         "b": {"kind": "binary", "n": 0, "no_labels": True}}
-        >>> summarize_tasks(rows)["f1"], summarize_tasks(rows)["loss"]
-        (0.6, 0.4)
-    """
-    scored = [r for r in tasks.values() if not r.get("no_labels") and r["kind"] != "regression"]
-    row: dict[str, float] = {
-        k: float(np.mean([r[k] for r in scored])) if scored else math.nan for k in AVERAGED
-    }
-    row["loss"] = float(
-        sum(r.get("loss_weight", 1.0) * r["loss"] for r in tasks.values() if "loss" in r)
-    )
-    return row
-
-
-def evaluate_tasks(
-    trainer: L.Trainer, model: L.LightningModule, datamodule: Any, ckpt_path: str | None
-) -> dict[str, dict[str, Any]]:
-    """Score a multi-task model on every split, in eval mode, over whole splits, per task.
-
-    As :func:`~mlstrategy.evaluation.report.evaluate_splits`: the test split first, through
-    ``trainer.test(ckpt_path=...)`` which loads the checkpoint's weights, then the other splits
-    with those weights. Per-task scalars go to the loggers as ``{split}/{task}/{metric}``.
-
-    Returns:
-        ``{split: {summary of :func:`summarize_tasks`, "n": examples, "tasks": {task: row}}}``.
-    """
-    splits = list(datamodule.split_names)
-    order = ["test", *[s for s in splits if s != "test"]]
-    weights = {
-        name: float(head.loss_weight)
-        for name, head in cast(dict, getattr(model, "heads", {})).items()
-    }
-    results: dict[str, dict[str, Any]] = {}
-    for i, split in enumerate(order):
-        cast(Any, model).eval_split = split
-        loader = datamodule.eval_dataloader(split)
-        trainer.test(
-            model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
-        )
-        rows: dict[str, dict[str, Any]] = cast(Any, model).eval_tasks
-        tasks = {name: dict(row) for name, row in rows.items()}
-        for row in tasks.values():
-            row["loss_weight"] = weights.get(row.get("head", ""), 1.0)
-        results[split] = {**summarize_tasks(tasks), "n": len(loader.x), "tasks": tasks}
-    cast(Any, model).eval_split = "test"
-    return {s: results[s] for s in splits}
-
-
-def _task_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def task_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
     names: list[str] = []
     for row in splits.values():
         names += [t for t in row.get("tasks", {}) if t not in names]
@@ -159,7 +41,7 @@ def diagnose_tasks(
         (a regression task has no error rate; a task with no labels in train or dev).
     """
     out: dict[str, Diagnosis | str] = {}
-    for task in _task_names(splits):
+    for task in task_names(splits):
         rows = {s: r["tasks"][task] for s, r in splits.items() if task in r.get("tasks", {})}
         kinds = {r.get("kind") for r in rows.values()}
         if "regression" in kinds:
@@ -174,239 +56,8 @@ def diagnose_tasks(
     return out
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{100 * value:.{digits}f}%"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _first_split(splits: Mapping[str, Any], *names: str) -> str | None:
-    return next((s for s in names if s in splits), None)
-
-
-def task_table(
-    splits: Mapping[str, Mapping[str, Any]],
-    diagnoses: Mapping[str, Diagnosis | str] | None = None,
-    title: str | None = "per task (present labels only)",
-) -> Table:
-    """One row per task: its error on each split (squared error for a regression task), its
-    F1 and number of labels on the test split (dev without one), and the largest gap of its
-    diagnosis. Precision and recall are in ``report.md`` and ``metrics.json``.
-
-    Example:
-        >>> row = {"kind": "binary", "n": 4, "error": 0.25, "f1": 0.667}
-        >>> task_table({"dev": {"tasks": {"car": row}}}).row_count
-        1
-    """
-    split_names = list(splits)
-    scored = _first_split(splits, "test", "dev") or split_names[-1]
-    if title:
-        title += f": error per split; F1 and labels (n) on {scored}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("task", no_wrap=True)
-    for s in split_names:
-        table.add_column(s, justify="right", no_wrap=True)
-    table.add_column("F1", justify="right", no_wrap=True)
-    table.add_column("n", justify="right", no_wrap=True)
-    if diagnoses is not None:
-        table.add_column("largest gap", min_width=11)  # the longest word: "overfitting"
-    for task in _task_names(splits):
-        rows = {
-            s: splits[s].get("tasks", {}).get(task, {"no_labels": True, "n": 0}) for s in splits
-        }
-        regression = any(r.get("kind") == "regression" for r in rows.values())
-        cells = [task + (" (mse)" if regression else "")]
-        for s in split_names:
-            r = rows[s]
-            if r.get("no_labels"):
-                cells.append(NO_LABELS)
-            else:
-                cells.append(f"{r['mse']:.3g}" if regression else _pct(r["error"], 1))
-        r = rows[scored]
-        cells.append("-" if r.get("no_labels") or regression else f"{r['f1']:.3f}")
-        cells.append(str(r.get("n", 0)))
-        if diagnoses is not None:
-            d = diagnoses.get(task)
-            if isinstance(d, Diagnosis):
-                value = d.gaps.get(d.largest)
-                size = f" {_pct(value, 1)}" if value is not None and d.largest != "none" else ""
-                cells.append(GAP_TITLES[d.largest] + size)
-            else:
-                cells.append(str(d or "-"))
-        table.add_row(*cells)
-    return table
-
-
-def task_renderable(
-    splits: Mapping[str, Mapping[str, Any]], diagnoses: Mapping[str, Diagnosis | str]
-) -> Group:
-    """The per-task table and a line on how the summary rows above it are averaged."""
-    note = Text(
-        "The summary rows average the classification tasks (each task's score on its present "
-        "labels, every task counted once); loss is the weighted multi-task cost.",
-        style="dim",
-    )
-    return Group(task_table(splits, diagnoses), note)
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def render_task_report(
-    splits: Mapping[str, Mapping[str, Any]], diagnoses: Mapping[str, Diagnosis | str]
-) -> str:
-    """The per-task sections of ``report.md``: scores per task and split, then the diagnosis.
-
-    Example:
-        >>> row = {"kind": "binary", "n": 4, "error": 0.25, "accuracy": 0.75, "precision": 1.0,
-        ...        "recall": 0.5, "f1": 0.667, "loss": 0.5}
-        >>> md = render_task_report({"dev": {"tasks": {"car": row}}}, {})
-        >>> md.splitlines()[0]
-        '## Per-task scores (present labels only)'
-    """
-    out = ["## Per-task scores (present labels only)", ""]
-    out += [
-        "Each task is scored on the examples whose label for it is present; `n` counts them. "
-        "The summary scores above average the classification tasks (each counted once); their "
-        "loss is the weighted multi-task cost.",
-        "",
-    ]
-    rows = []
-    for task in _task_names(splits):
-        for s, split_row in splits.items():
-            r = split_row.get("tasks", {}).get(task)
-            if r is None:
-                continue
-            if r.get("no_labels"):
-                rows.append([task, s, 0, f"*{NO_LABELS}*", "", "", "", "", ""])
-            elif r["kind"] == "regression":
-                rows.append([task, s, r["n"], f"mse {r['mse']:.4f}", f"mae {r['mae']:.4f}"])
-                rows[-1] += ["", "", "", f"{r['loss']:.4f}" if "loss" in r else ""]
-            else:
-                rows.append(
-                    [task, s, r["n"], _pct(r["error"])]
-                    + [f"{r[m]:.4f}" for m in ("accuracy", "precision", "recall", "f1")]
-                    + [f"{r['loss']:.4f}" if "loss" in r else ""]
-                )
-    out += _md_table(
-        ["task", "split", "n", "error", "accuracy", "precision", "recall", "f1", "loss"], rows
-    )
-    out += ["", "## Per-task diagnosis", ""]
-    drows = []
-    for task, d in diagnoses.items():
-        if isinstance(d, Diagnosis):
-            drows.append(
-                [
-                    task,
-                    *(_pct(v) for v in d.gaps.values()),
-                    f"**{GAP_TITLES[d.largest]}**",
-                    d.remedies[0] if d.remedies else "",
-                ]
-            )
-        else:
-            drows.append([task, "", "", "", "", f"*{d}*", ""])
-    out += _md_table(["task", *(GAP_TITLES[g] for g in GAPS), "largest", "first remedy"], drows)
-    return "\n".join(out) + "\n"
-
-
 def diagnoses_to_dict(diagnoses: Mapping[str, Diagnosis | str]) -> dict[str, Any]:
     """``{task: diagnosis dict}``, or ``{task: {"skipped": reason}}``, for ``diagnosis.json``."""
     return {
         t: d.to_dict() if isinstance(d, Diagnosis) else {"skipped": d} for t, d in diagnoses.items()
     }
-
-
-def write_task_report(
-    run_dir: Path,
-    metrics: Mapping[str, Any],
-    diagnoses: Mapping[str, Diagnosis | str],
-    logger: Any = None,
-) -> None:
-    """Add the per-task scores and diagnosis to a run folder written by ``write_run_report``.
-
-    Appends the per-task sections to ``report.md``, adds ``"tasks"`` to ``diagnosis.json``,
-    and sends TensorBoard ``diagnosis/{task}/{gap}`` scalars and a ``report/tasks`` text panel
-    (the per-task scores themselves were logged as ``{split}/{task}/{metric}`` by the model).
-    """
-    section = render_task_report(metrics["splits"], diagnoses)
-    report = run_dir / "report.md"
-    text = report.read_text() if report.is_file() else ""
-    write_text_atomic(report, text.rstrip() + "\n\n" + section)
-    diagnosis_file = run_dir / "diagnosis.json"
-    payload = json.loads(diagnosis_file.read_text()) if diagnosis_file.is_file() else {}
-    payload["tasks"] = diagnoses_to_dict(diagnoses)
-    write_json_atomic(diagnosis_file, payload)
-
-    experiment = getattr(logger, "experiment", None)
-    if experiment is not None and hasattr(experiment, "add_text"):
-        scalars = {
-            f"diagnosis/{task}/{g}": v
-            for task, d in diagnoses.items()
-            if isinstance(d, Diagnosis)
-            for g, v in d.gaps.items()
-            if v is not None
-        }
-        if scalars:
-            logger.log_metrics(scalars, step=0)
-        experiment.add_text("report/tasks", section, global_step=0)
-        experiment.flush()
-
-
-def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> Table:
-    """Multi-task runs side by side, one column each: the size of the train split, each task's
-    F1, their mean, the parameters and the training time.
-
-    Runs are ordered by the size of their train split, then by name, so the runs of one data
-    size sit together.
-
-    Args:
-        runs: ``{run name: metrics.json content}``; runs without per-task scores are left out.
-        split: The split whose F1 is shown (test: not used to choose anything).
-
-    Example:
-        >>> row = {"kind": "binary", "n": 4, "f1": 0.5}
-        >>> m = {"params": 10, "fit_seconds": 1.0,
-        ...      "splits": {"train": {"n": 8}, "test": {"f1": 0.5, "tasks": {"car": row}}}}
-        >>> [c.header for c in task_comparison_table({"mt": m}).columns]
-        ['', 'mt']
-    """
-    multi = {k: m for k, m in runs.items() if "tasks" in m.get("splits", {}).get(split, {})}
-
-    def train_n(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
-        return int(item[1]["splits"].get("train", {}).get("n", 0)), item[0]
-
-    ordered = sorted(multi.items(), key=train_n)
-    tasks: list[str] = []
-    for _, m in ordered:
-        tasks += [t for t in m["splits"][split]["tasks"] if t not in tasks]
-    table = Table(title=f"per-task {split} F1 (present labels only)", title_justify="left")
-    table.add_column("", no_wrap=True)
-    for name, _ in ordered:
-        # Spaces let a long run name wrap onto several header lines; numbers never wrap.
-        table.add_column(name.replace("_", " "), justify="right")
-
-    def f1(row: Mapping[str, Any] | None) -> str:
-        if row is None:
-            return ""
-        if row.get("no_labels"):
-            return NO_LABELS
-        return f"{row['f1']:.3f}" if "f1" in row else f"mse {row.get('mse', 0):.3g}"
-
-    table.add_row("train n", *(str(m["splits"].get("train", {}).get("n", "?")) for _, m in ordered))
-    for t in tasks:
-        table.add_row(t, *(f1(m["splits"][split]["tasks"].get(t)) for _, m in ordered))
-    table.add_row(
-        "mean F1",
-        *(f"{m['splits'][split].get('f1', math.nan):.3f}" for _, m in ordered),
-        style="bold",
-    )
-    table.add_row("params", *(f"{int(m.get('params', 0)):,}" for _, m in ordered))
-    table.add_row("fit s", *(f"{m.get('fit_seconds', 0):.1f}" for _, m in ordered))
-    return table

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from mlstrategy.data.normalization import Standardize
-from mlstrategy.evaluation.metrics import classification_metrics, per_class_metrics
+from mlstrategy.metrics.classification import classification_metrics, per_class_metrics
 from mlstrategy.models.init import WEIGHT_LAYERS
 from mlstrategy.models.optim import OptimizerName, build_optimizer
 from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_decay

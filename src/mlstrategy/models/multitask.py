@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
 
-from mlstrategy.evaluation.metrics import (
+from mlstrategy.metrics.classification import (
     classification_metrics,
     per_class_metrics,
     per_class_table,
@@ -155,7 +155,7 @@ def head_losses(kind: str, z: Tensor, y: Tensor, present: Tensor) -> Tensor:
 class TaskScores(nn.Module):
     """The running scores of one task over a split: only its present labels are fed in.
 
-    Class labels: accuracy, precision, recall, F1 (:func:`~mlstrategy.evaluation.metrics.
+    Class labels: accuracy, precision, recall, F1 (:func:`~mlstrategy.metrics.classification.
     classification_metrics`), per-class scores and the confusion matrix; real values: squared
     and absolute error. Also the task's cost over its present labels and their number.
 

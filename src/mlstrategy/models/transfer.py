@@ -322,7 +322,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     Raises:
         FileNotFoundError: nothing there, with how to make it.
     """
-    from mlstrategy.evaluation.runs import find_run
+    from mlstrategy.run_folder import find_run
 
     given = Path(path)
     if given.is_file():

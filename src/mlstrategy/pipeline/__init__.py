@@ -11,9 +11,9 @@ from mlstrategy.pipeline.localize import (
     crop_stage,
 )
 from mlstrategy.pipeline.pipeline import Pipeline, as_examples
-from mlstrategy.pipeline.report import Crossover, find_crossover
 from mlstrategy.pipeline.stages import FixedStage, ModelFactory, ModelStage, Stage
 from mlstrategy.pipeline.study import EndToEndStudy, Study
+from mlstrategy.pipeline.study_report import Crossover, find_crossover
 
 __all__ = [
     "CeilingAnalysis",

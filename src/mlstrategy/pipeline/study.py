@@ -22,8 +22,8 @@ from mlstrategy.data.canvas import Canvases, DigitCanvas
 from mlstrategy.pipeline.ceiling import CeilingAnalysis, ceiling_analysis
 from mlstrategy.pipeline.localize import LearnedLocalizer, TemplateLocalizer, crop_stage
 from mlstrategy.pipeline.pipeline import Pipeline, as_examples
-from mlstrategy.pipeline.report import RESULTS_FILE, write_study
 from mlstrategy.pipeline.stages import ModelFactory, ModelStage, Stage
+from mlstrategy.pipeline.study_report import RESULTS_FILE, write_study
 
 LocalizerName = Literal["template", "learned"]
 _LABELS = {

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
-from mlstrategy.evaluation.metrics import METRIC_NAMES
 from mlstrategy.evaluation.selection import Selection
+from mlstrategy.metrics.names import METRIC_NAMES
 
 SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
 

@@ -18,29 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import lightning as L
-import torch
+from typing import Any
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
-from mlstrategy.evaluation.metrics import AVERAGES, per_class_table
 from mlstrategy.evaluation.selection import Constraint, flatten_metrics
-from mlstrategy.evaluation.tables import SPLIT_COLUMNS, gap_formulas, summary_table
 from mlstrategy.io import write_json_atomic, write_text_atomic
-
-if TYPE_CHECKING:
-    from mlstrategy.models.classifier import ClassifierModule
-
-__all__ = [
-    "SPLIT_COLUMNS",
-    "analyze_errors",
-    "count_parameters",
-    "evaluate_splits",
-    "render_report",
-    "summary_table",
-    "write_run_report",
-]
+from mlstrategy.metrics.names import AVERAGES
+from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
 
 REPORT_FILES = {
     "diagnosis": "diagnosis.json",
@@ -49,111 +33,6 @@ REPORT_FILES = {
     "learning_curve": "learning_curve.png",
     "dev_examples": "dev_highest_loss.png",
 }
-
-
-def evaluate_splits(
-    trainer: L.Trainer, model: ClassifierModule, datamodule: Any, ckpt_path: str | None
-) -> dict[str, dict[str, Any]]:
-    """Score ``model`` on every split of ``datamodule``, in eval mode, over whole splits.
-
-    The test split goes first, through ``trainer.test(ckpt_path=...)``, which loads the
-    checkpoint's weights; train, train-dev and dev are then scored with those same weights.
-    Train error is therefore measured like the others (dropout off, final weights), never as a
-    running average of training batches.
-
-    Returns:
-        ``{split: {"error", "accuracy", "precision", "recall", "f1", "loss", "n", ...,
-        "per_class", "confusion_matrix"}}``.
-    """
-    splits = list(datamodule.split_names)
-    order = ["test", *[s for s in splits if s != "test"]]
-    class_names = list(getattr(datamodule, "class_names", None) or []) or None
-    results: dict[str, dict[str, Any]] = {}
-    for i, split in enumerate(order):
-        model.eval_split = split
-        loader = datamodule.eval_dataloader(split)
-        out = trainer.test(
-            model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
-        )
-        prefix = f"{split}/"
-        row: dict[str, Any] = {
-            k[len(prefix) :]: float(v) for k, v in out[0].items() if k.startswith(prefix)
-        }
-        # In-memory batches hold the split as `x`; a DataLoader (image folders) its dataset.
-        row["n"] = len(loader.x) if hasattr(loader, "x") else len(loader.dataset)
-        details = getattr(model, "eval_details", None)
-        if details:
-            row["per_class"] = per_class_table(details, class_names)
-            row["confusion_matrix"] = details["confusion_matrix"].tolist()
-        results[split] = row
-    model.eval_split = "test"
-    return {s: results[s] for s in splits}
-
-
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Total and trainable parameter counts.
-
-    Example:
-        >>> count_parameters(torch.nn.Linear(30, 1))
-        {'params': 31, 'trainable_params': 31}
-    """
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"params": total, "trainable_params": trainable}
-
-
-def analyze_errors(
-    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int = 10
-) -> dict[str, Any]:
-    """Error analysis on the dev split and the dev/test same-distribution check.
-
-    Needs a data module that keeps its splits in memory (``prepare()`` returning
-    ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`); returns ``{}``
-    otherwise.
-
-    Args:
-        model: The trained classifier (the weights that were scored).
-        datamodule: Its data module.
-        splits: The scored splits, from :func:`evaluate_splits`.
-        k: How many highest-loss dev examples to list.
-
-    Returns:
-        ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}`` and,
-        for image or signal data, ``"highest_loss_x"`` (the raw examples, for the figure).
-    """
-    from mlstrategy.evaluation.error_analysis import (
-        compare_distributions,
-        example_losses,
-        highest_loss,
-        most_confused,
-    )
-
-    prepare = getattr(datamodule, "prepare", None)
-    if not callable(prepare):
-        return {}
-    data = prepare()
-    if "dev" not in data:
-        return {}
-    x_dev, y_dev = data["dev"]
-    cm = splits.get("dev", {}).get("confusion_matrix")
-    num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
-    names = list(getattr(datamodule, "class_names", None) or []) or [
-        str(c) for c in range(num_classes)
-    ]
-    losses, preds, p_true = example_losses(model, x_dev, y_dev)
-    worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
-    out: dict[str, Any] = {
-        "most_confused": most_confused(cm, names) if cm else [],
-        "highest_loss": worst,
-    }
-    if x_dev.dim() in (3, 4):
-        out["highest_loss_x"] = x_dev[[w["index"] for w in worst]].numpy()
-    if "test" in data:
-        x_test, y_test = data["test"]
-        out["same_distribution"] = compare_distributions(
-            (x_dev.numpy(), y_dev.numpy()), (x_test.numpy(), y_test.numpy()), num_classes
-        )
-    return out
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -369,7 +248,7 @@ def write_run_report(
     Returns:
         ``{file key: path}`` of what was written.
     """
-    from mlstrategy.evaluation.plots import (
+    from mlstrategy.reporting.plots import (
         confusion_matrix_figure,
         examples_figure,
         learning_curve_figure,

@@ -15,7 +15,7 @@ average, and a ratio with a zero denominator is 0.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torchmetrics import Metric, MetricCollection
@@ -31,9 +31,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
-AVERAGES: tuple[Literal["micro", "macro", "weighted"], ...] = ("micro", "macro", "weighted")
-PER_CLASS_NAMES = ("precision", "recall", "f1")
+from mlstrategy.metrics.names import AVERAGES, PER_CLASS_NAMES
 
 
 def _check_num_classes(num_classes: int) -> None:

@@ -253,8 +253,8 @@ def write_study(
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from mlstrategy.evaluation.plots import save_figure
     from mlstrategy.io import write_json_atomic, write_text_atomic
+    from mlstrategy.reporting.plots import save_figure
 
     sizes = list(study.train_sizes)
     names = list(errors)

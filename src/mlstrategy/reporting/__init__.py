@@ -1,0 +1,1 @@
+"""Reporting: console tables, Markdown, figures, and the run and study reports."""

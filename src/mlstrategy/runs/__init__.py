@@ -1,0 +1,1 @@
+"""The run layer: run one recipe, run studies, and the LightningCLI subclass."""
