@@ -1,32 +1,131 @@
-"""Finding finished run folders and reading what they recorded.
+"""The run folder: its file names, new versions, the FAILED marker, and its readers.
 
-A run folder is finished when it holds ``metrics.json`` (``mlstrategy run`` writes it last).
-Run folders live at ``logs/<recipe>/<timestamp>/``, or ``logs/<study>/<recipe>/<timestamp>/``
-for the recipes of a study.
+This module is the only place that spells the names of a run folder's files. A run folder
+lives at ``logs/<recipe>/<timestamp>/`` (``logs/<study>/<recipe>/<timestamp>/`` for the recipes
+of a study) and holds TensorBoard events, ``config.yaml``, ``checkpoints/best.ckpt`` and
+``last.ckpt``, ``diagnosis.json``, ``report.md`` with its figures, and ``metrics.json``,
+written last: its presence means the run finished. A run that failed holds ``FAILED`` with
+the reason instead.
+
+It imports only the standard library and PyYAML, so the read-only verbs (``diagnose``,
+``compare``) and every layer that reads an earlier run (a pretrained backbone) can use it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+LOGS_DIR = "logs"
 METRICS_FILE = "metrics.json"
+DIAGNOSIS_FILE = "diagnosis.json"
+REPORT_FILE = "report.md"
+CONFIG_FILE = "config.yaml"
+FAILED_FILE = "FAILED"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_CHECKPOINT = "best"  # ModelCheckpoint's filename, without the .ckpt suffix
+LAST_CHECKPOINT = "last"
 
 
-def _finished(folder: Path) -> bool:
-    return (folder / METRICS_FILE).is_file()
+def checkpoint_path(run_dir: Path, which: str = BEST_CHECKPOINT) -> Path:
+    """``run_dir/checkpoints/{which}.ckpt`` (``which`` is ``best`` or ``last``)."""
+    return run_dir / CHECKPOINTS_DIR / f"{which}.ckpt"
+
+
+def new_run_version(save_dir: Path, name: str) -> str:
+    """A timestamped folder name under ``save_dir/name``, reserved with an exclusive mkdir so
+    parallel runs never share one."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = save_dir / name
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        version = stamp if i == 0 else f"{stamp}-{i}"
+        try:
+            (base / version).mkdir()
+            return version
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {base}")
+
+
+def shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies inside it (shorter to read)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def mark_failed(run_dir: Path, err: BaseException) -> None:
+    """Leave ``FAILED`` with the reason, so the folder never looks finished."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILED_FILE).write_text(f"{type(err).__name__}: {err}\n")
+
+
+def clear_failed(run_dir: Path) -> None:
+    """Remove the ``FAILED`` marker (a resumed run tries again)."""
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+
+
+def is_finished(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds ``metrics.json``, the file a run writes last."""
+    return (run_dir / METRICS_FILE).is_file()
+
+
+def latest_run(logs_dir: Path, recipe: str) -> Path | None:
+    """The newest run folder of ``recipe`` under ``logs_dir`` (finished or not), or None."""
+    candidates = sorted(
+        (p for p in (logs_dir / recipe).glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime
+    )
+    return candidates[-1] if candidates else None
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: a ``.ckpt`` file, a run folder (its best
+    checkpoint, else its last), or a folder of runs of one recipe (the latest finished run's).
+
+    Raises:
+        FileNotFoundError: nothing there, with how to make it.
+    """
+    given = Path(path)
+    if given.is_file():
+        return given
+    how = (
+        "Run the source task first: in a study, its pretraining recipe runs before the others "
+        "(`mlstrategy run recipes/transfer/` pretrains, then transfers), and `checkpoint` names "
+        "its folder of runs, e.g. logs/transfer/0_pretrain."
+    )
+    if not given.exists():
+        raise FileNotFoundError(f"checkpoint={str(given)!r} does not exist. {how}")
+    if (given / CHECKPOINTS_DIR).is_dir() and not is_finished(given):
+        run_dir = given  # a fit-only run folder (mlstrategy fit)
+    else:
+        try:
+            run_dir = find_run(given)
+        except ValueError as err:
+            raise FileNotFoundError(
+                f"checkpoint={str(given)!r} holds no finished run ({err}) {how}"
+            ) from None
+    for which in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+        if checkpoint_path(run_dir, which).is_file():
+            return checkpoint_path(run_dir, which)
+    raise FileNotFoundError(
+        f"The run {run_dir} has no {CHECKPOINTS_DIR}/{BEST_CHECKPOINT}.ckpt or "
+        f"{LAST_CHECKPOINT}.ckpt. {how}"
+    )
 
 
 def _why_unfinished(folder: Path) -> str:
-    failed = folder / "FAILED"
+    failed = folder / FAILED_FILE
     if failed.is_file():
         reason = failed.read_text().strip().splitlines()[0] if failed.read_text().strip() else ""
         return f"the run failed ({reason}); fix the recipe and run it again with `mlstrategy run`"
-    if (folder / "checkpoints").is_dir():
+    if (folder / CHECKPOINTS_DIR).is_dir():
         return (
             "it looks like a `mlstrategy fit` run, which trains but does not score the splits; "
             "use `mlstrategy run RECIPE` to get metrics, a diagnosis and a report"
@@ -57,7 +156,7 @@ def find_run(path: str | Path) -> Path:
             f"{str(folder)!r} is a file; give the run folder that holds it "
             f"({str(folder.parent)!r})."
         )
-    if _finished(folder):
+    if is_finished(folder):
         return folder
     runs = sorted((p.parent for p in folder.rglob(METRICS_FILE)), key=lambda p: (p.name, str(p)))
     if runs:
@@ -88,7 +187,7 @@ def find_runs(paths: Iterable[str | Path], all_runs: bool = False) -> list[Path]
                 f"{str(folder)!r} {what}. Give run folders or folders of runs, e.g. "
                 "`mlstrategy compare logs/strategy` after `mlstrategy run recipes/strategy/`."
             )
-        if _finished(folder):
+        if is_finished(folder):
             found.append(folder)
             continue
         runs = sorted(p.parent for p in folder.rglob(METRICS_FILE))
@@ -161,7 +260,7 @@ def load_settings(run_dir: Path) -> dict[str, Any]:
     Read from ``diagnosis.json`` (``settings``), else from the ``evaluation`` section of the
     run's ``config.yaml``.
     """
-    diagnosis = run_dir / "diagnosis.json"
+    diagnosis = run_dir / DIAGNOSIS_FILE
     if diagnosis.is_file():
         try:
             settings = json.loads(diagnosis.read_text()).get("settings")
@@ -169,7 +268,7 @@ def load_settings(run_dir: Path) -> dict[str, Any]:
             settings = None
         if isinstance(settings, dict):
             return settings
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG_FILE
     if config.is_file():
         try:
             section = (yaml.safe_load(config.read_text()) or {}).get("evaluation")
