@@ -14,23 +14,25 @@ from mlstrategy.evaluation.selection import parse_constraint
 from mlstrategy.reporting.run_report import render_report, write_run_report
 
 MODULES = [
-    "diagnosis",
-    "error_analysis",
-    "latency",
-    "learning_curve",
-    "metrics",
-    "plots",
-    "report",
-    "runs",
-    "selection",
-    "settings",
-    "tables",
+    "mlstrategy.evaluation.diagnosis",
+    "mlstrategy.evaluation.error_analysis",
+    "mlstrategy.evaluation.latency",
+    "mlstrategy.evaluation.learning_curve",
+    "mlstrategy.evaluation.scoring",
+    "mlstrategy.metrics.classification",
+    "mlstrategy.reporting.plots",
+    "mlstrategy.reporting.run_report",
+    "mlstrategy.reporting.tables",
+    "mlstrategy.reporting.tasks",
+    "mlstrategy.run_folder",
+    "mlstrategy.evaluation.selection",
+    "mlstrategy.evaluation.settings",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name):
-    module = importlib.import_module(f"mlstrategy.evaluation.{name}")
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 

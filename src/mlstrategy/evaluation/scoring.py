@@ -18,7 +18,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from mlstrategy.metrics.classification import METRIC_NAMES, per_class_table, score_predictions
+from mlstrategy.metrics.classification import per_class_table, score_predictions
+from mlstrategy.metrics.names import METRIC_NAMES
 
 
 def evaluate_splits(
