@@ -3,7 +3,6 @@ per-task diagnosis, tables and report sections."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -23,12 +22,6 @@ from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose
 from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
 from mlstrategy.evaluation.scoring import score_task, summarize_tasks
 from mlstrategy.models import Head, MultiTaskNet
-from mlstrategy.reporting.tasks import (
-    render_task_report,
-    task_comparison_table,
-    task_table,
-    write_task_report,
-)
 
 rng = np.random.default_rng(0)
 
@@ -180,51 +173,6 @@ def test_summary_row_averages_tasks_that_have_labels():
     assert s["error"] == pytest.approx(0.2) and s["f1"] == pytest.approx(0.8)
     assert s["loss"] == pytest.approx(2.0 * 0.2 + 0.6 + 0.5 * 9.0)
     assert math.isnan(summarize_tasks({"c": rows["c"]})["f1"])
-
-
-def test_tables_and_report_show_every_task_and_no_labels():
-    from rich.console import Console
-
-    splits = _splits()
-    diagnoses = diagnose_tasks(splits, human_error=0.01)
-    console = Console(width=200, record=True)
-    console.print(task_table(splits, diagnoses))
-    text = console.export_text()
-    assert "car" in text and "variance 10.0%" in text and NO_LABELS in text
-    assert task_table(splits, diagnoses).row_count == 3
-    md = render_task_report(splits, diagnoses)
-    assert "| car | dev | 100 | 12.00% | 0.8800 |" in md
-    assert "| gone | dev | 0 | *no labels* |" in md
-    assert "| sign | 9.00% | 1.00% | - | 1.00% | **avoidable bias** |" in md
-
-
-def test_write_task_report_appends_sections_and_diagnoses(tmp_path):
-    (tmp_path / "report.md").write_text("# Run report: x\n")
-    (tmp_path / "diagnosis.json").write_text(json.dumps({"largest": "variance"}))
-    splits = _splits()
-    write_task_report(tmp_path, {"splits": splits}, diagnose_tasks(splits, 0.01))
-    report = (tmp_path / "report.md").read_text()
-    assert report.startswith("# Run report: x\n\n## Per-task scores")
-    payload = json.loads((tmp_path / "diagnosis.json").read_text())
-    assert payload["largest"] == "variance"
-    assert payload["tasks"]["car"]["largest"] == "variance"
-    assert payload["tasks"]["gone"] == {"skipped": f"{NO_LABELS} in dev: cannot diagnose"}
-
-
-def test_comparison_table_orders_runs_by_train_size():
-    def run(n_train: int, f1: float) -> dict:
-        tasks = {"car": {"kind": "binary", "n": 9, "f1": f1}}
-        return {
-            "params": 1000,
-            "fit_seconds": 2.0,
-            "splits": {"train": {"n": n_train}, "test": {"f1": f1, "tasks": tasks}},
-        }
-
-    table = task_comparison_table({"big": run(2000, 0.9), "small": run(200, 0.7), "x": {}})
-    assert [c.header for c in table.columns] == ["", "small", "big"]
-    assert list(table.columns[0].cells) == ["train n", "car", "mean F1", "params", "fit s"]
-    assert list(table.columns[1].cells) == ["200", "0.700", "0.700", "1,000", "2.0"]
-    assert list(table.columns[2].cells)[1] == "0.900"
 
 
 def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():
