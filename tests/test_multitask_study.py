@@ -152,9 +152,10 @@ def test_a_study_folder_ends_with_the_per_task_table(in_tmp, capsys, monkeypatch
 
 @pytest.mark.slow
 def test_the_study_recipes_compare_equal_trunks_and_a_wider_shared_one(in_tmp):
-    from mlstrategy.cli import _make_cli_class, _recipes_of
+    from mlstrategy.runs.lightning_cli import MLStrategyCLI
+    from mlstrategy.runs.recipes import recipe_configs
 
-    runs = {configs[-1].stem: configs for configs in _recipes_of(STUDY)}
+    runs = {configs[-1].stem: configs for configs in recipe_configs(STUDY)}
     assert set(runs) == {
         "small_multitask",
         "small_single_task",
@@ -167,7 +168,7 @@ def test_the_study_recipes_compare_equal_trunks_and_a_wider_shared_one(in_tmp):
     for name, configs in runs.items():
         base = yaml.safe_load(configs[-1].read_text())
         train_sizes[name] = base["data"]["init_args"]["train_size"]
-        cli = _make_cli_class()(
+        cli = MLStrategyCLI(
             args=[*(f"--config={c}" for c in configs), *shrink, "--trainer.logger=false"],
             run=False,
         )

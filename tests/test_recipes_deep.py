@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from conftest import REPO
-from mlstrategy.cli import _recipes_of, main
+from mlstrategy.cli import main
+from mlstrategy.runs.recipes import recipe_configs
 
 STUDIES = ["init", "regularization", "optimizers", "lr_decay", "batch_norm"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def _all_recipes() -> list[list[Path]]:
-    runs = [r for study in STUDIES for r in _recipes_of(REPO / "recipes" / "deep" / study)]
-    return runs + _recipes_of(REPO / "recipes" / "mnist1d")
+    runs = [r for study in STUDIES for r in recipe_configs(REPO / "recipes" / "deep" / study)]
+    return runs + recipe_configs(REPO / "recipes" / "mnist1d")
 
 
 @pytest.mark.parametrize("configs", _all_recipes(), ids=lambda c: "/".join(c[-1].parts[-2:]))

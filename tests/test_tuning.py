@@ -12,7 +12,7 @@ from conftest import write_recipe
 from mlstrategy.cli import main
 from mlstrategy.data import ArrayDataModule, Moons
 from mlstrategy.models import DeepNet
-from mlstrategy.tuning import find_learning_rate
+from mlstrategy.runs.lr_find import find_learning_rate
 
 MOONS = {
     "class_path": "mlstrategy.data.ArrayDataModule",

@@ -1,9 +1,3 @@
-"""Metrics: torchmetrics collections per split, and masks for missing labels (lowest layer)."""
-
-from mlstrategy.metrics.classification import (
-    classification_metrics,
-    per_class_metrics,
-    score_predictions,
-)
-
-__all__ = ["classification_metrics", "per_class_metrics", "score_predictions"]
+"""Metrics, the lowest layer: torchmetrics collections per split (``metrics.classification``),
+masks for missing labels, and the names of the scores (``metrics.names``, without torch, for
+the read-only verbs; so this package imports nothing on its own)."""

@@ -1,4 +1,4 @@
-"""Learning-rate finder for a recipe (``mlstrategy lr-find RECIPE``), via Lightning's Tuner.
+"""The learning-rate finder for a recipe (``mlstrategy lr-find RECIPE``), via Lightning's Tuner.
 
 The search trains the recipe's model from its initial weights for ``num_training`` steps while
 the learning rate grows exponentially from ``min_lr`` to ``max_lr`` and records the (smoothed)
@@ -10,29 +10,17 @@ are reported. The model's weights are restored afterwards; nothing is trained fo
 
 from __future__ import annotations
 
-import argparse
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rich.console import Console
-
-LR_FIND_HELP = """\
-Sweep the learning rate over a few hundred training steps and suggest one for the recipe.
-
-The model trains from its initial weights while the learning rate grows from --min-lr to
---max-lr; the cost is recorded at every step. The suggestion is a tenth of the rate with the
-lowest cost (just before the cost blows up); Lightning's steepest-slope rate is shown too.
-The weights are restored after the sweep: nothing is trained for good.
-
-Writes lr_find.png (cost against learning rate, log scale, suggestion marked) and
-lr_find.json (rates, costs, suggestion) to logs/lr-find/<recipe>/<timestamp>/, and prints the
-override to use: mlstrategy run RECIPE --model.init_args.learning_rate=SUGGESTION.
-
-Overrides after the recipe use LightningCLI's dotted form, e.g. --data.init_args.batch_size=32.
-With batch gradient descent (batch_size: null) each step is one epoch.
-"""
-
+from mlstrategy.io import write_json_atomic
+from mlstrategy.reporting.plots import save_figure
+from mlstrategy.run_folder import LOGS_DIR
+from mlstrategy.runs.lightning_cli import build_run
+from mlstrategy.runs.recipes import recipe_configs
 
 _SKIP_BEGIN = 10  # Lightning's default skip_begin for its suggestion
 
@@ -108,71 +96,67 @@ def find_learning_rate(
     }
 
 
-def lr_find_main(argv: list[str], console: Console) -> int:
-    """``mlstrategy lr-find RECIPE [--min-lr ...] [--section.key=value ...]``."""
-    from mlstrategy.cli import LOGS_DIR, _make_cli_class, _recipes_of
-    from mlstrategy.io import write_json_atomic
-    from mlstrategy.reporting.plots import save_figure
+FIGURE_FILE = "lr_find.png"
+RESULTS_FILE = "lr_find.json"
 
-    parser = argparse.ArgumentParser(
-        prog="mlstrategy lr-find",
-        description=LR_FIND_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="mlstrategy lr-find RECIPE [--min-lr A] [--max-lr B] [--num-training N] "
-        "[--section.key=value ...]",
-    )
-    parser.add_argument("recipe", help="a recipe .yaml file")
-    parser.add_argument("--min-lr", type=float, default=1e-6, help="first rate (default 1e-6)")
-    parser.add_argument("--max-lr", type=float, default=1.0, help="last rate (default 1)")
-    parser.add_argument(
-        "--num-training", type=int, default=100, help="steps in the sweep (default 100)"
-    )
-    parser.add_argument("--mode", choices=("exponential", "linear"), default="exponential")
-    args, overrides = parser.parse_known_args(argv)
-    path = Path(args.recipe)
-    if not path.is_file():
-        raise ValueError(
-            f"Recipe {args.recipe!r} is not a file. Give one .yaml recipe, e.g. "
-            "`mlstrategy lr-find recipes/mnist1d/mlp.yaml`."
-        )
-    (configs,) = _recipes_of(path)
-    cli_class: Any = _make_cli_class()
-    cli_class.logs_dir = Path(LOGS_DIR) / "lr-find"
-    cli = cli_class(args=[*(f"--config={c}" for c in configs), *overrides], run=False)
+
+@dataclass
+class LRFind:
+    """The sweep of one recipe.
+
+    Attributes:
+        run_dir: Where ``lr_find.png`` and ``lr_find.json`` went.
+        recipe_lr: The recipe's own learning rate.
+        suggestion: A tenth of the lowest-cost rate, or None when the cost never fell.
+        steepest: Lightning's steepest-slope rate, or None.
+        rates: The swept rates.
+        costs: The smoothed training cost at each.
+    """
+
+    run_dir: Path
+    recipe_lr: float
+    suggestion: float | None
+    steepest: float | None
+    rates: list[float]
+    costs: list[float]
+
+    @property
+    def figure_path(self) -> Path:
+        """The plot of cost against learning rate."""
+        return self.run_dir / FIGURE_FILE
+
+
+def lr_find(
+    recipe: Path,
+    overrides: Sequence[str] = (),
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    num_training: int = 100,
+    mode: Literal["exponential", "linear"] = "exponential",
+    logs_dir: Path = Path(LOGS_DIR),
+) -> LRFind:
+    """Sweep the learning rate for ``recipe``; write the plot and the numbers.
+
+    The run folder is ``logs/lr-find/<recipe>/<timestamp>/``. Arguments as
+    :func:`find_learning_rate`.
+    """
+    (configs,) = recipe_configs(recipe)
+    cli = build_run(configs, overrides, logs_dir / "lr-find")
     result = find_learning_rate(
-        cli.trainer,
-        cli.model,
-        cli.datamodule,
-        args.min_lr,
-        args.max_lr,
-        args.num_training,
-        args.mode,
+        cli.trainer, cli.model, cli.datamodule, min_lr, max_lr, num_training, mode
     )
     run_dir = Path(cli.trainer.log_dir)
     finder = result.pop("finder")
     suggestion = result["suggestion"]
     recipe_lr = cli.model.hparams["learning_rate"]
     write_json_atomic(
-        run_dir / "lr_find.json", {"recipe": str(path), "recipe_learning_rate": recipe_lr, **result}
+        run_dir / RESULTS_FILE,
+        {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
     )
     if finder is not None:
         figure = finder.plot(suggest=False)
         if suggestion is not None:
             figure.axes[0].axvline(suggestion, color="red", linestyle="--", label="suggestion")
             figure.axes[0].legend()
-        save_figure(figure, run_dir / "lr_find.png")
-    if suggestion is None or not math.isfinite(suggestion):
-        console.print(
-            "[bold red]no suggestion:[/] the cost never fell steadily over the sweep. Widen "
-            "--min-lr/--max-lr or raise --num-training."
-        )
-        return 1
-    steepest = "n/a" if result["steepest"] is None else f"{result['steepest']:.3g}"
-    console.print(
-        f"learning rate: recipe {recipe_lr:g}, suggested [bold]{suggestion:.3g}[/] (a tenth of "
-        f"the lowest-cost rate; steepest slope at {steepest}; swept {args.min_lr:g} .. "
-        f"{args.max_lr:g} in {len(result['lr'])} steps)"
-    )
-    console.print(f"use it: mlstrategy run {path} --model.init_args.learning_rate={suggestion:.3g}")
-    console.print(f"plot: {run_dir / 'lr_find.png'}")
-    return 0
+        save_figure(figure, run_dir / FIGURE_FILE)
+    return LRFind(run_dir, recipe_lr, suggestion, result["steepest"], result["lr"], result["cost"])

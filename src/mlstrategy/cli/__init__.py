@@ -1,0 +1,146 @@
+"""The ``mlstrategy`` command: thin verbs that parse, call the run layer and print.
+
+Each verb lives in its own module with its help text beside it. Nothing imports this package;
+it imports the run layer lazily, so ``mlstrategy --help``, ``diagnose`` and ``compare`` start
+without importing torch or Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+TOP_HELP = """\
+usage: mlstrategy VERB [options]
+
+Practical ML strategy in PyTorch Lightning: train the course's models from a YAML recipe,
+score every split, and be told whether the problem is bias, variance or data mismatch.
+
+verbs:
+  run RECIPE          fit, test the best checkpoint, score train/dev/test, diagnose, write
+                      the run folder under logs/ (metrics.json, diagnosis.json, report.md)
+                      and print the scores and the diagnosis (mlstrategy run --help)
+  run FOLDER          a study: run every recipe in the folder, then compare them
+  diagnose RUN_DIR    re-print a finished run's scores and diagnosis (mlstrategy diagnose -h)
+  compare RUNS...     compare finished runs: one optimizing metric, satisficing constraints,
+                      the winner (mlstrategy compare -h)
+  learning-curve RECIPE
+                      train on growing fractions of the train split, plot train and dev
+                      error against size, say what more data would buy
+  lr-find RECIPE      sweep the learning rate over a few steps and suggest one
+                      (mlstrategy lr-find -h)
+  fit                 LightningCLI: train           (mlstrategy fit --config RECIPE)
+  validate            LightningCLI: score the dev split
+  test                LightningCLI: score the test split (--ckpt_path CHECKPOINT)
+  predict             LightningCLI: class probabilities for the test split
+
+Each LightningCLI verb takes --help, --config RECIPE (repeatable: later files override
+earlier ones) and dotted overrides such as --trainer.max_epochs=5 or
+--trainer.accelerator=cuda. `mlstrategy fit --print_config --config RECIPE` shows every key.
+
+examples:
+  mlstrategy run recipes/quickstart.yaml
+  mlstrategy run recipes/softmax_digits.yaml --trainer.max_epochs=50
+  mlstrategy run recipes/strategy/
+  mlstrategy diagnose logs/quickstart
+  mlstrategy compare logs/strategy --optimize dev/f1 --satisfy "latency_ms<=5"
+  mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml --sizes 0.25,0.5,1.0
+  tensorboard --logdir logs
+
+Safety: recipes may name classes from mlstrategy, torch, torchvision, torchmetrics and
+lightning; anything else is refused before it is imported unless you pass
+--allow-module NAME. Checkpoints load with weights_only=True, never unsafely.
+A killed run continues exactly where it stopped: mlstrategy run RECIPE --resume [RUN_DIR].
+
+Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
+"""
+
+_DEBUG_ENV = "MLSTRATEGY_DEBUG"
+_LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+_TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve", "lr-find")
+# Verbs that read recipes or checkpoints, and so are vetted against the allowlist first.
+_VETTED = ("run", "learning-curve", "lr-find", *_LIGHTNING_VERBS)
+
+
+def _verb(name: str) -> Callable[[list[str], Console], int]:
+    """The verb's ``main``, imported only when it is called."""
+    if name == "run":
+        from mlstrategy.cli.run import main
+    elif name == "diagnose":
+        from mlstrategy.cli.diagnose import main
+    elif name == "compare":
+        from mlstrategy.cli.compare import main
+    elif name == "learning-curve":
+        from mlstrategy.cli.learning_curve import main
+    elif name == "lr-find":
+        from mlstrategy.cli.lr_find import main
+    else:
+        from mlstrategy.cli.lightning import main
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlstrategy`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=False)
+    if not args or args[0] in ("-h", "--help"):
+        print(TOP_HELP)
+        return 0
+    if args[0] == "--version":
+        from mlstrategy import __version__
+
+        print(f"mlstrategy {__version__}")
+        return 0
+    verb = args[0]
+    if verb not in (*_TOOLKIT_VERBS, *_LIGHTNING_VERBS):
+        Console(stderr=True).print(
+            f"error: unknown verb {verb!r}. Use one of: "
+            f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} (mlstrategy --help)."
+        )
+        return 2
+    try:
+        return _dispatch(verb, args[1:], console)
+    except SystemExit as exit_:
+        # jsonargparse reports config errors (unknown key, wrong type) itself, then exits 2.
+        return exit_.code if isinstance(exit_.code, int) else 2
+    except Exception as err:
+        return _report(err)
+
+
+def _dispatch(verb: str, tail: list[str], console: Console) -> int:
+    if verb in _VETTED:
+        from mlstrategy.runs.lightning_cli import quiet_known_warnings
+        from mlstrategy.runs.recipes import split_allow_module, vet_command
+
+        # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users cannot act on it.
+        os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+        quiet_known_warnings()
+        allow, tail = split_allow_module(tail)
+        vet_command(verb, tail, allow)
+    if verb in _LIGHTNING_VERBS:
+        tail = [verb, *tail]
+    return _verb(verb)(tail, console)
+
+
+def _report(err: Exception) -> int:
+    """One clear line for the errors a user can fix; a traceback for anything else."""
+    from mlstrategy.runs.errors import user_message
+
+    err_console = Console(stderr=True)
+    if os.environ.get(_DEBUG_ENV):
+        raise err
+    if isinstance(err, RuntimeError):
+        from mlstrategy.callbacks.guards import NonFiniteError
+
+        if not isinstance(err, NonFiniteError):
+            raise err
+        err_console.print(f"[bold red]training stopped:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
+    if not isinstance(err, (ValueError, FileNotFoundError, TypeError)):
+        raise err
+    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(user_message(err), markup=False, highlight=False, soft_wrap=True)
+    return 2

@@ -1,0 +1,75 @@
+"""``mlstrategy learning-curve RECIPE``: training and dev error against the training-set size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+LEARNING_CURVE_HELP = """\
+Train the recipe on growing fractions of its train split and plot training and dev error
+against the number of training examples m (Machine Learning Yearning, ch. 28-32).
+
+Each size is a full run (fit, best checkpoint, scores, diagnosis) on a stratified subset of
+the train split; smaller subsets are inside larger ones, and dev and test stay whole. The
+result goes to logs/<recipe>-learning-curve/<timestamp>/: learning_curve.png (training and
+dev error against m, with the human-level error when the recipe gives one),
+learning_curve.json, TensorBoard scalars learning_curve/* with m as the step, and one run
+folder per size.
+
+Reading it: when training error at full size is already above human-level error, more data
+cannot fix it (high bias); when dev error is still falling and well above training error,
+more data should help (variance).
+"""
+
+
+def main(argv: list[str], console: Console) -> int:
+    """Measure the recipe's learning curve; print each point, the table and the reading."""
+    from rich.table import Table
+
+    from mlstrategy.evaluation.learning_curve import CurvePoint, parse_sizes
+    from mlstrategy.runs.learning_curve import learning_curve
+
+    parser = argparse.ArgumentParser(
+        prog="mlstrategy learning-curve",
+        description=LEARNING_CURVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="mlstrategy learning-curve RECIPE [--sizes F1,F2,...] [--section.key=value ...]",
+    )
+    parser.add_argument("recipe", help="a recipe .yaml file")
+    parser.add_argument(
+        "--sizes",
+        default="0.1,0.25,0.5,1.0",
+        help="fractions of the train split, comma-separated (default 0.1,0.25,0.5,1.0)",
+    )
+    args, overrides = parser.parse_known_args(argv)
+    path = Path(args.recipe)
+    if not path.is_file():
+        raise ValueError(
+            f"Recipe {args.recipe!r} is not a file. Give one .yaml recipe, e.g. "
+            "`mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml`."
+        )
+
+    def show(point: CurvePoint) -> None:
+        console.print(
+            f"  {100 * point.fraction:5.1f}% of train, m={point.m:>6}: training error "
+            f"{100 * point.train_error:6.2f}%, dev error {100 * point.dev_error:6.2f}%"
+        )
+
+    curve = learning_curve(path, parse_sizes(args.sizes), overrides, on_point=show)
+    table = Table(title=f"learning curve: {path}", title_justify="left")
+    for col in ("fraction", "m", "training error", "dev error", "dev - train"):
+        table.add_column(col, justify="right")
+    for p in curve.points:
+        table.add_row(
+            f"{p.fraction:g}",
+            str(p.m),
+            f"{100 * p.train_error:.2f}%",
+            f"{100 * p.dev_error:.2f}%",
+            f"{100 * (p.dev_error - p.train_error):.2f}",
+        )
+    console.print(table)
+    console.print(f"[bold]{curve.reading['message']}[/]")
+    console.print(f"plot: {curve.figure_path}  ·  tensorboard --logdir {curve.root}")
+    return 0

@@ -1,0 +1,147 @@
+"""The learning curve of a recipe: training and dev error against the training-set size m.
+
+Each size is a full run (fit, best checkpoint, scores, diagnosis) on a nested, stratified
+subset of the train split; dev and test stay whole (Machine Learning Yearning, ch. 28-32).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mlstrategy.evaluation.learning_curve import (
+    CurvePoint,
+    curve_to_dict,
+    nested_subset,
+    what_more_data_buys,
+)
+from mlstrategy.io import write_json_atomic
+from mlstrategy.reporting.plots import learning_curve_figure, save_figure
+from mlstrategy.run_folder import LOGS_DIR, load_settings, new_run_version
+from mlstrategy.runs.recipes import recipe_configs
+from mlstrategy.runs.run import run_recipe
+
+FIGURE_FILE = "learning_curve.png"
+RESULTS_FILE = "learning_curve.json"
+
+
+@dataclass
+class LearningCurve:
+    """A recipe's learning curve.
+
+    Attributes:
+        root: Its folder, ``logs/<recipe>-learning-curve/<timestamp>/``.
+        points: One per size, smallest first.
+        human_error: The recipe's human-level error, if it gives one.
+        reading: What more data would buy (``message`` and the numbers behind it).
+    """
+
+    root: Path
+    points: list[CurvePoint]
+    human_error: float | None
+    reading: dict[str, Any]
+
+    @property
+    def figure_path(self) -> Path:
+        """The plot of training and dev error against m."""
+        return self.root / FIGURE_FILE
+
+
+def train_subset(fraction: float) -> Callable[[Any], None]:
+    """Keep a nested, stratified ``fraction`` of a data module's train split."""
+
+    def apply(datamodule: Any) -> None:
+        import torch
+
+        prepare = getattr(datamodule, "prepare", None)
+        splits = prepare() if callable(prepare) else None
+        if not isinstance(splits, dict) or "train" not in splits:
+            raise ValueError(
+                f"learning-curve needs a data module that keeps its splits in memory "
+                f"(mlstrategy.data.ArrayDataModule); {type(datamodule).__name__} does not."
+            )
+        x, y = splits["train"]
+        keep = torch.from_numpy(nested_subset(y.numpy(), fraction, getattr(datamodule, "seed", 0)))
+        # prepare() hands back its cached splits, so the subset is what setup() and the
+        # train-only normalization statistics see.
+        splits["train"] = (x[keep], y[keep])
+
+    return apply
+
+
+def learning_curve(
+    recipe: Path,
+    sizes: Sequence[float],
+    overrides: Sequence[str] = (),
+    on_point: Callable[[CurvePoint], None] | None = None,
+    logs_dir: Path = Path(LOGS_DIR),
+) -> LearningCurve:
+    """Train ``recipe`` on each fraction of its train split; plot and record the curve.
+
+    Writes ``learning_curve.png``, ``learning_curve.json``, TensorBoard scalars
+    ``learning_curve/*`` with m as the step, and one run folder per size.
+
+    Args:
+        recipe: One recipe file.
+        sizes: Fractions of the train split, increasing, in (0, 1].
+        overrides: Dotted overrides for every run.
+        on_point: Called with each point as it is measured.
+        logs_dir: The logs root.
+    """
+    (configs,) = recipe_configs(recipe)
+    name = f"{recipe.stem}-learning-curve"
+    root = logs_dir / name / new_run_version(logs_dir, name)
+    quiet = Console(file=io.StringIO())
+    points: list[CurvePoint] = []
+    human_error = None
+    for fraction in sizes:
+        result = run_recipe(
+            configs,
+            overrides,
+            quiet,
+            logs_dir=root / f"size_{fraction:g}",
+            before_fit=train_subset(fraction),
+        )
+        train, dev = result.splits["train"], result.splits["dev"]
+        point = CurvePoint(
+            fraction,
+            int(train["n"]),
+            float(train["error"]),
+            float(dev["error"]),
+            str(result.run_dir),
+        )
+        points.append(point)
+        human_error = load_settings(result.run_dir).get("human_error")
+        if on_point is not None:
+            on_point(point)
+    reading = what_more_data_buys(points, human_error)
+    curve = LearningCurve(root, points, human_error, reading)
+    _write(curve, recipe)
+    return curve
+
+
+def _write(curve: LearningCurve, recipe: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    figure = learning_curve_figure(curve.points, curve.human_error)
+    save_figure(figure, curve.figure_path)
+    write_json_atomic(
+        curve.root / RESULTS_FILE,
+        {
+            "recipe": str(recipe),
+            "human_error": curve.human_error,
+            "points": curve_to_dict(curve.points),
+            **curve.reading,
+        },
+    )
+    with SummaryWriter(str(curve.root)) as writer:
+        for p in curve.points:
+            writer.add_scalar("learning_curve/train_error", p.train_error, p.m)
+            writer.add_scalar("learning_curve/dev_error", p.dev_error, p.m)
+        writer.add_figure("learning_curve", figure, close=False)
+        writer.add_text("learning_curve", curve.reading["message"])

@@ -1,0 +1,151 @@
+"""The toolkit's LightningCLI: the plain verbs (fit, validate, test, predict) and every run."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
+from mlstrategy.callbacks.predictions import PredictionsCSV
+from mlstrategy.evaluation.settings import EvaluationSettings
+from mlstrategy.io import AtomicCheckpointIO
+from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_known_warnings() -> None:
+    """Silence Lightning's advice that does not apply to the toolkit's runs."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    # In-memory batches are not DataLoaders, so worker and logging-interval advice does not apply.
+    for message in (
+        r".*does not have many workers.*",
+        r".*smaller than the logging interval.*",
+        r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+        # `run` hands LightningCLI the recipe as args on purpose.
+        r".*LightningCLI's args parameter is intended.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+class MLStrategyCLI(LightningCLI):
+    """LightningCLI with the toolkit's defaults: any of its models and data modules, sizes
+    linked from the data, TensorBoard under ``logs/<recipe>/<timestamp>``, best and last
+    checkpoints by dev cost, a rich progress bar, seed 0 and deterministic algorithms, and
+    an ``evaluation`` section (human-level error, selection rules) that only ``run`` reads.
+
+    Args:
+        args: The command line (or a recipe as ``--config=...`` plus overrides).
+        run: Run the subcommand (the plain verbs); False only builds model, data and trainer.
+        logs_dir: Where new run folders go (``logs_dir/<recipe>/<timestamp>``).
+        resume_dir: A run folder to log into again (``run --resume``).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] | None = None,
+        run: bool = True,
+        logs_dir: str | Path = LOGS_DIR,
+        resume_dir: Path | None = None,
+    ) -> None:
+        self.logs_dir = Path(logs_dir)
+        self.resume_dir = resume_dir
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            args=list(args) if args is not None else None,
+            run=run,
+            seed_everything_default=0,
+            trainer_defaults={"deterministic": True},
+            save_config_kwargs={"overwrite": True},
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for size in ("input_shape", "num_classes"):
+            parser.link_arguments(f"data.{size}", f"model.init_args.{size}", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A typed section, so recipes keep working with the plain verbs (which ignore it)
+        # and a typo in it fails before training.
+        parser.add_class_arguments(EvaluationSettings, "evaluation")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "cost/dev",
+                "checkpoint.mode": "min",
+                "checkpoint.filename": BEST_CHECKPOINT,
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def _recipe_name(self) -> str:
+        config = self.config
+        if self.subcommand:
+            config = self.config.get(self.subcommand, self.config)
+        paths = config.get("config") or []
+        return Path(str(paths[-1])).stem if paths else "run"
+
+    def _run_dir(self) -> Path | None:
+        """The run folder to log into again, if any (resume, or scoring a finished run)."""
+        # Absolute paths: ModelCheckpoint only restores its state (best score, best path)
+        # on resume when the folder is spelled the same way.
+        run_dir = self.resume_dir.resolve() if self.resume_dir is not None else None
+        if self.subcommand in ("validate", "test", "predict"):
+            # Scoring a finished run: log into that run's folder, keep its config.yaml.
+            self.save_config_callback = None
+            ckpt = self.config[self.subcommand].get("ckpt_path")
+            if ckpt and Path(ckpt).parent.name == CHECKPOINTS_DIR:
+                run_dir = Path(ckpt).resolve().parent.parent
+        return run_dir
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._get(self.config_init, "trainer", default={})
+        run_dir = self._run_dir()
+        if config.get("logger") in (None, True):
+            if run_dir is not None:
+                save_dir, name, version = run_dir.parent.parent, run_dir.parent.name, run_dir.name
+            else:
+                save_dir, name = self.logs_dir.resolve(), self._recipe_name()
+                version = new_run_version(save_dir, name)
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
+            )
+        callbacks = list(config.get("callbacks") or [])
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(RichProgressBar())
+        if self.subcommand == "predict" and not any(
+            isinstance(c, BasePredictionWriter) for c in callbacks
+        ):
+            callbacks.append(PredictionsCSV())  # predictions.csv in the run folder
+        # Always on, and outside the recipe's callbacks list so recipes keep their own.
+        kwargs["callbacks"] = [*callbacks, NonFiniteGuard(), RNGState()]
+        if not config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def build_run(
+    configs: Sequence[Path],
+    overrides: Sequence[str],
+    logs_dir: str | Path = LOGS_DIR,
+    resume_dir: Path | None = None,
+) -> MLStrategyCLI:
+    """Parse a recipe and its overrides; build (not run) its model, data module and trainer."""
+    args = [*(f"--config={c}" for c in configs), *overrides]
+    return MLStrategyCLI(args=args, run=False, logs_dir=logs_dir, resume_dir=resume_dir)

@@ -1,0 +1,212 @@
+"""Run one recipe: fit, test the best checkpoint, score every split, diagnose, report.
+
+The whole run is :func:`run_recipe`, one function with one failure wrapper (after
+lightning-hydra-template's ``train``): build model, data and trainer from the recipe; fit;
+score every split with the best checkpoint's weights; diagnose; write the run folder, with
+``metrics.json`` last. A run that fails leaves ``FAILED`` with the reason instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_splits
+from mlstrategy.evaluation.error_analysis import analyze_errors
+from mlstrategy.evaluation.latency import measure_latency
+from mlstrategy.evaluation.multitask import diagnose_tasks
+from mlstrategy.evaluation.scoring import count_parameters, evaluate_splits
+from mlstrategy.evaluation.settings import EvaluationSettings
+from mlstrategy.io import write_json_atomic
+from mlstrategy.reporting.run_report import write_run_report
+from mlstrategy.run_folder import (
+    LAST_CHECKPOINT,
+    LOGS_DIR,
+    METRICS_FILE,
+    checkpoint_path,
+    clear_failed,
+    latest_run,
+    mark_failed,
+    shown,
+)
+from mlstrategy.runs.lightning_cli import build_run
+
+
+@dataclass
+class RunResult:
+    """What a finished run recorded (the same as its run folder's JSON files).
+
+    Attributes:
+        run_dir: The run folder.
+        metrics: The content of ``metrics.json``.
+        diagnosis: The run's diagnosis (of the summary row for a multi-task run).
+        task_diagnoses: ``{task: Diagnosis or reason}`` of a multi-task run, else empty.
+        analysis: The error analysis (most-confused classes, highest-loss dev examples, the
+            dev/test distribution check), or empty where it does not apply.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    diagnosis: Diagnosis
+    task_diagnoses: dict[str, Diagnosis | str] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> dict[str, dict[str, Any]]:
+        """The per-split scores."""
+        return self.metrics["splits"]
+
+
+def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Path:
+    """The run folder ``run --resume`` continues: the one given, or the recipe's newest.
+
+    Raises:
+        ValueError: no run to resume, or one that stopped before its first checkpoint.
+    """
+    if given == "latest":
+        found = latest_run(logs_dir, recipe.stem)
+        if found is None:
+            raise ValueError(
+                f"--resume: no run of {recipe.stem!r} under {logs_dir}/{recipe.stem}/ to resume. "
+                "Start it without --resume, or pass the run folder: --resume logs/NAME/RUN."
+            )
+        run_dir = found
+    else:
+        run_dir = Path(given)
+    last = checkpoint_path(run_dir, LAST_CHECKPOINT)
+    if not last.is_file():
+        raise ValueError(
+            f"--resume: {run_dir} has no {last.relative_to(run_dir)}, so there is nothing to "
+            "resume (the run stopped before its first epoch ended). Start it again without "
+            "--resume."
+        )
+    return run_dir
+
+
+def run_recipe(
+    configs: Sequence[Path],
+    overrides: Sequence[str] = (),
+    console: Console | None = None,
+    logs_dir: Path | None = None,
+    resume: Path | None = None,
+    before_fit: Callable[[Any], None] | None = None,
+) -> RunResult:
+    """Fit a recipe, test its best checkpoint, score every split, diagnose, write the run folder.
+
+    Args:
+        configs: The recipe's config files, base first (see
+            :func:`~mlstrategy.runs.recipes.recipe_configs`).
+        overrides: Dotted LightningCLI overrides, e.g. ``--trainer.max_epochs=5``.
+        console: Where progress lines go (the run folder, resuming, failure).
+        logs_dir: Where the run folder goes (default ``logs``).
+        resume: A run folder to continue from its last checkpoint.
+        before_fit: Called with the data module before fitting (a learning curve's subset).
+
+    Returns:
+        The run's scores, diagnosis and analysis; ``metrics.json`` holds the same.
+    """
+    console = console or Console()
+    cli = build_run(configs, overrides, logs_dir or LOGS_DIR, resume)
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    if before_fit is not None:
+        before_fit(datamodule)
+    settings = cli.config_init.get("evaluation") or EvaluationSettings()
+    run_dir = shown(Path(trainer.log_dir))
+    console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
+    last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
+    if last is not None:
+        clear_failed(run_dir)
+        console.print(f"resuming from {last}")
+    try:
+        result = _fit_and_report(
+            trainer, model, datamodule, settings, configs, run_dir, last, console
+        )
+    except BaseException as err:
+        # Leave what was written (checkpoints, events) but never a folder that looks finished.
+        mark_failed(run_dir, err)
+        console.print(
+            f"[red]run failed[/]; {run_dir} is incomplete (no {METRICS_FILE}), see FAILED"
+        )
+        raise
+    return result
+
+
+def _fit_and_report(
+    trainer: Any,
+    model: Any,
+    datamodule: Any,
+    settings: EvaluationSettings,
+    configs: Sequence[Path],
+    run_dir: Path,
+    last: Path | None,
+    console: Console,
+) -> RunResult:
+    start = time.perf_counter()
+    # Checkpoints hold tensors and plain values only: never unpickle anything else.
+    trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    fit_seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
+    # Timed where the model trained (Lightning moves it back to the CPU after testing).
+    device = trainer.strategy.root_device
+    example = next(iter(datamodule.eval_dataloader("dev")))[0][0]
+    latency = measure_latency(model, example, settings.latency_repeats, device=device)
+    metrics: dict[str, Any] = {
+        "recipe": str(configs[-1]),
+        "run_dir": str(run_dir),
+        "best_checkpoint": best or None,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_seconds, 3),
+        **count_parameters(model),
+        "latency_ms": round(latency, 5),
+        "latency_device": str(device),
+        "latency_repeats": settings.latency_repeats,
+        "splits": splits,
+        "cost_curve": list(getattr(model, "cost_curve", [])),
+    }
+    result = RunResult(run_dir, metrics, diagnose_splits(splits, settings.human_error))
+    if any("tasks" in row for row in splits.values()):
+        result.task_diagnoses = diagnose_tasks(splits, settings.human_error)
+    else:
+        try:
+            result.analysis = analyze_errors(model, datamodule, splits)
+        except Exception as err:  # an extra section of the report: never lose the run to it
+            console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
+    _log_hyperparameters(trainer, model, datamodule, splits)
+    write_run_report(
+        run_dir,
+        metrics,
+        result.diagnosis,
+        settings=settings.to_dict(),
+        analysis=result.analysis,
+        constraints=settings.constraints,
+        optimize=settings.optimize,
+        task_diagnoses=result.task_diagnoses or None,
+        logger=trainer.logger,
+    )
+    if trainer.logger is not None:
+        trainer.logger.finalize("success")
+    # Written last: its presence marks a finished run.
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    return result
+
+
+def _log_hyperparameters(
+    trainer: Any, model: Any, datamodule: Any, splits: dict[str, dict[str, Any]]
+) -> None:
+    """TensorBoard's HParams tab: the model's and data's arguments, and each split's scores."""
+    if trainer.logger is None:
+        return
+    hparams = {
+        "model": {k: v for k, v in model.hparams.items() if not k.startswith("_")},
+        "data": dict(datamodule.hparams),
+    }
+    scores = {f"hparams/{s}_{k}": row[k] for s, row in splits.items() for k in ("error", "f1")}
+    trainer.logger.log_hyperparams(hparams, metrics=scores)

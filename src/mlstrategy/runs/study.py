@@ -1,0 +1,60 @@
+"""A study: every recipe of a folder run in name order, then compared by the recipes' rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mlstrategy.run_folder import LOGS_DIR
+from mlstrategy.runs.compare import Comparison, compare_runs, recorded_rules
+from mlstrategy.runs.run import RunResult, run_recipe
+
+
+@dataclass
+class StudyResult:
+    """The runs of a study and their comparison.
+
+    Attributes:
+        logs_dir: The study's folder of runs, ``logs/<study>``.
+        runs: Every run, in the order they ran.
+        comparison: The runs compared by the first recipe's rules.
+    """
+
+    logs_dir: Path
+    runs: list[RunResult]
+    comparison: Comparison
+
+
+def run_study(
+    folder: Path,
+    recipes: Sequence[Sequence[Path]],
+    overrides: Sequence[str] = (),
+    console: Console | None = None,
+    on_run: Callable[[RunResult], None] | None = None,
+    logs_dir: Path = Path(LOGS_DIR),
+) -> StudyResult:
+    """Run each recipe of a study folder into ``logs/<study>/``, then compare them.
+
+    Args:
+        folder: The study folder (its name names the study).
+        recipes: Each recipe's config files, from
+            :func:`~mlstrategy.runs.recipes.recipe_configs`.
+        overrides: Dotted overrides applied to every recipe.
+        console: Where progress lines go.
+        on_run: Called with each finished run (the CLI prints its scores).
+        logs_dir: The logs root.
+    """
+    # A study's runs share one folder, so `compare logs/<study>` and TensorBoard see just them.
+    study_logs = logs_dir / folder.resolve().name
+    results = []
+    for configs in recipes:
+        result = run_recipe(configs, overrides, console, logs_dir=study_logs)
+        if on_run is not None:
+            on_run(result)
+        results.append(result)
+    run_dirs = [r.run_dir for r in results]
+    comparison = compare_runs(run_dirs, recorded_rules(run_dirs))
+    return StudyResult(study_logs, results, comparison)
