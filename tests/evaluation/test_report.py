@@ -18,8 +18,10 @@ MODULES = [
     "mlstrategy.evaluation.error_analysis",
     "mlstrategy.evaluation.latency",
     "mlstrategy.evaluation.learning_curve",
+    "mlstrategy.evaluation.multitask",
     "mlstrategy.evaluation.scoring",
     "mlstrategy.metrics.classification",
+    "mlstrategy.reporting.markdown",
     "mlstrategy.reporting.plots",
     "mlstrategy.reporting.run_report",
     "mlstrategy.reporting.tables",
@@ -63,7 +65,7 @@ METRICS = {
     "epochs": 3,
     "fit_seconds": 1.5,
     "splits": {"train": _row(0.02), "train_dev": _row(0.03), "dev": _row(0.28), "test": _row(0.3)},
-    "learning_curve": [
+    "cost_curve": [
         {"epoch": 0.0, "cost/train": 0.7, "cost/dev": 0.7},
         {"epoch": 1.0, "cost/train": 0.5, "cost/dev": 0.6},
         {"epoch": 2.0, "cost/train": 0.3, "cost/dev": 0.65},
@@ -94,7 +96,7 @@ def test_report_names_the_largest_gap_its_remedies_and_the_rules():
         ANALYSIS,
         constraints=[parse_constraint("latency_ms<=0.1"), parse_constraint("test/recall>=0.5")],
         optimize="dev/f1",
-        images={"confusion_matrix": "confusion_matrix.png", "learning_curve": "learning_curve.png"},
+        images={"confusion_matrix": "confusion_matrix.png", "cost_curve": "cost_curve.png"},
     )
     assert md.startswith("# Run report: pets\n")
     assert "| data mismatch | 25.00% | dev 28.00% - train-dev 3.00% | **largest** |" in md
@@ -105,7 +107,8 @@ def test_report_names_the_largest_gap_its_remedies_and_the_rules():
     assert "`latency_ms<=0.1`: 0.5, **FAILED**" in md
     assert "`test/recall>=0.5`: 0.7, met" in md
     assert "![confusion matrices](confusion_matrix.png)" in md
-    assert "![train and dev cost per epoch](learning_curve.png)" in md
+    assert "## Cost per epoch\n\n![train and dev cost per epoch](cost_curve.png)" in md
+    assert "Learning curve" not in md  # the learning curve is error against m, not per epoch
     assert "| dog | cat | 8 | 57.1% |" in md
     assert "| 7 | dog | cat | 0.010 | 4.600 |" in md
     assert "**Warning:** Dev and test look like different distributions" in md
@@ -144,12 +147,12 @@ def test_write_run_report_writes_files_and_tensorboard(tmp_path):
     )
     assert set(written) == {
         "confusion_matrix",
-        "learning_curve",
+        "cost_curve",
         "dev_examples",
         "diagnosis",
         "report",
     }
-    for key in ("confusion_matrix", "learning_curve", "dev_examples"):
+    for key in ("confusion_matrix", "cost_curve", "dev_examples"):
         assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", key
     saved = json.loads((tmp_path / "diagnosis.json").read_text())
     assert saved["largest"] == "data_mismatch"
@@ -161,6 +164,6 @@ def test_write_run_report_writes_files_and_tensorboard(tmp_path):
     assert "![highest-loss dev examples](dev_highest_loss.png)" in report
     assert logger.scalars["diagnosis/data_mismatch"] == pytest.approx(0.25)
     assert logger.experiment.texts["report"] == report
-    assert set(logger.experiment.figures) == {"confusion_matrix", "learning_curve", "dev_examples"}
+    assert set(logger.experiment.figures) == {"confusion_matrix", "cost_curve", "dev_examples"}
     assert logger.experiment.flushed
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind

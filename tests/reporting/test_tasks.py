@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from mlstrategy.evaluation.diagnosis import diagnose_splits
 from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
-from mlstrategy.reporting.tasks import (
-    render_task_report,
-    task_comparison_table,
-    task_table,
-    write_task_report,
-)
+from mlstrategy.reporting.run_report import write_run_report
+from mlstrategy.reporting.tasks import render_task_report, task_comparison_table, task_table
+from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
 
 
 def _row(error: float, n: int = 100, **extra) -> dict:
@@ -46,17 +46,65 @@ def test_tables_and_report_show_every_task_and_no_labels():
     assert "| sign | 9.00% | 1.00% | - | 1.00% | **avoidable bias** |" in md
 
 
-def test_write_task_report_appends_sections_and_diagnoses(tmp_path):
-    (tmp_path / "report.md").write_text("# Run report: x\n")
-    (tmp_path / "diagnosis.json").write_text(json.dumps({"largest": "variance"}))
+class _FakeExperiment:
+    def __init__(self):
+        self.texts = {}
+
+    def add_text(self, tag, text, global_step=None):
+        self.texts[tag] = text
+
+    def add_figure(self, tag, figure, global_step=None, close=True):
+        pass
+
+    def flush(self):
+        pass
+
+
+class _FakeLogger:
+    def __init__(self):
+        self.experiment = _FakeExperiment()
+        self.scalars = {}
+
+    def log_metrics(self, metrics, step=None):
+        self.scalars.update(metrics)
+
+
+def test_run_report_of_a_multitask_run_ends_with_its_tasks_and_diagnoses(tmp_path):
     splits = _splits()
-    write_task_report(tmp_path, {"splits": splits}, diagnose_tasks(splits, 0.01))
-    report = (tmp_path / "report.md").read_text()
-    assert report.startswith("# Run report: x\n\n## Per-task scores")
-    payload = json.loads((tmp_path / "diagnosis.json").read_text())
+    summary = {"train": _row(0.06, 300), "dev": _row(0.115), "test": _row(0.125)}
+    for split, row in summary.items():  # the summary scores average the tasks
+        splits[split] |= {k: v for k, v in row.items() if k != "kind"}
+    diagnoses = diagnose_tasks(splits, 0.01)
+    logger = _FakeLogger()
+    write_run_report(
+        tmp_path,
+        {"recipe": "x.yaml", "splits": splits},
+        diagnose_splits(splits, 0.01),
+        task_diagnoses=diagnoses,
+        logger=logger,
+    )
+    report = (tmp_path / REPORT_FILE).read_text()
+    assert report.startswith("# Run report: x\n")
+    section = render_task_report(splits, diagnoses)
+    # The run's sections, a blank line, then the per-task sections at the end.
+    assert report.endswith("\n\n" + section)
+    assert report.index("## What to do, in order") < report.index("## Per-task scores")
+    assert report.count("## Per-task scores") == 1
+    payload = json.loads((tmp_path / DIAGNOSIS_FILE).read_text())
     assert payload["largest"] == "variance"
     assert payload["tasks"]["car"]["largest"] == "variance"
     assert payload["tasks"]["gone"] == {"skipped": f"{NO_LABELS} in dev: cannot diagnose"}
+    assert logger.scalars["diagnosis/car/variance"] == pytest.approx(0.10)
+    assert "diagnosis/gone/variance" not in logger.scalars
+    assert logger.experiment.texts["report/tasks"] == section
+    assert logger.experiment.texts["report"] + "\n" + section == report
+
+
+def test_run_report_without_tasks_has_no_task_sections(tmp_path):
+    splits = {s: _row(e) | {"kind": "binary"} for s, e in (("train", 0.1), ("dev", 0.2))}
+    write_run_report(tmp_path, {"splits": splits}, diagnose_splits(splits, 0.01))
+    assert "Per-task" not in (tmp_path / REPORT_FILE).read_text()
+    assert "tasks" not in json.loads((tmp_path / DIAGNOSIS_FILE).read_text())
 
 
 def test_comparison_table_orders_runs_by_train_size():

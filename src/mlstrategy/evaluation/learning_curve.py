@@ -5,6 +5,9 @@ of training examples ``m``. Training error rises with ``m`` (more to fit), dev e
 When training error at full size is already above the desired (human-level) error, more data
 cannot bring dev error down to it: reduce bias first. When dev error is still falling and sits
 well above training error, more data should help.
+
+This module runs no training and draws nothing: the ``learning-curve`` verb trains the runs,
+and :func:`mlstrategy.reporting.plots.learning_curve_figure` draws the curve.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -142,30 +144,6 @@ def what_more_data_buys(
             "the largest gap of the diagnosis instead."
         )
     return {"verdict": verdict, "message": message, "dev_drop": dev_drop, "gap": gap}
-
-
-def error_vs_size_figure(points: Sequence[CurvePoint], human_error: float | None = None) -> Figure:
-    """Training and dev error against the number of training examples (log scale).
-
-    Example:
-        >>> pts = [CurvePoint(0.5, 50, 0.0, 0.3), CurvePoint(1.0, 100, 0.01, 0.2)]
-        >>> [ln.get_label() for ln in error_vs_size_figure(pts, 0.02).axes[0].get_lines()]
-        ['training error', 'dev error', 'human-level error']
-    """
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-    ax = fig.subplots()
-    m = [p.m for p in points]
-    ax.plot(m, [p.train_error for p in points], marker="o", label="training error")
-    ax.plot(m, [p.dev_error for p in points], marker="o", label="dev error")
-    if human_error is not None:
-        ax.axhline(human_error, color="gray", linestyle="--", label="human-level error")
-    ax.set_xscale("log")
-    ax.set_xlabel("training examples m")
-    ax.set_ylabel("error")
-    ax.set_title("learning curve")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
 
 
 def curve_to_dict(points: Sequence[CurvePoint]) -> list[dict[str, Any]]:

@@ -17,10 +17,13 @@ from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_splits
 NO_LABELS = "no labels"
 
 
-NO_LABELS = "no labels"
-
-
 def task_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every task that any split scores, in the order they first appear.
+
+    Example:
+        >>> task_names({"train": {"tasks": {"car": {}}}, "dev": {"tasks": {"sign": {}, "car": {}}}})
+        ['car', 'sign']
+    """
     names: list[str] = []
     for row in splits.values():
         names += [t for t in row.get("tasks", {}) if t not in names]

@@ -225,7 +225,7 @@ def select(
             if c.metric not in values:
                 cand.failures.append(f"{c} (no {c.metric})")
             elif not c.holds(values[c.metric]):
-                cand.failures.append(f"{c} ({_format(values[c.metric])})")
+                cand.failures.append(f"{c} ({format_metric(values[c.metric])})")
         if optimize not in values:
             cand.failures.append(f"no {optimize}")
         candidates.append(cand)
@@ -240,6 +240,12 @@ def select(
     return Selection(optimize, goal, constraints, ordered, winner)
 
 
-def _format(value: float) -> str:
-    """Whole numbers in full (``17025``, not ``1.702e+04``); others to 4 significant digits."""
+def format_metric(value: float) -> str:
+    """A metric's value as the comparison shows it: whole numbers in full (``17025``, not
+    ``1.702e+04``), others to 4 significant digits.
+
+    Example:
+        >>> format_metric(17025.0), format_metric(0.912345), format_metric(float("nan"))
+        ('17025', '0.9123', 'nan')
+    """
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"

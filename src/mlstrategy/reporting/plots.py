@@ -1,4 +1,9 @@
-"""The report's figures: confusion matrices, the learning curve, the hardest dev examples.
+"""The report's figures: confusion matrices, the cost curve, the hardest dev examples, and the
+learning curve.
+
+The *cost curve* is train and dev cost per epoch of one training run; the *learning curve* is
+training and dev error against the training-set size ``m`` over several runs (the
+``learning-curve`` verb, *Machine Learning Yearning* ch. 28-32).
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``, rendered by Agg),
 never through pyplot's global state, so they work headless and are not kept alive by pyplot.
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from mlstrategy.evaluation.learning_curve import CurvePoint
 from mlstrategy.io import write_bytes_atomic
 
 
@@ -46,7 +52,7 @@ def confusion_matrix_figure(
     return fig
 
 
-def learning_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
+def cost_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
     """Train and dev cost per epoch on one chart: the course's picture of bias and variance.
 
     Args:
@@ -56,7 +62,7 @@ def learning_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
     Example:
         >>> h = [{"epoch": 0, "cost/train": 0.7, "cost/dev": 0.69},
         ...      {"epoch": 1, "cost/train": 0.5, "cost/dev": 0.55}]
-        >>> [line.get_label() for line in learning_curve_figure(h).axes[0].get_lines()]
+        >>> [line.get_label() for line in cost_curve_figure(h).axes[0].get_lines()]
         ['train cost', 'dev cost', 'lowest dev cost (epoch 1)']
     """
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
@@ -72,6 +78,34 @@ def learning_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
         ax.axvline(best, color="gray", linestyle=":", label=f"lowest dev cost (epoch {best:g})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cost J")
+    ax.set_title("cost per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def learning_curve_figure(points: Sequence[CurvePoint], human_error: float | None = None) -> Figure:
+    """Training and dev error against the number of training examples ``m`` (log scale).
+
+    Args:
+        points: The curve, smallest ``m`` first, from the ``learning-curve`` verb's runs.
+        human_error: The desired (human-level) error, drawn as a dashed line; None: not drawn.
+
+    Example:
+        >>> pts = [CurvePoint(0.5, 50, 0.0, 0.3), CurvePoint(1.0, 100, 0.01, 0.2)]
+        >>> [ln.get_label() for ln in learning_curve_figure(pts, 0.02).axes[0].get_lines()]
+        ['training error', 'dev error', 'human-level error']
+    """
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    m = [p.m for p in points]
+    ax.plot(m, [p.train_error for p in points], marker="o", label="training error")
+    ax.plot(m, [p.dev_error for p in points], marker="o", label="dev error")
+    if human_error is not None:
+        ax.axhline(human_error, color="gray", linestyle="--", label="human-level error")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples m")
+    ax.set_ylabel("error")
     ax.set_title("learning curve")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -126,7 +160,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
     Example:
         >>> import tempfile
-        >>> fig = learning_curve_figure([{"epoch": 0, "cost/train": 1.0}])
+        >>> fig = cost_curve_figure([{"epoch": 0, "cost/train": 1.0}])
         >>> save_figure(fig, Path(tempfile.mkdtemp()) / "curve.png").read_bytes()[:4]
         b'\\x89PNG'
     """

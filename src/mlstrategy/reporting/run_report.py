@@ -1,17 +1,21 @@
-"""Score a trained model on every split and write the run folder's evaluation files.
+"""Write a run folder's report files: ``diagnosis.json``, ``report.md`` and its figures.
 
-A finished run folder holds, besides the TensorBoard events, config and checkpoints:
+A finished run folder holds, besides the TensorBoard events, config and checkpoints (their
+names are in :mod:`mlstrategy.run_folder`):
 
-- ``metrics.json``: per split error, accuracy, precision, recall, F1 (multi-class: micro,
-  macro and weighted too), loss, per-class scores and the confusion matrix; the parameter
-  count, the inference latency and the learning curve.
+- ``metrics.json`` (written by the run layer): per split error, accuracy, precision, recall,
+  F1 (multi-class: micro, macro and weighted too), loss, per-class scores and the confusion
+  matrix; the parameter count, the inference latency and the cost curve (train and dev cost
+  per epoch).
 - ``diagnosis.json``: the gaps (avoidable bias, variance, data mismatch, overfitting to dev),
-  the largest one and its remedies, the error analysis and the dev/test distribution check.
-- ``report.md`` with ``confusion_matrix.png``, ``learning_curve.png`` and, for image or signal
-  data, ``dev_highest_loss.png``.
+  the largest one and its remedies, the error analysis and the dev/test distribution check;
+  for a multi-task run, ``"tasks"``: the diagnosis of each task.
+- ``report.md`` with ``confusion_matrix.png``, ``cost_curve.png`` and, for image or signal
+  data, ``dev_highest_loss.png``; a multi-task run's report ends with its per-task sections.
 
-The same report goes to TensorBoard: ``diagnosis/*`` scalars, a ``report`` text panel and the
-figures as images.
+:func:`write_run_report` writes each of them once. The same report goes to TensorBoard:
+``diagnosis/*`` scalars (``diagnosis/{task}/*`` per task), a ``report`` text panel
+(``report/tasks`` for the per-task sections) and the figures as images.
 """
 
 from __future__ import annotations
@@ -21,28 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
-from mlstrategy.evaluation.selection import Constraint, flatten_metrics
+from mlstrategy.evaluation.multitask import diagnoses_to_dict
+from mlstrategy.evaluation.selection import Constraint, flatten_metrics, format_metric
 from mlstrategy.io import write_json_atomic, write_text_atomic
 from mlstrategy.metrics.names import AVERAGES
+from mlstrategy.reporting.markdown import md_table, num, pct
 from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
+from mlstrategy.reporting.tasks import render_task_report
+from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
 
-REPORT_FILES = {
-    "diagnosis": "diagnosis.json",
-    "report": "report.md",
+FIGURE_FILES = {
     "confusion_matrix": "confusion_matrix.png",
-    "learning_curve": "learning_curve.png",
+    "cost_curve": "cost_curve.png",
     "dev_examples": "dev_highest_loss.png",
 }
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def render_report(
@@ -52,16 +48,20 @@ def render_report(
     constraints: Sequence[Constraint] = (),
     optimize: str | None = None,
     images: Mapping[str, str] | None = None,
+    task_diagnoses: Mapping[str, Diagnosis | str] | None = None,
 ) -> str:
-    """The run's ``report.md``: scores, diagnosis, what to do in order, figures, error analysis.
+    """The run's ``report.md``: scores, diagnosis, what to do in order, figures, error analysis
+    and, for a multi-task run, the per-task scores and diagnosis.
 
     Args:
         metrics: The content of ``metrics.json``.
         diagnosis: From :func:`~mlstrategy.evaluation.diagnosis.diagnose`.
-        analysis: From :func:`analyze_errors`.
+        analysis: From :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`.
         constraints: The recipe's satisficing constraints, checked for this run.
         optimize: The recipe's optimizing metric, shown with its value.
         images: ``{figure key: file name}`` of the PNGs written beside the report.
+        task_diagnoses: A multi-task run's ``{task: Diagnosis or reason}``, from
+            :func:`~mlstrategy.evaluation.multitask.diagnose_tasks`; its sections end the report.
 
     Example:
         >>> from mlstrategy.evaluation.diagnosis import diagnose
@@ -71,10 +71,49 @@ def render_report(
         >>> md.splitlines()[0], "## Diagnosis" in md
         ('# Run report: r', True)
     """
+    body, tasks = _render(
+        metrics, diagnosis, analysis, constraints, optimize, images, task_diagnoses
+    )
+    return _joined(body, tasks)
+
+
+def _joined(body: str, tasks: str | None) -> str:
+    """The whole ``report.md``: the run's sections, then any per-task ones after a blank line."""
+    return body if tasks is None else f"{body}\n{tasks}"
+
+
+def _render(
+    metrics: Mapping[str, Any],
+    diagnosis: Diagnosis,
+    analysis: Mapping[str, Any] | None,
+    constraints: Sequence[Constraint],
+    optimize: str | None,
+    images: Mapping[str, str] | None,
+    task_diagnoses: Mapping[str, Diagnosis | str] | None,
+) -> tuple[str, str | None]:
+    """The run's sections and, for a multi-task run, the per-task ones (None otherwise)."""
     analysis = analysis or {}
     images = images or {}
+    splits = metrics["splits"]
+    out = [
+        *_header(metrics),
+        *_scores_section(splits),
+        *_diagnosis_section(diagnosis),
+        *_knobs_section(diagnosis),
+        *_selection_section(metrics, constraints, optimize),
+        *_figures_section(images),
+        *_per_class_section(splits),
+    ]
+    if analysis:
+        out += _error_analysis_section(analysis, images)
+        out += _distribution_section(analysis.get("same_distribution"), splits)
+    body = "\n".join(out).rstrip() + "\n"
+    tasks = render_task_report(splits, task_diagnoses) if task_diagnoses is not None else None
+    return body, tasks
+
+
+def _header(metrics: Mapping[str, Any]) -> list[str]:
     name = Path(str(metrics.get("recipe", "run"))).stem
-    out = [f"# Run report: {name}", ""]
     facts = [f"recipe `{metrics.get('recipe', '?')}`"]
     if "params" in metrics:
         facts.append(f"{metrics['params']:,} parameters")
@@ -85,31 +124,31 @@ def render_report(
         )
     if "epochs" in metrics:
         facts.append(f"{metrics['epochs']} epochs in {metrics.get('fit_seconds', 0):.1f} s")
-    out += [", ".join(facts) + ".", ""]
+    return [f"# Run report: {name}", "", ", ".join(facts) + ".", ""]
 
-    out += ["## Scores per split", ""]
-    splits = metrics["splits"]
-    out += _md_table(
+
+def _scores_section(splits: Mapping[str, Any]) -> list[str]:
+    out = ["## Scores per split", ""]
+    out += md_table(
         ["split", "n", *SPLIT_COLUMNS],
-        [[s, r["n"], *(f"{r[c]:.4f}" for c in SPLIT_COLUMNS)] for s, r in splits.items()],
+        [[s, r["n"], *(num(r[c]) for c in SPLIT_COLUMNS)] for s, r in splits.items()],
     )
     multi = [s for s, r in splits.items() if "f1_macro" in r]
     if multi:
         out += ["", "Averages over classes (multi-class):", ""]
         cols = [f"{m}_{a}" for m in ("precision", "recall", "f1") for a in AVERAGES]
-        out += _md_table(
-            ["split", *cols], [[s, *(f"{splits[s][c]:.4f}" for c in cols)] for s in multi]
-        )
-    out.append("")
+        out += md_table(["split", *cols], [[s, *(num(splits[s][c]) for c in cols)] for s in multi])
+    return [*out, ""]
 
-    out += ["## Diagnosis", ""]
-    human = _pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
-    out += [f"Human-level error (proxy for Bayes error): {human}.", ""]
+
+def _diagnosis_section(diagnosis: Diagnosis) -> list[str]:
+    human = pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
+    out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
     formulas = gap_formulas(diagnosis)
-    out += _md_table(
+    out += md_table(
         ["gap", "value", "computed as", ""],
         [
-            [GAP_TITLES[g], _pct(v), formulas[g], "**largest**" if g == diagnosis.largest else ""]
+            [GAP_TITLES[g], pct(v), formulas[g], "**largest**" if g == diagnosis.largest else ""]
             for g, v in diagnosis.gaps.items()
         ],
     )
@@ -118,9 +157,13 @@ def render_report(
     out.append("")
     for note in diagnosis.notes:  # one quote block each, or Markdown runs them together
         out += [f"> Note: {note}", ""]
+    return out
 
-    out += ["## What to do, in order", ""]
-    out += [
+
+def _knobs_section(diagnosis: Diagnosis) -> list[str]:
+    out = [
+        "## What to do, in order",
+        "",
         "One knob per goal, in the course's order (orthogonalization): fix the first goal that "
         "is not met before turning the next knob.",
         "",
@@ -128,97 +171,100 @@ def render_report(
     gaps = diagnosis.gaps
     rows = []
     for i, (goal, gap, knobs) in enumerate(KNOBS, start=1):
-        value = gaps.get(gap)
-        size = _pct(value) if gap in gaps else "-"
+        size = pct(gaps.get(gap)) if gap in gaps else "-"
         mark = "**work on this**" if gap == diagnosis.largest else ""
         title = GAP_TITLES[gap] if gap != "none" else "-"
         rows.append([f"{i}. {goal}", title, size, knobs, mark])
-    out += _md_table(["goal", "gap", "size", "knobs", ""], rows)
-    out.append("")
+    return [*out, *md_table(["goal", "gap", "size", "knobs", ""], rows), ""]
 
-    if constraints or optimize:
-        flat = flatten_metrics(metrics)
-        out += ["## Selection rules", ""]
-        if optimize:
-            value = flat.get(optimize)
-            shown = f"{value:.4g}" if value is not None else "not measured"
-            out += [f"- optimizing: `{optimize}` = {shown}"]
-        for c in constraints:
-            value = flat.get(c.metric)
-            verdict = "n/a" if value is None else ("met" if c.holds(value) else "**FAILED**")
-            shown = f"{value:.4g}" if value is not None else "not measured"
-            out += [f"- satisficing: `{c}`: {shown}, {verdict}"]
-        out.append("")
 
-    if "learning_curve" in images:
-        out += [
-            "## Learning curve",
-            "",
-            f"![train and dev cost per epoch]({images['learning_curve']})",
-        ]
+def _selection_section(
+    metrics: Mapping[str, Any], constraints: Sequence[Constraint], optimize: str | None
+) -> list[str]:
+    if not constraints and not optimize:
+        return []
+    flat = flatten_metrics(metrics)
+
+    def measured(metric: str) -> str:
+        value = flat.get(metric)
+        return format_metric(value) if value is not None else "not measured"
+
+    out = ["## Selection rules", ""]
+    if optimize:
+        out += [f"- optimizing: `{optimize}` = {measured(optimize)}"]
+    for c in constraints:
+        value = flat.get(c.metric)
+        verdict = "n/a" if value is None else ("met" if c.holds(value) else "**FAILED**")
+        out += [f"- satisficing: `{c}`: {measured(c.metric)}, {verdict}"]
+    return [*out, ""]
+
+
+def _figures_section(images: Mapping[str, str]) -> list[str]:
+    out = []
+    if "cost_curve" in images:
+        out += ["## Cost per epoch", "", f"![train and dev cost per epoch]({images['cost_curve']})"]
         out.append("")
     if "confusion_matrix" in images:
         out += ["## Confusion matrices", "", f"![confusion matrices]({images['confusion_matrix']})"]
         out += ["", "Rows are the true class, columns the predicted class.", ""]
+    return out
 
-    if "dev" in splits and "per_class" in splits["dev"]:
-        out += ["## Per-class scores (dev)", ""]
-        out += _md_table(
-            ["class", "precision", "recall", "f1", "support"],
+
+def _per_class_section(splits: Mapping[str, Any]) -> list[str]:
+    if "dev" not in splits or "per_class" not in splits["dev"]:
+        return []
+    out = ["## Per-class scores (dev)", ""]
+    out += md_table(
+        ["class", "precision", "recall", "f1", "support"],
+        [
+            [c, num(s["precision"]), num(s["recall"]), num(s["f1"]), s["support"]]
+            for c, s in splits["dev"]["per_class"].items()
+        ],
+    )
+    return [*out, ""]
+
+
+def _error_analysis_section(analysis: Mapping[str, Any], images: Mapping[str, str]) -> list[str]:
+    out = ["## Error analysis (dev)", ""]
+    confused = analysis.get("most_confused") or []
+    if confused:
+        out += ["Most-confused class pairs (look at these examples first):", ""]
+        out += md_table(
+            ["true", "predicted as", "count", "share of dev errors"],
+            [[p["true"], p["predicted"], p["count"], pct(p["share"], 1)] for p in confused],
+        )
+    else:
+        out += ["No dev example is misclassified."]
+    worst = analysis.get("highest_loss") or []
+    if worst:
+        out += ["", "Dev examples with the highest loss (the most confidently wrong):", ""]
+        out += md_table(
+            ["dev index", "true", "predicted", "p(true)", "loss"],
             [
-                [c, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"]]
-                for c, s in splits["dev"]["per_class"].items()
+                [w["index"], w["true"], w["predicted"], num(w["p_true"], 3), num(w["loss"], 3)]
+                for w in worst
             ],
         )
-        out.append("")
+    if "dev_examples" in images:
+        out += ["", f"![highest-loss dev examples]({images['dev_examples']})"]
+    return [*out, ""]
 
-    if analysis:
-        out += ["## Error analysis (dev)", ""]
-        confused = analysis.get("most_confused") or []
-        if confused:
-            out += ["Most-confused class pairs (look at these examples first):", ""]
-            out += _md_table(
-                ["true", "predicted as", "count", "share of dev errors"],
-                [
-                    [p["true"], p["predicted"], p["count"], f"{100 * p['share']:.1f}%"]
-                    for p in confused
-                ],
-            )
-        else:
-            out += ["No dev example is misclassified."]
-        worst = analysis.get("highest_loss") or []
-        if worst:
-            out += ["", "Dev examples with the highest loss (the most confidently wrong):", ""]
-            out += _md_table(
-                ["dev index", "true", "predicted", "p(true)", "loss"],
-                [
-                    [
-                        w["index"],
-                        w["true"],
-                        w["predicted"],
-                        f"{w['p_true']:.3f}",
-                        f"{w['loss']:.3f}",
-                    ]
-                    for w in worst
-                ],
-            )
-        if "dev_examples" in images:
-            out += ["", f"![highest-loss dev examples]({images['dev_examples']})"]
-        out.append("")
-        same = analysis.get("same_distribution")
-        if same:
-            out += ["## Dev and test distributions", ""]
-            prefix = "**Warning:** " if same["differ"] else ""
-            out += [prefix + same["message"], ""]
-            names = list(splits.get("dev", {}).get("per_class") or []) or [
-                str(i) for i in range(len(same["dev_labels"]))
-            ]
-            out += _md_table(
-                ["label share", *names],
-                [["dev", *same["dev_labels"]], ["test", *same["test_labels"]]],
-            )
-            out.append("")
-    return "\n".join(out).rstrip() + "\n"
+
+def _distribution_section(same: Mapping[str, Any] | None, splits: Mapping[str, Any]) -> list[str]:
+    if not same:
+        return []
+    prefix = "**Warning:** " if same["differ"] else ""
+    out = ["## Dev and test distributions", "", prefix + same["message"], ""]
+    names = _class_names(splits.get("dev", {}), len(same["dev_labels"]))
+    out += md_table(
+        ["label share", *names], [["dev", *same["dev_labels"]], ["test", *same["test_labels"]]]
+    )
+    return [*out, ""]
+
+
+def _class_names(row: Mapping[str, Any], k: int) -> list[str]:
+    """The class names a split's ``per_class`` scores carry, else ``0``, ``1``, ... ``k - 1``."""
+    return list(row.get("per_class") or []) or [str(i) for i in range(k)]
 
 
 def write_run_report(
@@ -230,46 +276,82 @@ def write_run_report(
     analysis: Mapping[str, Any] | None = None,
     constraints: Sequence[Constraint] = (),
     optimize: str | None = None,
+    task_diagnoses: Mapping[str, Diagnosis | str] | None = None,
     logger: Any = None,
 ) -> dict[str, Path]:
-    """Write ``diagnosis.json``, the figures and ``report.md``; send them to TensorBoard.
+    """Write the figures, ``diagnosis.json`` and ``report.md``, each once; send them to
+    TensorBoard.
 
     Args:
         run_dir: The run folder.
-        metrics: The content of ``metrics.json`` (with ``learning_curve`` when trained).
+        metrics: The content of ``metrics.json`` (with ``cost_curve`` when trained).
         diagnosis: The run's diagnosis.
         settings: The recipe's ``evaluation`` settings, stored in ``diagnosis.json``.
-        analysis: From :func:`analyze_errors`.
+        analysis: From :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`; its
+            ``highest_loss_x`` (the raw examples) goes to the figure only.
         constraints: Satisficing constraints to check in the report.
         optimize: The optimizing metric to show in the report.
+        task_diagnoses: A multi-task run's per-task diagnoses (from
+            :func:`~mlstrategy.evaluation.multitask.diagnose_tasks`): they go to
+            ``diagnosis.json`` as ``"tasks"``, to the end of ``report.md``, and to TensorBoard
+            as ``diagnosis/{task}/{gap}`` scalars and a ``report/tasks`` text panel.
         logger: A ``TensorBoardLogger`` (or None): gets ``diagnosis/*`` scalars, the report as
             a text panel and the figures as images.
 
     Returns:
         ``{file key: path}`` of what was written.
     """
-    from mlstrategy.reporting.plots import (
-        confusion_matrix_figure,
-        examples_figure,
-        learning_curve_figure,
-        save_figure,
-    )
+    from mlstrategy.reporting.plots import save_figure
 
     analysis = dict(analysis or {})
-    written: dict[str, Path] = {}
-    figures = {}
+    examples = analysis.pop("highest_loss_x", None)
+    figures = _figures(metrics, analysis, examples)
+    written = {key: save_figure(fig, run_dir / FIGURE_FILES[key]) for key, fig in figures.items()}
+    images = {k: p.name for k, p in written.items()}
+
+    payload = {**diagnosis.to_dict(), "settings": dict(settings or {}), **analysis}
+    if task_diagnoses is not None:
+        payload["tasks"] = diagnoses_to_dict(task_diagnoses)
+    written["diagnosis"] = run_dir / DIAGNOSIS_FILE
+    write_json_atomic(written["diagnosis"], payload)
+    body, tasks = _render(
+        metrics, diagnosis, analysis, constraints, optimize, images, task_diagnoses
+    )
+    written["report"] = run_dir / REPORT_FILE
+    write_text_atomic(written["report"], _joined(body, tasks))
+
+    experiment = getattr(logger, "experiment", None)
+    if experiment is not None and hasattr(experiment, "add_text"):
+        logger.log_metrics(_gap_scalars(diagnosis, task_diagnoses or {}), step=0)
+        experiment.add_text("report", body, global_step=0)
+        if tasks is not None:
+            experiment.add_text("report/tasks", tasks, global_step=0)
+        for key, fig in figures.items():
+            experiment.add_figure(key, fig, global_step=0, close=False)
+        experiment.flush()
+    return written
+
+
+def _figures(
+    metrics: Mapping[str, Any], analysis: Mapping[str, Any], examples: Any
+) -> dict[str, Any]:
+    """The report's figures, by :data:`FIGURE_FILES` key: those the run has data for."""
+    from mlstrategy.reporting.plots import (
+        confusion_matrix_figure,
+        cost_curve_figure,
+        examples_figure,
+    )
+
+    figures: dict[str, Any] = {}
     splits = metrics["splits"]
     matrices = {s: r["confusion_matrix"] for s, r in splits.items() if "confusion_matrix" in r}
     if matrices:
         first = next(iter(splits.values()))
-        names = list(first.get("per_class") or []) or [
-            str(i) for i in range(len(first["confusion_matrix"]))
-        ]
+        names = _class_names(first, len(first["confusion_matrix"]))
         figures["confusion_matrix"] = confusion_matrix_figure(matrices, names)
-    history = metrics.get("learning_curve") or []
+    history = metrics.get("cost_curve") or []
     if history:
-        figures["learning_curve"] = learning_curve_figure(history)
-    examples = analysis.pop("highest_loss_x", None)
+        figures["cost_curve"] = cost_curve_figure(history)
     if examples is not None:
         captions = [
             f"#{w['index']} {w['true']}->{w['predicted']}" for w in analysis.get("highest_loss", [])
@@ -277,23 +359,15 @@ def write_run_report(
         fig = examples_figure(examples, captions)
         if fig is not None:
             figures["dev_examples"] = fig
-    for key, fig in figures.items():
-        written[key] = save_figure(fig, run_dir / REPORT_FILES[key])
-    images = {k: p.name for k, p in written.items()}
+    return figures
 
-    payload = {**diagnosis.to_dict(), "settings": dict(settings or {}), **analysis}
-    written["diagnosis"] = run_dir / REPORT_FILES["diagnosis"]
-    write_json_atomic(written["diagnosis"], payload)
-    report = render_report(metrics, diagnosis, analysis, constraints, optimize, images)
-    written["report"] = run_dir / REPORT_FILES["report"]
-    write_text_atomic(written["report"], report)
 
-    experiment = getattr(logger, "experiment", None)
-    if experiment is not None and hasattr(experiment, "add_text"):
-        scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
-        logger.log_metrics(scalars, step=0)
-        experiment.add_text("report", report, global_step=0)
-        for key, fig in figures.items():
-            experiment.add_figure(key, fig, global_step=0, close=False)
-        experiment.flush()
-    return written
+def _gap_scalars(
+    diagnosis: Diagnosis, task_diagnoses: Mapping[str, Diagnosis | str]
+) -> dict[str, float]:
+    """``diagnosis/{gap}`` and ``diagnosis/{task}/{gap}``: every gap that was measured."""
+    scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
+    for task, d in task_diagnoses.items():
+        if isinstance(d, Diagnosis):
+            scalars |= {f"diagnosis/{task}/{g}": v for g, v in d.gaps.items() if v is not None}
+    return scalars

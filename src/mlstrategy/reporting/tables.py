@@ -10,14 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
-from mlstrategy.evaluation.selection import Selection
+from mlstrategy.evaluation.selection import Selection, format_metric
 from mlstrategy.metrics.names import METRIC_NAMES
+from mlstrategy.reporting.markdown import num, pct
 
 SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table:
@@ -35,7 +32,7 @@ def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table
     for col in SPLIT_COLUMNS:
         table.add_column(col, justify="right")
     for split, row in metrics["splits"].items():
-        table.add_row(split, str(row["n"]), *(f"{row[c]:.4f}" for c in SPLIT_COLUMNS))
+        table.add_row(split, str(row["n"]), *(num(row[c]) for c in SPLIT_COLUMNS))
     return table
 
 
@@ -47,22 +44,22 @@ def gap_formulas(d: Diagnosis) -> dict[str, str]:
         >>> gap_formulas(diagnose(0.08, 0.1, human_error=0.01))["avoidable_bias"]
         'train 8.00% - human 1.00%'
     """
-    human = f"human {_pct(d.human_error)}" if d.human_error is not None else "0 (no human_error)"
+    human = f"human {pct(d.human_error)}" if d.human_error is not None else "0 (no human_error)"
     train_dev = d.train_dev_error
     return {
-        "avoidable_bias": f"train {_pct(d.train_error)} - {human}",
+        "avoidable_bias": f"train {pct(d.train_error)} - {human}",
         "variance": (
-            f"train-dev {_pct(train_dev)} - train {_pct(d.train_error)}"
+            f"train-dev {pct(train_dev)} - train {pct(d.train_error)}"
             if train_dev is not None
-            else f"dev {_pct(d.dev_error)} - train {_pct(d.train_error)}"
+            else f"dev {pct(d.dev_error)} - train {pct(d.train_error)}"
         ),
         "data_mismatch": (
-            f"dev {_pct(d.dev_error)} - train-dev {_pct(train_dev)}"
+            f"dev {pct(d.dev_error)} - train-dev {pct(train_dev)}"
             if train_dev is not None
             else "needs a train-dev split"
         ),
         "dev_overfitting": (
-            f"test {_pct(d.test_error)} - dev {_pct(d.dev_error)}"
+            f"test {pct(d.test_error)} - dev {pct(d.dev_error)}"
             if d.test_error is not None
             else "needs a test split"
         ),
@@ -86,7 +83,7 @@ def diagnosis_table(d: Diagnosis, title: str = "diagnosis") -> Table:
     for gap, value in d.gaps.items():
         mark = "<- largest" if gap == d.largest else ""
         style = "bold" if gap == d.largest else None
-        table.add_row(GAP_TITLES[gap], _pct(value), formulas[gap], mark, style=style)
+        table.add_row(GAP_TITLES[gap], pct(value), formulas[gap], mark, style=style)
     return table
 
 
@@ -134,7 +131,7 @@ def compare_table(
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("status", overflow="fold", min_width=6)
     for cand in selection.candidates:
-        values = [_format(cand.values.get(m)) for m in shown]
+        values = [_shown_value(cand.values.get(m)) for m in shown]
         if cand.name == selection.winner:
             status, style = "winner", "bold green"
         elif cand.eligible:
@@ -145,9 +142,5 @@ def compare_table(
     return table
 
 
-def _format(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == int(value) and abs(value) >= 10:
-        return f"{int(value)}"
-    return f"{value:.4g}"
+def _shown_value(value: float | None) -> str:
+    return "-" if value is None else format_metric(value)

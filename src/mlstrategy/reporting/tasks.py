@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group
@@ -13,18 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, GAPS, Diagnosis
-from mlstrategy.evaluation.multitask import NO_LABELS, diagnoses_to_dict, task_names
-from mlstrategy.io import write_json_atomic, write_text_atomic
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{100 * value:.{digits}f}%"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+from mlstrategy.evaluation.multitask import NO_LABELS, task_names
+from mlstrategy.reporting.markdown import md_table, num, pct
 
 
 def _first_split(splits: Mapping[str, Any], *names: str) -> str | None:
@@ -68,7 +56,7 @@ def task_table(
             if r.get("no_labels"):
                 cells.append(NO_LABELS)
             else:
-                cells.append(f"{r['mse']:.3g}" if regression else _pct(r["error"], 1))
+                cells.append(f"{r['mse']:.3g}" if regression else pct(r["error"], 1))
         r = rows[scored]
         cells.append("-" if r.get("no_labels") or regression else f"{r['f1']:.3f}")
         cells.append(str(r.get("n", 0)))
@@ -76,7 +64,7 @@ def task_table(
             d = diagnoses.get(task)
             if isinstance(d, Diagnosis):
                 value = d.gaps.get(d.largest)
-                size = f" {_pct(value, 1)}" if value is not None and d.largest != "none" else ""
+                size = f" {pct(value, 1)}" if value is not None and d.largest != "none" else ""
                 cells.append(GAP_TITLES[d.largest] + size)
             else:
                 cells.append(str(d or "-"))
@@ -96,10 +84,25 @@ def task_renderable(
     return Group(task_table(splits, diagnoses), note)
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
+def _score_row(task: str, split: str, r: Mapping[str, Any]) -> list[Any]:
+    """One row of the per-task scores: a classification or regression task, or no labels."""
+    if r.get("no_labels"):
+        return [task, split, 0, f"*{NO_LABELS}*", "", "", "", "", ""]
+    loss = num(r["loss"]) if "loss" in r else ""
+    if r["kind"] == "regression":
+        return [
+            task,
+            split,
+            r["n"],
+            f"mse {num(r['mse'])}",
+            f"mae {num(r['mae'])}",
+            "",
+            "",
+            "",
+            loss,
+        ]
+    scores = [num(r[m]) for m in ("accuracy", "precision", "recall", "f1")]
+    return [task, split, r["n"], pct(r["error"]), *scores, loss]
 
 
 def render_task_report(
@@ -121,24 +124,13 @@ def render_task_report(
         "loss is the weighted multi-task cost.",
         "",
     ]
-    rows = []
-    for task in task_names(splits):
-        for s, split_row in splits.items():
-            r = split_row.get("tasks", {}).get(task)
-            if r is None:
-                continue
-            if r.get("no_labels"):
-                rows.append([task, s, 0, f"*{NO_LABELS}*", "", "", "", "", ""])
-            elif r["kind"] == "regression":
-                rows.append([task, s, r["n"], f"mse {r['mse']:.4f}", f"mae {r['mae']:.4f}"])
-                rows[-1] += ["", "", "", f"{r['loss']:.4f}" if "loss" in r else ""]
-            else:
-                rows.append(
-                    [task, s, r["n"], _pct(r["error"])]
-                    + [f"{r[m]:.4f}" for m in ("accuracy", "precision", "recall", "f1")]
-                    + [f"{r['loss']:.4f}" if "loss" in r else ""]
-                )
-    out += _md_table(
+    rows = [
+        _score_row(task, s, split_row["tasks"][task])
+        for task in task_names(splits)
+        for s, split_row in splits.items()
+        if task in split_row.get("tasks", {})
+    ]
+    out += md_table(
         ["task", "split", "n", "error", "accuracy", "precision", "recall", "f1", "loss"], rows
     )
     out += ["", "## Per-task diagnosis", ""]
@@ -148,51 +140,15 @@ def render_task_report(
             drows.append(
                 [
                     task,
-                    *(_pct(v) for v in d.gaps.values()),
+                    *(pct(v) for v in d.gaps.values()),
                     f"**{GAP_TITLES[d.largest]}**",
                     d.remedies[0] if d.remedies else "",
                 ]
             )
         else:
             drows.append([task, "", "", "", "", f"*{d}*", ""])
-    out += _md_table(["task", *(GAP_TITLES[g] for g in GAPS), "largest", "first remedy"], drows)
+    out += md_table(["task", *(GAP_TITLES[g] for g in GAPS), "largest", "first remedy"], drows)
     return "\n".join(out) + "\n"
-
-
-def write_task_report(
-    run_dir: Path,
-    metrics: Mapping[str, Any],
-    diagnoses: Mapping[str, Diagnosis | str],
-    logger: Any = None,
-) -> None:
-    """Add the per-task scores and diagnosis to a run folder written by ``write_run_report``.
-
-    Appends the per-task sections to ``report.md``, adds ``"tasks"`` to ``diagnosis.json``,
-    and sends TensorBoard ``diagnosis/{task}/{gap}`` scalars and a ``report/tasks`` text panel
-    (the per-task scores themselves were logged as ``{split}/{task}/{metric}`` by the model).
-    """
-    section = render_task_report(metrics["splits"], diagnoses)
-    report = run_dir / "report.md"
-    text = report.read_text() if report.is_file() else ""
-    write_text_atomic(report, text.rstrip() + "\n\n" + section)
-    diagnosis_file = run_dir / "diagnosis.json"
-    payload = json.loads(diagnosis_file.read_text()) if diagnosis_file.is_file() else {}
-    payload["tasks"] = diagnoses_to_dict(diagnoses)
-    write_json_atomic(diagnosis_file, payload)
-
-    experiment = getattr(logger, "experiment", None)
-    if experiment is not None and hasattr(experiment, "add_text"):
-        scalars = {
-            f"diagnosis/{task}/{g}": v
-            for task, d in diagnoses.items()
-            if isinstance(d, Diagnosis)
-            for g, v in d.gaps.items()
-            if v is not None
-        }
-        if scalars:
-            logger.log_metrics(scalars, step=0)
-        experiment.add_text("report/tasks", section, global_step=0)
-        experiment.flush()
 
 
 def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "test") -> Table:
