@@ -79,3 +79,55 @@ def test_load_metrics_and_settings(tmp_path, fake_run):
     (run / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_metrics(run)
+
+
+def test_new_versions_never_share_a_folder(tmp_path):
+    from mlstrategy.run_folder import new_run_version
+
+    versions = [new_run_version(tmp_path, "r") for _ in range(3)]
+    assert len(set(versions)) == 3
+    assert all((tmp_path / "r" / v).is_dir() for v in versions)
+    # Same second: the later ones get a suffix, so they still sort after the first.
+    assert sorted(versions) == versions
+
+
+def test_a_failed_run_is_marked_and_never_looks_finished(tmp_path):
+    from mlstrategy.run_folder import clear_failed, is_finished, mark_failed
+
+    run = tmp_path / "logs" / "r" / "1"
+    mark_failed(run, RuntimeError("boom"))
+    assert not is_finished(run)
+    with pytest.raises(ValueError, match=r"the run failed \(RuntimeError: boom\)"):
+        find_run(run)
+    clear_failed(run)
+    with pytest.raises(ValueError, match="not a run folder"):
+        find_run(run)
+
+
+def test_latest_run_is_the_newest_folder_finished_or_not(tmp_path):
+    import os
+
+    from mlstrategy.run_folder import latest_run
+
+    assert latest_run(tmp_path, "r") is None
+    for i, name in enumerate(("b", "a")):  # newest by time, not by name
+        (tmp_path / "r" / name).mkdir(parents=True)
+        os.utime(tmp_path / "r" / name, (1000 + i, 1000 + i))
+    assert latest_run(tmp_path, "r") == tmp_path / "r" / "a"
+
+
+def test_run_checkpoint_finds_best_then_last_in_a_run_or_its_recipe_folder(tmp_path, fake_run):
+    from mlstrategy.run_folder import checkpoint_path, run_checkpoint
+
+    run = fake_run(tmp_path / "logs" / "r" / "20250101-000000", ERRORS)
+    checkpoint_path(run, "last").parent.mkdir()
+    checkpoint_path(run, "last").write_bytes(b"")
+    assert run_checkpoint(tmp_path / "logs" / "r") == run / "checkpoints" / "last.ckpt"
+    checkpoint_path(run, "best").write_bytes(b"")
+    assert run_checkpoint(run) == run / "checkpoints" / "best.ckpt"
+    assert run_checkpoint(run / "checkpoints" / "last.ckpt").name == "last.ckpt"
+    with pytest.raises(FileNotFoundError, match="does not exist. Run the source task first"):
+        run_checkpoint(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no finished run"):
+        run_checkpoint(tmp_path / "empty")

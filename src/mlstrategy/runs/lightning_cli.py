@@ -149,3 +149,13 @@ def build_run(
     """Parse a recipe and its overrides; build (not run) its model, data module and trainer."""
     args = [*(f"--config={c}" for c in configs), *overrides]
     return MLStrategyCLI(args=args, run=False, logs_dir=logs_dir, resume_dir=resume_dir)
+
+
+def run_dir_of(trainer: Any) -> Path:
+    """The folder the trainer logs into: the run folder."""
+    if trainer.log_dir is None:
+        raise ValueError(
+            "The trainer has no folder to log into; `run` writes its run folder there. "
+            "Remove trainer.logger: false (or default_root_dir: null) from the recipe."
+        )
+    return Path(trainer.log_dir)

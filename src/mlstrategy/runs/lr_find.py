@@ -19,7 +19,7 @@ from typing import Any, Literal
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import save_figure
 from mlstrategy.run_folder import LOGS_DIR
-from mlstrategy.runs.lightning_cli import build_run
+from mlstrategy.runs.lightning_cli import build_run, run_dir_of
 from mlstrategy.runs.recipes import recipe_configs
 
 _SKIP_BEGIN = 10  # Lightning's default skip_begin for its suggestion
@@ -145,7 +145,7 @@ def lr_find(
     result = find_learning_rate(
         cli.trainer, cli.model, cli.datamodule, min_lr, max_lr, num_training, mode
     )
-    run_dir = Path(cli.trainer.log_dir)
+    run_dir = run_dir_of(cli.trainer)
     finder = result.pop("finder")
     suggestion = result["suggestion"]
     recipe_lr = cli.model.hparams["learning_rate"]

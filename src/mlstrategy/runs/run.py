@@ -34,7 +34,7 @@ from mlstrategy.run_folder import (
     mark_failed,
     shown,
 )
-from mlstrategy.runs.lightning_cli import build_run
+from mlstrategy.runs.lightning_cli import build_run, run_dir_of
 
 
 @dataclass
@@ -116,7 +116,7 @@ def run_recipe(
     if before_fit is not None:
         before_fit(datamodule)
     settings = cli.config_init.get("evaluation") or EvaluationSettings()
-    run_dir = shown(Path(trainer.log_dir))
+    run_dir = shown(run_dir_of(trainer))
     console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
     last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
     if last is not None:
