@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 from mlstrategy.cli import main
 from mlstrategy.pipeline import EndToEndStudy
-from mlstrategy.pipeline.study import is_study_recipe
+from mlstrategy.runs.study_recipe import is_study_recipe
 
 STUDY = REPO / "recipes" / "end_to_end"
 RECIPE = STUDY / "end_to_end_vs_pipeline.yaml"

@@ -8,7 +8,7 @@ import pytest
 
 from mlstrategy.pipeline import find_crossover
 from mlstrategy.pipeline.ceiling import CeilingAnalysis, CeilingRow
-from mlstrategy.pipeline.study_report import ceiling_markdown, error_vs_size_figure, sizes_markdown
+from mlstrategy.pipeline.study_report import ceiling_markdown, crossover_figure, sizes_markdown
 
 
 def test_crossover_interpolates_in_log_size() -> None:
@@ -53,7 +53,7 @@ def test_markdown_tables_and_figure() -> None:
     assert lines[3] == "| **+ find** | 10.0% | 20.0% | 25.0% |"
     assert lines[4] == "| + read | 0.0% | 10.0% | 10.0% |"
     c = find_crossover([10, 100], [0.5, 0.1], [0.2, 0.2])
-    fig = error_vs_size_figure([10, 100], {"e2e": [0.5, 0.1], "pipe": [0.2, 0.2]}, c)
+    fig = crossover_figure([10, 100], {"e2e": [0.5, 0.1], "pipe": [0.2, 0.2]}, c)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert labels[:2] == ["e2e", "pipe"] and labels[2].startswith("crossover")
     assert math.isclose(fig.axes[0].get_lines()[0].get_ydata()[0], 50.0)

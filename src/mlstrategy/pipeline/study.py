@@ -1,9 +1,9 @@
-"""The end-to-end vs pipeline study, and how ``mlstrategy run`` runs a study recipe.
+"""The studies a study recipe can name: the :class:`Study` base and the end-to-end vs pipeline
+study.
 
-A *study recipe* is a YAML file with a ``study:`` section naming a :class:`Study` class
-(``class_path`` + ``init_args``, checked like any LightningCLI config) instead of
-``model``/``data``/``trainer``. ``mlstrategy run RECIPE`` runs it and writes one run folder,
-``logs/<recipe>/<timestamp>/``.
+A *study recipe* names one in its ``study:`` section (``class_path:
+mlstrategy.pipeline.EndToEndStudy``); :mod:`mlstrategy.runs.study_recipe` parses it, builds
+the study and hands it a run folder to write into.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from rich.console import Console
 
 from mlstrategy.data.canvas import Canvases, DigitCanvas
@@ -23,7 +22,8 @@ from mlstrategy.pipeline.ceiling import CeilingAnalysis, ceiling_analysis
 from mlstrategy.pipeline.localize import LearnedLocalizer, TemplateLocalizer, crop_stage
 from mlstrategy.pipeline.pipeline import Pipeline, as_examples
 from mlstrategy.pipeline.stages import ModelFactory, ModelStage, Stage
-from mlstrategy.pipeline.study_report import RESULTS_FILE, write_study
+from mlstrategy.pipeline.study_report import write_study
+from mlstrategy.reporting.markdown import pct
 
 LocalizerName = Literal["template", "learned"]
 _LABELS = {
@@ -87,8 +87,8 @@ class EndToEndStudy(Study):
 
     Writes into the run folder: ``study.json`` (every number), ``report.md`` (the tables and
     where the curves cross), ``error_vs_train_size.png``, and TensorBoard events (the test
-    errors against ``m`` on one chart, the figure, the report as text, and each trained model's
-    learning curve under ``models/``).
+    errors against ``m`` on one chart, the figure, the report as text, and under ``models/``
+    each trained model's cost curve).
 
     Args:
         task: The generated task; its ``n_train`` must be at least the largest training size.
@@ -109,7 +109,7 @@ class EndToEndStudy(Study):
             localizer's own error (0 = exact).
         seed: Seed of the task's data and every model's initialization and batch order.
         accelerator: Lightning accelerator for training: ``cpu``, ``gpu``, ``auto``, ...
-        log_models: Write each trained model's learning curve to TensorBoard.
+        log_models: Write each trained model's cost curve (train cost per epoch) to TensorBoard.
     """
 
     def __init__(
@@ -184,6 +184,31 @@ class EndToEndStudy(Study):
             "logger": logger,
         }
 
+    def _end_to_end(self, run_dir: Path, m: int, examples: dict[str, Any]) -> Pipeline:
+        """The end-to-end net, trained on the ``m`` canvases and their labels only."""
+        stage = ModelStage(
+            "end-to-end",
+            self.end_to_end,
+            reads=("canvas",),
+            writes="label",
+            num_classes=10,
+            **self._train_args(run_dir, f"m{m}_end_to_end"),
+        )
+        return Pipeline([stage]).fit(examples)
+
+    def _classify(self, run_dir: Path, m: int, examples: dict[str, Any]) -> ModelStage:
+        """The pipeline's digit classifier, trained on the clean digits of the ``m`` canvases."""
+        classify = ModelStage(
+            "classify",
+            self.classifier,
+            reads=("digit",),
+            writes="label",
+            num_classes=10,
+            **self._train_args(run_dir, f"m{m}_classify"),
+        )
+        classify.fit([examples["digit"]], examples["label"])
+        return classify
+
     def _localizer(self, kind: LocalizerName, run_dir: Path, m: int) -> Stage:
         if kind == "template":
             return TemplateLocalizer(tolerance=self.tolerance)
@@ -208,30 +233,11 @@ class EndToEndStudy(Study):
             for m in self.train_sizes:
                 examples = _examples(train.subset(slice(0, m)))
                 t0 = time.perf_counter()
-                e2e = Pipeline(
-                    [
-                        ModelStage(
-                            "end-to-end",
-                            self.end_to_end,
-                            reads=("canvas",),
-                            writes="label",
-                            num_classes=10,
-                            **self._train_args(run_dir, f"m{m}_end_to_end"),
-                        )
-                    ]
-                ).fit(examples)
+                e2e = self._end_to_end(run_dir, m, examples)
                 errors["end_to_end"].append(e2e.error(test_examples))
                 seconds["end_to_end"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                classify = ModelStage(
-                    "classify",
-                    self.classifier,
-                    reads=("digit",),
-                    writes="label",
-                    num_classes=10,
-                    **self._train_args(run_dir, f"m{m}_classify"),
-                )
-                classify.fit([examples["digit"]], examples["label"])
+                classify = self._classify(run_dir, m, examples)
                 classify_seconds = time.perf_counter() - t0
                 for kind in self.localizers:
                     t0 = time.perf_counter()
@@ -245,7 +251,7 @@ class EndToEndStudy(Study):
                     seconds[key].append(classify_seconds + time.perf_counter() - t0)
                 console.print(
                     f"m={m:>6}: "
-                    + ", ".join(f"{_LABELS[k]} {100 * errors[k][-1]:.1f}%" for k in keys),
+                    + ", ".join(f"{_LABELS[k]} {pct(errors[k][-1], 1)}" for k in keys),
                     highlight=False,
                 )
         return write_study(
@@ -283,90 +289,3 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-# --------------------------------------------------------------------------- study recipes
-_PARSER_NOISE = (
-    "Does not validate against any of the Union subtypes",
-    "Subtypes:",
-    "Errors:",
-    "Expected a <class 'NoneType'>",
-    "Given value",
-)
-
-
-def _concise(err: Exception) -> str:
-    """jsonargparse's error without the union bookkeeping around the one line that matters.
-
-    Example:
-        >>> text = "Does not validate against any of the Union subtypes; - clutter=-1 is bad"
-        >>> _concise(ValueError(text.replace("; ", chr(10))))
-        'clutter=-1 is bad'
-    """
-    lines = (line.strip().removeprefix("- ").strip() for line in str(err).splitlines())
-    kept = [line for line in lines if line and not line.startswith(_PARSER_NOISE)]
-    return " ".join(kept) or str(err)
-
-
-def is_study_recipe(path: Path) -> bool:
-    """True when the YAML file at ``path`` has a top-level ``study:`` section."""
-    try:
-        tree = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(tree, dict) and "study" in tree
-
-
-def run_study_recipe(
-    configs: Sequence[Path],
-    overrides: Sequence[str],
-    console: Console,
-    logs_dir: Path,
-    resume: str | None = None,
-) -> dict[str, Any]:
-    """Parse a study recipe (plus dotted overrides), run the study, write its run folder.
-
-    Args:
-        configs: The recipe files, later ones overriding earlier ones.
-        overrides: ``--study.init_args.KEY=VALUE`` overrides.
-        console: Where progress and tables are printed.
-        logs_dir: The folder run folders go under (``logs``).
-        resume: ``run --resume``'s value; a study has no checkpoint to resume, so any value
-            is refused.
-
-    Returns:
-        The study's results (also in ``study.json`` in the run folder).
-    """
-    if resume is not None:
-        raise ValueError(
-            f"--resume={resume}: {configs[-1]} is a study recipe, which keeps no checkpoint to "
-            "resume from; run it again without --resume."
-        )
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    from mlstrategy.cli import _new_run_version, _shown
-
-    parser = ArgumentParser(prog="mlstrategy run", exit_on_error=False)
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_subclass_arguments(Study, "study", required=True)
-    args = [*(f"--config={c}" for c in configs), *overrides]
-    try:
-        config = parser.parse_args(args)
-        study = parser.instantiate(config).study
-    except Exception as err:  # jsonargparse's errors, and ValueErrors of the classes it builds
-        raise ValueError(f"Study recipe {configs[-1]}: {_concise(err)}") from None
-    name = Path(configs[-1]).stem
-    run_dir = Path(logs_dir) / name / _new_run_version(Path(logs_dir), name)
-    shown = _shown(run_dir)
-    console.print(f"[bold]study[/] {configs[-1]} -> {shown}")
-    (run_dir / "config.yaml").write_text(parser.dump(config, skip_none=False))
-    try:
-        results = study.run(run_dir, console)
-    except BaseException as err:
-        (run_dir / "FAILED").write_text(f"{type(err).__name__}: {err}\n")
-        console.print(f"[red]study failed[/]; {shown} is incomplete (no {RESULTS_FILE})")
-        raise
-    console.print(
-        f"run folder: {shown}  ·  report: {shown / 'report.md'}  ·  tensorboard --logdir {shown}"
-    )
-    return results

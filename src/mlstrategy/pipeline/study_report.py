@@ -1,4 +1,6 @@
-"""What an end-to-end vs pipeline study shows: the crossover, the tables and the plot."""
+"""What an end-to-end vs pipeline study shows: the crossover, the tables and the plot, and the
+study's run folder (``report.md``, ``error_vs_train_size.png``, TensorBoard events and, last,
+``study.json``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mlstrategy.pipeline.ceiling import CeilingAnalysis
+from mlstrategy.reporting.markdown import md_table, pct
+from mlstrategy.run_folder import REPORT_FILE
+
+RESULTS_FILE = "study.json"
+FIGURE_FILE = "error_vs_train_size.png"
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,6 @@ class Crossover:
     at: float | None
     between: tuple[int, int] | None
     summary: str
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def find_crossover(
@@ -77,7 +80,7 @@ def find_crossover(
             None,
             None,
             f"No crossover: {first} is at or below {second} already at m={sizes[0]} "
-            f"({_pct(challenger[0])} vs {_pct(incumbent[0])}).",
+            f"({pct(challenger[0], 1)} vs {pct(incumbent[0], 1)}).",
         )
     for k in range(1, len(sizes)):
         if gap[k] <= 0:
@@ -88,25 +91,26 @@ def find_crossover(
             return Crossover(
                 at,
                 (m0, m1),
-                f"{first} overtakes {second} between m={m0} ({_pct(challenger[k - 1])} vs "
-                f"{_pct(incumbent[k - 1])}) and m={m1} ({_pct(challenger[k])} vs "
-                f"{_pct(incumbent[k])}), at about m={at:.0f} training examples.",
+                f"{first} overtakes {second} between m={m0} ({pct(challenger[k - 1], 1)} vs "
+                f"{pct(incumbent[k - 1], 1)}) and m={m1} ({pct(challenger[k], 1)} vs "
+                f"{pct(incumbent[k], 1)}), at about m={at:.0f} training examples.",
             )
     return Crossover(
         None,
         None,
         f"No crossover up to m={sizes[-1]}: {second} stays ahead of {first} at every size "
-        f"({_pct(incumbent[-1])} vs {_pct(challenger[-1])} at m={sizes[-1]}).",
+        f"({pct(incumbent[-1], 1)} vs {pct(challenger[-1], 1)} at m={sizes[-1]}).",
     )
 
 
-def error_vs_size_figure(
+def crossover_figure(
     sizes: Sequence[int], curves: Mapping[str, Sequence[float]], crossover: Crossover | None = None
 ) -> Figure:
-    """Test error against training-set size (log scale), one line per approach.
+    """Test error against training-set size (log scale), one line per approach, and where
+    they cross.
 
     Example:
-        >>> fig = error_vs_size_figure([10, 100], {"a": [0.5, 0.1], "b": [0.3, 0.2]})
+        >>> fig = crossover_figure([10, 100], {"a": [0.5, 0.1], "b": [0.3, 0.2]})
         >>> [line.get_label() for line in fig.axes[0].get_lines()]
         ['a', 'b']
     """
@@ -136,7 +140,7 @@ def sizes_table(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> 
     for label in curves:
         table.add_column(label, justify="right")
     for k, m in enumerate(sizes):
-        table.add_row(str(m), *(_pct(errors[k]) for errors in curves.values()))
+        table.add_row(str(m), *(pct(errors[k], 1) for errors in curves.values()))
     return table
 
 
@@ -151,9 +155,9 @@ def ceiling_table(analysis: CeilingAnalysis, title: str) -> Table:
         style = "bold" if row.component == worst else None
         table.add_row(
             "overall system (none)" if is_first else f"+ {row.component}",
-            _pct(row.error),
-            "" if is_first else _pct(row.gain),
-            "" if is_first else _pct(row.stage_error),
+            pct(row.error, 1),
+            "" if is_first else pct(row.gain, 1),
+            "" if is_first else pct(row.stage_error, 1),
             style=style,
         )
     return table
@@ -177,8 +181,8 @@ def ceiling_verdict(analysis: CeilingAnalysis) -> str:
         return "The pipeline makes no mistakes on these examples: no stage to improve."
     share = Fraction(row.gain / total).limit_denominator(10)
     return (
-        f"Improve {worst} first: perfect, it would cut the error from {_pct(total)} to "
-        f"{_pct(total - row.gain)} ({share} of it)."
+        f"Improve {worst} first: perfect, it would cut the error from {pct(total, 1)} to "
+        f"{pct(total - row.gain, 1)} ({share} of it)."
     )
 
 
@@ -188,36 +192,25 @@ def sizes_markdown(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) 
     Example:
         >>> print(sizes_markdown([10], {"a": [0.5]}))
         | m | a |
-        | ---: | ---: |
+        |---:|---:|
         | 10 | 50.0% |
     """
-    lines = [
-        "| m | " + " | ".join(curves) + " |",
-        "| ---: | " + " | ".join("---:" for _ in curves) + " |",
-    ]
-    for k, m in enumerate(sizes):
-        lines.append(f"| {m} | " + " | ".join(_pct(e[k]) for e in curves.values()) + " |")
-    return "\n".join(lines)
+    rows = [[m, *(pct(e[k], 1) for e in curves.values())] for k, m in enumerate(sizes)]
+    return "\n".join(md_table(["m", *curves], rows, align=["right"] * (len(curves) + 1)))
 
 
 def ceiling_markdown(analysis: CeilingAnalysis) -> str:
     """A ceiling analysis in Markdown (the stage with the largest share in bold)."""
-    lines = [
-        "| component made perfect | system error | share of error | stage's own error |",
-        "| --- | ---: | ---: | ---: |",
-    ]
+    rows = []
     worst = analysis.worst
     for row in analysis.rows:
         if row.component == "overall system":
-            lines.append(f"| overall system (none) | {_pct(row.error)} | | |")
+            rows.append(["overall system (none)", pct(row.error, 1), "", ""])
             continue
         name = f"**+ {row.component}**" if row.component == worst else f"+ {row.component}"
-        lines.append(f"| {name} | {_pct(row.error)} | {_pct(row.gain)} | {_pct(row.stage_error)} |")
-    return "\n".join(lines)
-
-
-RESULTS_FILE = "study.json"
-FIGURE_FILE = "error_vs_train_size.png"
+        rows.append([name, pct(row.error, 1), pct(row.gain, 1), pct(row.stage_error, 1)])
+    header = ["component made perfect", "system error", "share of error", "stage's own error"]
+    return "\n".join(md_table(header, rows, align=["left", "right", "right", "right"]))
 
 
 def write_study(
@@ -251,8 +244,6 @@ def write_study(
     Returns:
         What ``study.json`` holds.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     from mlstrategy.io import write_json_atomic, write_text_atomic
     from mlstrategy.reporting.plots import save_figure
 
@@ -262,66 +253,14 @@ def write_study(
     crossovers = {
         p: find_crossover(sizes, errors[e2e], errors[p], names=(e2e, p)) for p in names[1:]
     }
-    largest = sizes[-1]
-    figure = error_vs_size_figure(sizes, errors, next(iter(crossovers.values()), None))
+    figure = crossover_figure(sizes, errors, next(iter(crossovers.values()), None))
     save_figure(figure, run_dir / FIGURE_FILE)
-
-    lines = [
-        "# End-to-end vs pipeline",
-        "",
-        f"Task: {study.task!r}; {test_size} test canvases (held-out digits). "
-        f"Study time {total_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU.",
-        "",
-        "## Test error vs training-set size",
-        "",
-        sizes_markdown(sizes, errors),
-        "",
-        *(f"- {c.summary}" for c in crossovers.values()),
-        "",
-        f"![test error vs training-set size]({FIGURE_FILE})",
-        "",
-        f"## Error analysis by parts (ceiling analysis, m={largest})",
-        "",
-        "Each row replaces one more stage by its ground truth (its intermediate label); the "
-        "share is how much of the system's error that stage is responsible for. The row "
-        "before the last is the classifier's own error on clean digits.",
-    ]
-    for name, analyses in ceilings.items():
-        lines += [
-            "",
-            f"### {name}",
-            "",
-            ceiling_markdown(analyses[-1]),
-            "",
-            ceiling_verdict(analyses[-1]),
-        ]
-    report = "\n".join(lines) + "\n"
-    write_text_atomic(run_dir / "report.md", report)
-
-    writer = SummaryWriter(log_dir=str(run_dir))
-    try:
-        tags = {name: f"test_error/{_tag(name)}" for name in names}
-        writer.add_custom_scalars(
-            {"end-to-end vs pipeline": {"test error vs m": ["Multiline", list(tags.values())]}}
-        )
-        for name, tag in tags.items():
-            for m, error in zip(sizes, errors[name], strict=True):
-                writer.add_scalar(tag, error, global_step=m)
-        for name, analyses in ceilings.items():
-            for m, analysis in zip(sizes, analyses, strict=True):
-                for stage, gain in analysis.gains.items():
-                    writer.add_scalar(f"ceiling/{_tag(name)}/{stage}", gain, global_step=m)
-        writer.add_figure("error_vs_train_size", figure, global_step=largest)
-        writer.add_text("report", report, global_step=largest)
-    finally:
-        writer.close()
-
-    console.print(sizes_table(sizes, errors))
-    for c in crossovers.values():
-        console.print(c.summary, highlight=False)
-    for name, analyses in ceilings.items():
-        console.print(ceiling_table(analyses[-1], f"error by parts: {name}, m={largest}"))
-        console.print(ceiling_verdict(analyses[-1]), highlight=False)
+    timing = f"Study time {total_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU."
+    intro = f"Task: {study.task!r}; {test_size} test canvases (held-out digits). {timing}"
+    report = _study_markdown(intro, sizes, errors, crossovers, ceilings)
+    write_text_atomic(run_dir / REPORT_FILE, report)
+    _log_study(run_dir, sizes, errors, ceilings, figure, report)
+    _print_study(console, sizes, errors, crossovers, ceilings)
 
     results: dict[str, Any] = {
         "task": repr(study.task),
@@ -342,6 +281,93 @@ def write_study(
     }
     write_json_atomic(run_dir / RESULTS_FILE, results)
     return results
+
+
+def _study_markdown(
+    intro: str,
+    sizes: Sequence[int],
+    errors: Mapping[str, Sequence[float]],
+    crossovers: Mapping[str, Crossover],
+    ceilings: Mapping[str, Sequence[CeilingAnalysis]],
+) -> str:
+    """The study's ``report.md``: the test errors, where they cross, and the ceiling analyses
+    at the largest size."""
+    lines = [
+        "# End-to-end vs pipeline",
+        "",
+        intro,
+        "",
+        "## Test error vs training-set size",
+        "",
+        sizes_markdown(sizes, errors),
+        "",
+        *(f"- {c.summary}" for c in crossovers.values()),
+        "",
+        f"![test error vs training-set size]({FIGURE_FILE})",
+        "",
+        f"## Error analysis by parts (ceiling analysis, m={sizes[-1]})",
+        "",
+        "Each row replaces one more stage by its ground truth (its intermediate label); the "
+        "share is how much of the system's error that stage is responsible for. The row "
+        "before the last is the classifier's own error on clean digits.",
+    ]
+    for name, analyses in ceilings.items():
+        lines += [
+            "",
+            f"### {name}",
+            "",
+            ceiling_markdown(analyses[-1]),
+            "",
+            ceiling_verdict(analyses[-1]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _log_study(
+    run_dir: Path,
+    sizes: Sequence[int],
+    errors: Mapping[str, Sequence[float]],
+    ceilings: Mapping[str, Sequence[CeilingAnalysis]],
+    figure: Figure,
+    report: str,
+) -> None:
+    """TensorBoard: ``test_error/*`` against ``m`` on one chart, ``ceiling/*`` gains, the
+    figure and the report."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    largest = sizes[-1]
+    writer = SummaryWriter(log_dir=str(run_dir))
+    try:
+        tags = {name: f"test_error/{_tag(name)}" for name in errors}
+        writer.add_custom_scalars(
+            {"end-to-end vs pipeline": {"test error vs m": ["Multiline", list(tags.values())]}}
+        )
+        for name, tag in tags.items():
+            for m, error in zip(sizes, errors[name], strict=True):
+                writer.add_scalar(tag, error, global_step=m)
+        for name, analyses in ceilings.items():
+            for m, analysis in zip(sizes, analyses, strict=True):
+                for stage, gain in analysis.gains.items():
+                    writer.add_scalar(f"ceiling/{_tag(name)}/{stage}", gain, global_step=m)
+        writer.add_figure("error_vs_train_size", figure, global_step=largest)
+        writer.add_text("report", report, global_step=largest)
+    finally:
+        writer.close()
+
+
+def _print_study(
+    console: Console,
+    sizes: Sequence[int],
+    errors: Mapping[str, Sequence[float]],
+    crossovers: Mapping[str, Crossover],
+    ceilings: Mapping[str, Sequence[CeilingAnalysis]],
+) -> None:
+    console.print(sizes_table(sizes, errors))
+    for c in crossovers.values():
+        console.print(c.summary, highlight=False)
+    for name, analyses in ceilings.items():
+        console.print(ceiling_table(analyses[-1], f"error by parts: {name}, m={sizes[-1]}"))
+        console.print(ceiling_verdict(analyses[-1]), highlight=False)
 
 
 def _tag(name: str) -> str:

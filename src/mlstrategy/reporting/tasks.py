@@ -58,7 +58,7 @@ def task_table(
             else:
                 cells.append(f"{r['mse']:.3g}" if regression else pct(r["error"], 1))
         r = rows[scored]
-        cells.append("-" if r.get("no_labels") or regression else f"{r['f1']:.3f}")
+        cells.append("-" if r.get("no_labels") or regression else num(r["f1"], 3))
         cells.append(str(r.get("n", 0)))
         if diagnoses is not None:
             d = diagnoses.get(task)
@@ -189,14 +189,14 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
             return ""
         if row.get("no_labels"):
             return NO_LABELS
-        return f"{row['f1']:.3f}" if "f1" in row else f"mse {row.get('mse', 0):.3g}"
+        return num(row["f1"], 3) if "f1" in row else f"mse {row.get('mse', 0):.3g}"
 
     table.add_row("train n", *(str(m["splits"].get("train", {}).get("n", "?")) for _, m in ordered))
     for t in tasks:
         table.add_row(t, *(f1(m["splits"][split]["tasks"].get(t)) for _, m in ordered))
     table.add_row(
         "mean F1",
-        *(f"{m['splits'][split].get('f1', math.nan):.3f}" for _, m in ordered),
+        *(num(m["splits"][split].get("f1", math.nan), 3) for _, m in ordered),
         style="bold",
     )
     table.add_row("params", *(f"{int(m.get('params', 0)):,}" for _, m in ordered))
