@@ -121,7 +121,7 @@ class ModelStage(Stage):
         batch_size: Mini-batch size.
         seed: Seed of the weights' initialization and the batch order.
         accelerator: Lightning accelerator: ``cpu``, ``gpu``, ``auto``, ...
-        logger: A Lightning logger for the learning curve, or None for none.
+        logger: A Lightning logger for the cost curve (cost per epoch), or None for none.
         normalize: Input standardization fit on the training inputs: ``per_channel`` (one
             mean and standard deviation per image channel, as for images: a pixel that is
             always dark in training, like a clean digit's border, is not blown up by noise at

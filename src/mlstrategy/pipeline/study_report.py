@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlstrategy.pipeline.ceiling import CeilingAnalysis
-from mlstrategy.reporting.markdown import md_table, pct
+from mlstrategy.reporting.markdown import Align, md_table, pct
 from mlstrategy.run_folder import REPORT_FILE
 
 RESULTS_FILE = "study.json"
@@ -133,33 +133,45 @@ def crossover_figure(
     return fig
 
 
+_CEILING_HEADER = ("component made perfect", "system error", "share of error", "stage's own error")
+
+
+def _size_rows(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> list[list[str]]:
+    """One row per training-set size: ``m``, then each approach's test error."""
+    return [[str(m), *(pct(e[k], 1) for e in curves.values())] for k, m in enumerate(sizes)]
+
+
+def _ceiling_rows(analysis: CeilingAnalysis) -> list[tuple[list[str], bool]]:
+    """Each row's cells, and whether it is the stage with the largest share."""
+    rows = []
+    for row in analysis.rows:
+        if row.component == "overall system":
+            cells = ["overall system (none)", pct(row.error, 1), "", ""]
+        else:
+            cells = [f"+ {row.component}", pct(row.error, 1), pct(row.gain, 1)]
+            cells.append(pct(row.stage_error, 1))
+        rows.append((cells, row.component == analysis.worst))
+    return rows
+
+
 def sizes_table(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> Table:
     """A rich table: one row per training-set size, test error of each approach."""
     table = Table(title="test error vs training-set size", title_justify="left")
     table.add_column("m", justify="right")
     for label in curves:
         table.add_column(label, justify="right")
-    for k, m in enumerate(sizes):
-        table.add_row(str(m), *(pct(errors[k], 1) for errors in curves.values()))
+    for cells in _size_rows(sizes, curves):
+        table.add_row(*cells)
     return table
 
 
 def ceiling_table(analysis: CeilingAnalysis, title: str) -> Table:
     """A rich table of a ceiling analysis: error with each stage perfect, and its share."""
     table = Table(title=title, title_justify="left")
-    for col in ("component made perfect", "system error", "share of error", "stage's own error"):
-        table.add_column(col, justify="left" if col.startswith("component") else "right")
-    worst = analysis.worst
-    for row in analysis.rows:
-        is_first = row.component == "overall system"
-        style = "bold" if row.component == worst else None
-        table.add_row(
-            "overall system (none)" if is_first else f"+ {row.component}",
-            pct(row.error, 1),
-            "" if is_first else pct(row.gain, 1),
-            "" if is_first else pct(row.stage_error, 1),
-            style=style,
-        )
+    for i, col in enumerate(_CEILING_HEADER):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for cells, worst in _ceiling_rows(analysis):
+        table.add_row(*cells, style="bold" if worst else None)
     return table
 
 
@@ -195,22 +207,18 @@ def sizes_markdown(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) 
         |---:|---:|
         | 10 | 50.0% |
     """
-    rows = [[m, *(pct(e[k], 1) for e in curves.values())] for k, m in enumerate(sizes)]
-    return "\n".join(md_table(["m", *curves], rows, align=["right"] * (len(curves) + 1)))
+    align: list[Align] = ["right"] * (len(curves) + 1)
+    return "\n".join(md_table(["m", *curves], _size_rows(sizes, curves), align))
 
 
 def ceiling_markdown(analysis: CeilingAnalysis) -> str:
     """A ceiling analysis in Markdown (the stage with the largest share in bold)."""
-    rows = []
-    worst = analysis.worst
-    for row in analysis.rows:
-        if row.component == "overall system":
-            rows.append(["overall system (none)", pct(row.error, 1), "", ""])
-            continue
-        name = f"**+ {row.component}**" if row.component == worst else f"+ {row.component}"
-        rows.append([name, pct(row.error, 1), pct(row.gain, 1), pct(row.stage_error, 1)])
-    header = ["component made perfect", "system error", "share of error", "stage's own error"]
-    return "\n".join(md_table(header, rows, align=["left", "right", "right", "right"]))
+    rows = [
+        [f"**{cells[0]}**", *cells[1:]] if worst else cells
+        for cells, worst in _ceiling_rows(analysis)
+    ]
+    align: list[Align] = ["left", "right", "right", "right"]
+    return "\n".join(md_table(_CEILING_HEADER, rows, align))
 
 
 def write_study(
