@@ -47,7 +47,7 @@ def _dev_cost(model: DeepNet, data: ArrayDataModule) -> float:
 def test_restored_weights_give_the_best_logged_dev_cost():
     callback = EarlyStopping(patience=5)
     trainer, model, data = _overfit(callback)
-    dev = [row["cost/dev"] for row in model.history]
+    dev = [row["cost/dev"] for row in model.cost_curve]
     best_epoch = min(range(len(dev)), key=dev.__getitem__)
     assert trainer.current_epoch < 80  # it did stop early ...
     assert dev[-1] > dev[best_epoch] + 1e-3  # ... after dev cost had risen
@@ -58,7 +58,7 @@ def test_restored_weights_give_the_best_logged_dev_cost():
 @pytest.mark.slow
 def test_without_restore_the_last_weights_stay():
     _, model, data = _overfit(EarlyStopping(patience=5, restore_best_weights=False))
-    dev = [row["cost/dev"] for row in model.history]
+    dev = [row["cost/dev"] for row in model.cost_curve]
     assert _dev_cost(model, data) == pytest.approx(dev[-1], rel=1e-6)
     assert dev[-1] > min(dev) + 1e-3
 

@@ -20,7 +20,8 @@ from sklearn.metrics import (
 from mlstrategy.data import InMemoryBatches
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose
 from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
-from mlstrategy.evaluation.scoring import score_task, summarize_tasks
+from mlstrategy.evaluation.scoring import SplitScorer
+from mlstrategy.metrics.tasks import score_task, summarize_tasks
 from mlstrategy.models import Head, MultiTaskNet
 
 rng = np.random.default_rng(0)
@@ -100,10 +101,12 @@ def test_model_scores_a_split_over_batches_as_scikit_learn_does_over_the_whole()
     import lightning as L
 
     net, x, y = _model_and_data()
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    net.eval_split = "dev"
+    scorer = SplitScorer("dev")
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[scorer]
+    )
     out = trainer.test(net, InMemoryBatches(x, y, batch_size=32), verbose=False)[0]
-    rows = net.eval_tasks
+    rows = scorer.details["tasks"]
     with torch.no_grad():
         z = net(x)
     keep = y[:, 0] >= 0
@@ -127,7 +130,13 @@ def test_model_scores_a_split_over_batches_as_scikit_learn_does_over_the_whole()
     y2 = y.clone()
     y2[:, 0] = -1
     out = trainer.test(net, InMemoryBatches(x, y2, batch_size=32), verbose=False)[0]
-    assert net.eval_tasks["a"] == {"kind": "binary", "head": "a", "n": 0, "no_labels": True}
+    assert scorer.details["tasks"]["a"] == {
+        "kind": "binary",
+        "head": "a",
+        "n": 0,
+        "no_labels": True,
+        "loss_weight": 1.0,
+    }
     assert "dev/a/f1" not in out and "dev/w/f1" in out
 
 

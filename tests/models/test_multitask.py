@@ -144,6 +144,7 @@ def test_training_lowers_the_cost_and_evaluates_each_task_on_present_labels():
     import lightning as L
 
     from mlstrategy.data import InMemoryBatches
+    from mlstrategy.evaluation.scoring import SplitScorer
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 4, generator=g)
@@ -151,8 +152,10 @@ def test_training_lowers_the_cost_and_evaluates_each_task_on_present_labels():
     y[torch.rand(200, 2, generator=g) < 0.3] = -1.0
     y[:, 1] = -1.0  # the second task has no label at all
     net = MultiTaskNet((4,), {"a": Head(), "b": Head()}, layer_dims=[8], learning_rate=0.05)
+    scorer = SplitScorer("train")
     trainer = L.Trainer(
         max_epochs=30,
+        callbacks=[scorer],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -161,9 +164,8 @@ def test_training_lowers_the_cost_and_evaluates_each_task_on_present_labels():
     before = net.cost(net(x), y).item()
     trainer.fit(net, InMemoryBatches(x, y, batch_size=None, shuffle=True))
     assert net.cost(net(x), y).item() < before / 2
-    net.eval_split = "train"
     trainer.test(net, InMemoryBatches(x, y, batch_size=64), verbose=False)
-    rows = net.eval_tasks
+    rows = scorer.details["tasks"]
     present = y[:, 0] >= 0
     assert rows["a"]["n"] == int(present.sum())
     from sklearn.metrics import f1_score
@@ -172,7 +174,13 @@ def test_training_lowers_the_cost_and_evaluates_each_task_on_present_labels():
         pred = (net(x)["a"] > 0).long()
     expected = f1_score(y[present, 0].long().numpy(), pred[present].numpy())
     assert rows["a"]["f1"] == pytest.approx(expected, abs=1e-6)
-    assert rows["b"] == {"kind": "binary", "head": "b", "n": 0, "no_labels": True}
+    assert rows["b"] == {
+        "kind": "binary",
+        "head": "b",
+        "n": 0,
+        "no_labels": True,
+        "loss_weight": 1.0,
+    }
 
 
 # ----------------------------------------------------------------------------- bad recipes

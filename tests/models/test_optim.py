@@ -175,5 +175,5 @@ def test_logged_learning_rate_each_epoch_equals_the_formula(schedule):
         decay_rate=0.5,
         decay_interval=3,
     )
-    logged = [row["lr"] for row in model.history]
+    logged = [row["lr"] for row in model.cost_curve]
     assert logged == pytest.approx([0.2 * FORMULAS[schedule](k) for k in range(7)], rel=1e-9)

@@ -12,12 +12,8 @@ from torch import nn
 
 from mlstrategy.data import ArrayDataModule, DigitImages
 from mlstrategy.models import ConvNet, TransferNet
-from mlstrategy.models.transfer import (
-    load_backbone_state,
-    resolve_checkpoint,
-    toolkit_blocks,
-    torchvision_backbone,
-)
+from mlstrategy.models.backbones import load_backbone_state, toolkit_blocks, torchvision_backbone
+from mlstrategy.run_folder import run_checkpoint
 from mlstrategy.safety import UnsafeError
 
 SHAPE = (3, 8, 8)
@@ -110,14 +106,17 @@ def test_checkpoint_is_found_from_a_run_folder_or_the_folder_of_a_recipes_runs(t
     for run in (older, newer):
         (run / "metrics.json").write_text("{}")
     folder = tmp_path / "logs/transfer/0_pretrain"
-    assert resolve_checkpoint(folder) == newer / "checkpoints/best.ckpt"
-    assert resolve_checkpoint(older) == older / "checkpoints/best.ckpt"
+    assert run_checkpoint(folder) == newer / "checkpoints/best.ckpt"
+    assert run_checkpoint(older) == older / "checkpoints/best.ckpt"
     with pytest.raises(FileNotFoundError, match=r"mlstrategy run recipes/transfer/"):
-        resolve_checkpoint(tmp_path / "logs/transfer/nothing")
+        run_checkpoint(tmp_path / "logs/transfer/nothing")
     empty = tmp_path / "logs/empty/run"
     empty.mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="holds no finished run"):
-        resolve_checkpoint(empty.parent)
+        run_checkpoint(empty.parent)
+    # TransferNet takes the folder of runs and transfers from its latest finished run.
+    model = _transfer(folder, "freeze")
+    assert model.backbone_source.endswith(str(newer / "checkpoints/best.ckpt"))
 
 
 def test_checkpoint_of_another_input_shape_is_refused(source):

@@ -232,27 +232,23 @@ def analyze_errors(
 ) -> dict[str, Any]:
     """Error analysis on the dev split and the dev/test same-distribution check.
 
-    Needs a data module that keeps its splits in memory (``prepare()`` returning
-    ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`); returns ``{}``
-    otherwise.
+    Needs a single-task classifier and a data module that keeps its splits in memory
+    (``prepare()`` returning ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`);
+    returns ``{}`` otherwise (a multi-task model is analysed per task by
+    :func:`~mlstrategy.evaluation.multitask.diagnose_tasks`).
 
     Args:
         model: The trained classifier (the weights that were scored).
         datamodule: Its data module.
-        splits: The scored splits, from :func:`evaluate_splits`.
+        splits: The scored splits, from :func:`~mlstrategy.evaluation.scoring.evaluate_splits`.
         k: How many highest-loss dev examples to list.
 
     Returns:
         ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}`` and,
         for image or signal data, ``"highest_loss_x"`` (the raw examples, for the figure).
     """
-    from mlstrategy.evaluation.error_analysis import (
-        compare_distributions,
-        example_losses,
-        highest_loss,
-        most_confused,
-    )
-
+    if any("tasks" in row for row in splits.values()):
+        return {}  # a multi-task model: scored per task, no single confusion matrix
     prepare = getattr(datamodule, "prepare", None)
     if not callable(prepare):
         return {}
@@ -260,6 +256,8 @@ def analyze_errors(
     if "dev" not in data:
         return {}
     x_dev, y_dev = data["dev"]
+    if y_dev.dim() != 1:
+        return {}  # one label column per task: not a single-task classifier's labels
     cm = splits.get("dev", {}).get("confusion_matrix")
     num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
     names = list(getattr(datamodule, "class_names", None) or []) or [

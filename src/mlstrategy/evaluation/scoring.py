@@ -1,5 +1,10 @@
 """Score a trained model on every split, in eval mode, over whole splits.
 
+One loop serves every model. :func:`evaluate_splits` runs ``trainer.test`` on each split with a
+:class:`SplitScorer` among the trainer's callbacks; the model's ``test_step`` returns what the
+scorer needs, and the scorer owns the metrics (from :mod:`mlstrategy.metrics`) and computes
+them once over the whole split.
+
 Single-task classifiers get per-split error, accuracy, precision, recall, F1 (multi-class:
 micro, macro and weighted too), loss, per-class scores and the confusion matrix. Multi-task
 models are scored per task, each on the examples whose label for it is present, so a missing
@@ -10,16 +15,142 @@ and adds ``"tasks": {task: row}``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import lightning as L
-import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 
-from mlstrategy.metrics.classification import per_class_table, score_predictions
-from mlstrategy.metrics.names import METRIC_NAMES
+from mlstrategy.metrics.classification import ClassificationScores, per_class_table
+from mlstrategy.metrics.tasks import TaskScores, summarize_tasks
+
+
+class ScoredTask(Protocol):
+    """What the scorer reads of each task of a multi-task model (its ``tasks``)."""
+
+    name: str
+    head: str
+    kind: str
+    num_classes: int
+    class_column: bool
+    loss_weight: float
+
+
+def is_multitask(model: Any) -> bool:
+    """True for a model whose evaluation is per task (it lists its ``tasks``, as a
+    ``MultiTaskNet`` does).
+
+    Example:
+        >>> is_multitask(torch.nn.Linear(2, 1))
+        False
+    """
+    return isinstance(getattr(model, "tasks", None), list)
+
+
+class SplitScorer(Callback):
+    """Scores one split from the model's ``test_step`` outputs, once over the whole split.
+
+    A single-task classifier's ``test_step`` returns ``{"cost", "preds", "targets"}`` (the
+    batch's mean cost, predicted and true labels); a multi-task model's returns
+    ``{"outputs": {task: outputs}, "targets": {task: labels}}`` with missing labels included.
+    The metrics live here, on the model's device, summed over batches (and devices); at the
+    end of the split the scalars are logged as ``{split}/{metric}`` (multi-task:
+    ``{split}/{task}/{metric}``) and kept in :attr:`summary` and :attr:`details`.
+
+    Args:
+        split: The split's name, the prefix of the logged scalars.
+        class_names: One name per class (single task), or ``{label column: names}``
+            (multi-task); default: the trainer's data module's ``class_names`` or
+            ``label_classes``.
+
+    Attributes:
+        summary: The split's scalars: ``error``, ``accuracy``, ... and ``loss``.
+        details: ``per_class`` and ``confusion_matrix`` (single task) or ``tasks`` (one row
+            per task).
+    """
+
+    def __init__(
+        self, split: str = "test", class_names: Sequence[str] | Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.split = split
+        self.class_names = class_names
+        self.summary: dict[str, float] = {}
+        self.details: dict[str, Any] = {}
+        self._scores: ClassificationScores | None = None  # single task
+        self._task_scores: dict[str, TaskScores] = {}  # multi-task: one per task
+        self._tasks: list[ScoredTask] = []
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The split's row: :attr:`summary` followed by :attr:`details`."""
+        return {**self.summary, **self.details}
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model: Any = pl_module
+        if self.class_names is None:
+            self.class_names = class_names(getattr(trainer, "datamodule", None), model)
+        if is_multitask(model):
+            self._tasks, self._scores = list(model.tasks), None
+            self._task_scores = {
+                t.name: TaskScores(t.kind, t.num_classes, t.class_column).to(pl_module.device)
+                for t in self._tasks
+            }
+        else:
+            self._scores = ClassificationScores(int(model.num_classes)).to(pl_module.device)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._scores is not None:
+            self._scores.update(outputs["cost"], outputs["preds"], outputs["targets"])
+            return
+        for name, scores in self._task_scores.items():
+            scores.update(outputs["outputs"][name], outputs["targets"][name])
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Computed once over the whole split (states summed over batches and devices), never
+        # as a mean of per-batch scores.
+        if self._scores is not None:
+            scalars, per_class = self._scores.compute()
+            names = list(self.class_names or []) or None
+            self.summary = {k: float(v) for k, v in scalars.items()}
+            self.details = {
+                "per_class": per_class_table(per_class, names),
+                "confusion_matrix": per_class["confusion_matrix"].tolist(),
+            }
+            pl_module.log_dict({f"{self.split}/{k}": v for k, v in scalars.items()})
+            return
+        tasks = self._task_rows()
+        self.summary = summarize_tasks(tasks)
+        self.details = {"tasks": tasks}
+        logged = {
+            f"{self.split}/{name}/{k}": v
+            for name, row in tasks.items()
+            for k, v in row.items()
+            if k not in ("kind", "head", "n", "loss_weight") and isinstance(v, float)
+        }
+        if logged:
+            pl_module.log_dict(logged)
+
+    def _task_rows(self) -> dict[str, dict[str, Any]]:
+        given = self.class_names if isinstance(self.class_names, Mapping) else {}
+        rows: dict[str, dict[str, Any]] = {}
+        for task in self._tasks:
+            names = list(given.get(task.name) or [])
+            fits = task.kind != "regression" and len(names) == task.num_classes
+            scores = self._task_scores[task.name].compute(names if fits else None)
+            row = {"kind": task.kind, "head": task.head, **scores}
+            row["loss_weight"] = float(task.loss_weight)
+            rows[task.name] = row
+        return rows
 
 
 def evaluate_splits(
@@ -30,35 +161,59 @@ def evaluate_splits(
     The test split goes first, through ``trainer.test(ckpt_path=...)``, which loads the
     checkpoint's weights; train, train-dev and dev are then scored with those same weights.
     Train error is therefore measured like the others (dropout off, final weights), never as a
-    running average of training batches.
+    running average of training batches. Each split is scored by a :class:`SplitScorer`
+    added to the trainer's callbacks for that call, so Lightning's devices and strategies apply.
+
+    Args:
+        trainer: The trainer that fit the model.
+        model: A single-task classifier or a multi-task model.
+        datamodule: Its data (``split_names``, ``eval_dataloader(split)``).
+        ckpt_path: The checkpoint to score (the best one), or None for the model as it is.
 
     Returns:
-        ``{split: {"error", "accuracy", "precision", "recall", "f1", "loss", "n", ...,
-        "per_class", "confusion_matrix"}}``.
+        Single task: ``{split: {"error", "accuracy", "precision", "recall", "f1", ..., "loss",
+        "n", "per_class", "confusion_matrix"}}``. Multi-task: ``{split: {summary of
+        :func:`~mlstrategy.metrics.tasks.summarize_tasks`, "n": examples, "tasks": {task:
+        row}}}``.
     """
     splits = list(datamodule.split_names)
     order = ["test", *[s for s in splits if s != "test"]]
-    class_names = list(getattr(datamodule, "class_names", None) or []) or None
+    names = class_names(datamodule, model)
     results: dict[str, dict[str, Any]] = {}
     for i, split in enumerate(order):
-        model.eval_split = split
         loader = datamodule.eval_dataloader(split)
-        out = trainer.test(
-            model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
-        )
-        prefix = f"{split}/"
-        row: dict[str, Any] = {
-            k[len(prefix) :]: float(v) for k, v in out[0].items() if k.startswith(prefix)
-        }
-        # In-memory batches hold the split as `x`; a DataLoader (image folders) its dataset.
-        row["n"] = len(loader.x) if hasattr(loader, "x") else len(loader.dataset)
-        details = getattr(model, "eval_details", None)
-        if details:
-            row["per_class"] = per_class_table(details, class_names)
-            row["confusion_matrix"] = details["confusion_matrix"].tolist()
-        results[split] = row
-    model.eval_split = "test"
+        scorer = SplitScorer(split, names)
+        callbacks: list[Callback] = cast(Any, trainer).callbacks  # set by Trainer.__init__
+        callbacks.append(scorer)
+        try:
+            trainer.test(
+                model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
+            )
+        finally:
+            callbacks.remove(scorer)
+        results[split] = {**scorer.summary, "n": _split_size(loader), **scorer.details}
     return {s: results[s] for s in splits}
+
+
+def class_names(datamodule: Any, model: Any) -> list[str] | dict[str, list[str]]:
+    """The data's class names as the scorer takes them: ``{label column: names}`` for a
+    multi-task model (the data module's ``label_classes``), else one name per class (its
+    ``class_names``); empty when the data module names none.
+
+    Example:
+        >>> class Data:
+        ...     class_names = ["cat", "dog"]
+        >>> class_names(Data(), torch.nn.Linear(2, 1))
+        ['cat', 'dog']
+    """
+    if is_multitask(model):
+        return dict(getattr(datamodule, "label_classes", None) or {})
+    return list(getattr(datamodule, "class_names", None) or [])
+
+
+def _split_size(loader: Any) -> int:
+    """Examples in a split: in-memory batches hold it as ``x``, a DataLoader as its dataset."""
+    return len(loader.x) if hasattr(loader, "x") else len(loader.dataset)
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
@@ -71,109 +226,3 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"params": total, "trainable_params": trainable}
-
-
-AVERAGED = ("error", *METRIC_NAMES)
-
-
-def is_multitask(model: Any) -> bool:
-    """True for a model whose evaluation is per task (a ``MultiTaskNet``)."""
-    return hasattr(model, "tasks") and hasattr(model, "eval_tasks")
-
-
-def score_task(
-    pred: torch.Tensor | np.ndarray,
-    target: torch.Tensor | np.ndarray,
-    kind: str = "binary",
-    num_classes: int = 2,
-    class_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Score one task on its present labels only.
-
-    Args:
-        pred: Predictions for every example: class labels, or values for ``regression``.
-        target: Labels for every example; ``-1`` (class labels) or ``NaN`` marks a missing one.
-        kind: ``binary``, ``multilabel`` (one column of it), ``multiclass`` or ``regression``.
-        num_classes: Classes of the task (2 for ``binary`` and ``multilabel``).
-        class_names: One name per class, for the per-class scores.
-
-    Returns:
-        ``{"n": present labels, ...}`` with, for class labels, the scores of
-        :func:`~mlstrategy.metrics.classification.score_predictions` (accuracy, precision, recall,
-        F1, error, per-class scores, confusion matrix) and, for ``regression``, ``mse`` and
-        ``mae``. With no present label: ``{"n": 0, "no_labels": True}``.
-
-    Example:
-        >>> s = score_task(torch.tensor([1, 0, 1, 1]), torch.tensor([1, -1, 0, -1]))
-        >>> s["n"], s["precision"], s["recall"]
-        (2, 0.5, 1.0)
-        >>> score_task(torch.tensor([1]), torch.tensor([-1]))
-        {'n': 0, 'no_labels': True}
-    """
-    p = torch.as_tensor(pred)
-    t = torch.as_tensor(target)
-    present = torch.isfinite(t) if kind == "regression" else torch.isfinite(t) & (t >= 0)
-    n = int(present.sum())
-    if n == 0:
-        return {"n": 0, "no_labels": True}
-    p, t = p[present], t[present]
-    if kind == "regression":
-        err = p.double() - t.double()
-        return {"n": n, "mse": float((err**2).mean()), "mae": float(err.abs().mean())}
-    return {"n": n, **score_predictions(p.long(), t.long(), num_classes, class_names)}
-
-
-def summarize_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """A split's summary row from its task rows: the classification tasks' mean error,
-    accuracy, precision, recall and F1 (each task that has labels counts the same) and the
-    multi-task cost ``sum_t w_t J_t`` as ``loss``.
-
-    Example:
-        >>> rows = {"a": {"kind": "binary", "n": 5, "error": 0.2, "accuracy": 0.8,
-        ...               "precision": 1.0, "recall": 0.5, "f1": 0.6, "loss": 0.4},
-        ...         "b": {"kind": "binary", "n": 0, "no_labels": True}}
-        >>> summarize_tasks(rows)["f1"], summarize_tasks(rows)["loss"]
-        (0.6, 0.4)
-    """
-    scored = [r for r in tasks.values() if not r.get("no_labels") and r["kind"] != "regression"]
-    row: dict[str, float] = {
-        k: float(np.mean([r[k] for r in scored])) if scored else math.nan for k in AVERAGED
-    }
-    row["loss"] = float(
-        sum(r.get("loss_weight", 1.0) * r["loss"] for r in tasks.values() if "loss" in r)
-    )
-    return row
-
-
-def evaluate_tasks(
-    trainer: L.Trainer, model: L.LightningModule, datamodule: Any, ckpt_path: str | None
-) -> dict[str, dict[str, Any]]:
-    """Score a multi-task model on every split, in eval mode, over whole splits, per task.
-
-    As :func:`~mlstrategy.evaluation.report.evaluate_splits`: the test split first, through
-    ``trainer.test(ckpt_path=...)`` which loads the checkpoint's weights, then the other splits
-    with those weights. Per-task scalars go to the loggers as ``{split}/{task}/{metric}``.
-
-    Returns:
-        ``{split: {summary of :func:`summarize_tasks`, "n": examples, "tasks": {task: row}}}``.
-    """
-    splits = list(datamodule.split_names)
-    order = ["test", *[s for s in splits if s != "test"]]
-    weights = {
-        name: float(head.loss_weight)
-        for name, head in cast(dict, getattr(model, "heads", {})).items()
-    }
-    results: dict[str, dict[str, Any]] = {}
-    for i, split in enumerate(order):
-        cast(Any, model).eval_split = split
-        loader = datamodule.eval_dataloader(split)
-        trainer.test(
-            model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
-        )
-        rows: dict[str, dict[str, Any]] = cast(Any, model).eval_tasks
-        tasks = {name: dict(row) for name, row in rows.items()}
-        for row in tasks.values():
-            row["loss_weight"] = weights.get(row.get("head", ""), 1.0)
-        results[split] = {**summarize_tasks(tasks), "n": len(loader.x), "tasks": tasks}
-    cast(Any, model).eval_split = "test"
-    return {s: results[s] for s in splits}

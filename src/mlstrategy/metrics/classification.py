@@ -7,6 +7,7 @@ Two collections, both fed predicted labels and true labels batch by batch:
 - :func:`per_class_metrics`: precision, recall and F1 of every class, and the confusion
   matrix, for the report.
 
+:class:`ClassificationScores` holds both and the split's mean cost, fed batch by batch;
 :func:`score_predictions` applies both to one set of predictions, the way a split is scored.
 Averaging follows scikit-learn's ``precision_recall_fscore_support`` (the reference they are
 tested against): a class with no true and no predicted example is left out of the macro
@@ -18,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchmetrics import Metric, MetricCollection
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryF1Score,
@@ -174,3 +176,54 @@ def score_predictions(
         "per_class": per_class_table(detail, class_names),
         "confusion_matrix": detail["confusion_matrix"].tolist(),
     }
+
+
+class ClassificationScores(nn.Module):
+    """The running scores of one split of a classifier, fed batch by batch.
+
+    The states are summed over batches (and devices), so :meth:`compute` scores the whole
+    split at once, never as a mean of per-batch scores. The cost is the mean of the batches'
+    mean costs weighted by their sizes: the cost of the whole split.
+
+    Args:
+        num_classes: Number of classes (2 for binary).
+
+    Example:
+        >>> import torch
+        >>> scores = ClassificationScores(2)
+        >>> scores.update(torch.tensor(0.5), torch.tensor([1, 0]), torch.tensor([1, 1]))
+        >>> scores.update(torch.tensor(0.2), torch.tensor([0, 0]), torch.tensor([0, 0]))
+        >>> scalars, details = scores.compute()
+        >>> round(float(scalars["error"]), 4), round(float(scalars["loss"]), 4)
+        (0.25, 0.35)
+        >>> details["confusion_matrix"].tolist()
+        [[2, 0], [1, 1]]
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.scalars = classification_metrics(num_classes)
+        self.per_class = per_class_metrics(num_classes)
+        self.cost = MeanMetric()
+
+    def update(self, cost: Tensor, preds: Tensor, target: Tensor) -> None:
+        """Add one batch: its mean cost, its predicted labels and its true labels."""
+        self.cost.update(cost, len(target))
+        self.scalars.update(preds, target)
+        self.per_class.update(preds, target)
+
+    def compute(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``(scalars, per_class)``: the scalars of :func:`classification_metrics` with
+        ``loss`` and ``error`` (``1 - accuracy``), and the output of :func:`per_class_metrics`
+        on the CPU (see :func:`per_class_table`)."""
+        values: dict[str, Tensor] = dict(self.scalars.compute())
+        values["loss"] = self.cost.compute()
+        values["error"] = 1 - values["accuracy"]
+        details = {k: v.detach().cpu() for k, v in self.per_class.compute().items()}
+        return values, details
+
+    def reset(self) -> None:
+        """Forget every batch, for the next split."""
+        self.scalars.reset()
+        self.per_class.reset()
+        self.cost.reset()

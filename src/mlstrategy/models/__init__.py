@@ -1,10 +1,12 @@
-"""LightningModules and the plain networks they train."""
+"""LightningModules on one shared base, the plain networks they train, and their backbones."""
 
+from mlstrategy.models.base import SupervisedModule
 from mlstrategy.models.classifier import ClassifierModule
 from mlstrategy.models.conv import CNN, ConvNet
 from mlstrategy.models.deep import MLP, DeepNet
+from mlstrategy.models.heads import Head
 from mlstrategy.models.logistic import LogisticRegression
-from mlstrategy.models.multitask import Head, MultiTaskNet, MultiTaskNetwork
+from mlstrategy.models.multitask import MultiTaskNet, MultiTaskNetwork
 from mlstrategy.models.softmax import SoftmaxRegression
 from mlstrategy.models.transfer import TransferNet, TransferNetwork
 
@@ -19,6 +21,7 @@ __all__ = [
     "MultiTaskNet",
     "MultiTaskNetwork",
     "SoftmaxRegression",
+    "SupervisedModule",
     "TransferNet",
     "TransferNetwork",
 ]
