@@ -59,7 +59,7 @@ def test_run_writes_diagnosis_report_figures_and_tensorboard(tiny_recipe, capsys
     # Parameter count and latency beside the metrics; one learning-curve point per epoch.
     assert metrics["params"] == 31
     assert 0 < metrics["latency_ms"] < 1000 and metrics["latency_repeats"] == 5
-    assert [p["epoch"] for p in metrics["learning_curve"]] == [0.0, 1.0, 2.0]
+    assert [p["epoch"] for p in metrics["cost_curve"]] == [0.0, 1.0, 2.0]
 
     # Per-class scores and confusion matrix equal scikit-learn's on the best checkpoint.
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
@@ -77,7 +77,7 @@ def test_run_writes_diagnosis_report_figures_and_tensorboard(tiny_recipe, capsys
 
     report = (run_dir / "report.md").read_text()
     assert "## Diagnosis" in report and "`latency_ms<=1000`" in report and ", met" in report
-    for png in ("confusion_matrix.png", "learning_curve.png"):
+    for png in ("confusion_matrix.png", "cost_curve.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in report
 
@@ -86,7 +86,7 @@ def test_run_writes_diagnosis_report_figures_and_tensorboard(tiny_recipe, capsys
     tags = events.Tags()
     assert {"diagnosis/avoidable_bias", "diagnosis/variance"} <= set(tags["scalars"])
     assert "report/text_summary" in tags["tensors"]
-    assert {"confusion_matrix", "learning_curve"} <= set(tags["images"])
+    assert {"confusion_matrix", "cost_curve"} <= set(tags["images"])
 
 
 @pytest.mark.slow

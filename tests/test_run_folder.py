@@ -126,7 +126,7 @@ def test_run_checkpoint_finds_best_then_last_in_a_run_or_its_recipe_folder(tmp_p
     checkpoint_path(run, "best").write_bytes(b"")
     assert run_checkpoint(run) == run / "checkpoints" / "best.ckpt"
     assert run_checkpoint(run / "checkpoints" / "last.ckpt").name == "last.ckpt"
-    with pytest.raises(FileNotFoundError, match="does not exist. Run the source task first"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist\. Run the source task first"):
         run_checkpoint(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no finished run"):

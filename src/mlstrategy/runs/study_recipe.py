@@ -20,27 +20,7 @@ from rich.console import Console
 from mlstrategy.pipeline.study import Study
 from mlstrategy.pipeline.study_report import RESULTS_FILE
 from mlstrategy.run_folder import CONFIG_FILE, REPORT_FILE, mark_failed, new_run_version, shown
-
-_PARSER_NOISE = (
-    "Does not validate against any of the Union subtypes",
-    "Subtypes:",
-    "Errors:",
-    "Expected a <class 'NoneType'>",
-    "Given value",
-)
-
-
-def _concise(err: Exception) -> str:
-    """jsonargparse's error without the union bookkeeping around the one line that matters.
-
-    Example:
-        >>> text = "Does not validate against any of the Union subtypes; - clutter=-1 is bad"
-        >>> _concise(ValueError(text.replace("; ", chr(10))))
-        'clutter=-1 is bad'
-    """
-    lines = (line.strip().removeprefix("- ").strip() for line in str(err).splitlines())
-    kept = [line for line in lines if line and not line.startswith(_PARSER_NOISE)]
-    return " ".join(kept) or str(err)
+from mlstrategy.runs.errors import user_message
 
 
 def is_study_recipe(path: Path) -> bool:
@@ -91,7 +71,7 @@ def run_study_recipe(
         config = parser.parse_args(args)
         study = parser.instantiate(config).study
     except Exception as err:  # jsonargparse's errors, and ValueErrors of the classes it builds
-        raise ValueError(f"Study recipe {configs[-1]}: {_concise(err)}") from None
+        raise ValueError(f"Study recipe {configs[-1]}: {user_message(err)}") from None
     name = Path(configs[-1]).stem
     run_dir = Path(logs_dir) / name / new_run_version(Path(logs_dir), name)
     where = shown(run_dir)
