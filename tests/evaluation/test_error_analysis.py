@@ -99,3 +99,16 @@ def test_constant_features_do_not_divide_by_zero():
     y = np.arange(20) % 2
     out = compare_distributions((x[:10], y[:10]), (x[10:], y[10:]), 2)
     assert not out["differ"] and out["worst_feature_z"] == 0.0
+
+
+def test_analyze_errors_returns_nothing_for_a_multitask_model():
+    from mlstrategy.data import MultiTaskDataModule, StreetScenes
+    from mlstrategy.evaluation.error_analysis import analyze_errors
+    from mlstrategy.models import Head, MultiTaskNet
+
+    data = MultiTaskDataModule(StreetScenes(n_samples=40, image_size=16), seed=0)
+    data.prepare()
+    net = MultiTaskNet(data.input_shape, {"car": Head()}, num_classes=data.num_classes)
+    splits = {"dev": {"n": 8, "tasks": {"car": {"kind": "binary", "n": 5}}}}
+    assert analyze_errors(net, data, splits) == {}
+    assert analyze_errors(net, data, {}) == {}  # from the labels alone: one column per task

@@ -110,3 +110,42 @@ def test_bad_arguments_are_value_errors():
     out = per_class_metrics(2)(torch.tensor([0, 1]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="3 class names for 2 classes"):
         per_class_table(out, ["a", "b", "c"])
+
+
+@pytest.mark.filterwarnings("ignore:.*val_dataloader.*")
+def test_evaluate_splits_scores_every_split_of_a_classifier_as_scikit_learn_does(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from scipy.special import log_softmax
+    from sklearn.metrics import f1_score
+
+    from mlstrategy.data import ArrayDataModule, Digits
+    from mlstrategy.evaluation.scoring import SplitScorer, evaluate_splits
+    from mlstrategy.models import SoftmaxRegression
+
+    L.seed_everything(0, verbose=False)
+    data = ArrayDataModule(Digits(), batch_size=64, eval_batch_size=50, train_dev_fraction=0.1)
+    model = SoftmaxRegression(data.input_shape, data.num_classes, learning_rate=0.05)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="cost/dev")
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[checkpoint])  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    before = dict(vars(model))
+    splits = evaluate_splits(trainer, model, data, ckpt_path=checkpoint.best_model_path)
+    assert list(splits) == data.split_names == ["train", "train_dev", "dev", "test"]
+    model.eval()
+    for split, (x, y) in data.prepare().items():
+        with torch.no_grad():  # the best checkpoint's weights, which trainer.test loaded
+            logits = model(x).double().numpy()
+        p, row = logits.argmax(1), splits[split]
+        # -1/m sum log a_y, in float64 (log_loss would clip the confident mistakes).
+        cost = -log_softmax(logits, axis=1)[np.arange(len(y)), y.numpy()].mean()
+        assert row["n"] == len(y)
+        assert row["error"] == pytest.approx(1 - accuracy_score(y, p), abs=1e-6)
+        assert row["f1_weighted"] == pytest.approx(f1_score(y, p, average="weighted"), abs=1e-5)
+        assert row["loss"] == pytest.approx(cost, rel=1e-5)
+        assert row["confusion_matrix"] == confusion_matrix(y, p, labels=range(10)).tolist()
+        assert list(row["per_class"]) == [str(k) for k in range(10)]
+    # Results come back from the function alone: nothing left on the model or the trainer.
+    assert set(vars(model)) == set(before)
+    assert not any(isinstance(c, SplitScorer) for c in trainer.callbacks)

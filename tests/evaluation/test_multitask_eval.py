@@ -198,3 +198,61 @@ def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():
     assert "test/n/car" not in flat  # counts are not scores
     s = select({"a": run(0.9, 0.5), "b": run(0.8, 0.95)}, "test/f1/car", ["test/recall/sign>=0.9"])
     assert s.winner == "b"
+
+
+@pytest.mark.filterwarnings("ignore:.*val_dataloader.*")
+def test_evaluate_splits_scores_a_multitask_model_per_task_on_every_split():
+    import lightning as L
+
+    from mlstrategy.data import MultiTaskDataModule, StreetScenes
+    from mlstrategy.evaluation.scoring import evaluate_splits
+
+    L.seed_everything(0, verbose=False)
+    data = MultiTaskDataModule(StreetScenes(n_samples=80, image_size=16), batch_size=16,
+                               eval_batch_size=7, seed=0)  # fmt: skip
+    data.prepare()
+    heads = {
+        "car": Head("binary", loss_weight=2.0),
+        "signs": Head("multilabel", columns=["stop_sign", "traffic_light"]),
+        "pedestrian": Head("binary"),
+    }
+    net = MultiTaskNet(data.input_shape, heads, num_classes=data.num_classes, layer_dims=[8])
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(net, datamodule=data)
+    splits = evaluate_splits(trainer, net, data, ckpt_path=None)
+    assert list(splits) == data.split_names
+    net.eval()
+    for split, (x, y) in data.prepare().items():
+        row = splits[split]
+        assert row["n"] == len(y) and set(row["tasks"]) == set(data.label_names)
+        with torch.no_grad():
+            pred = net.predict_labels(net(x))
+        names = data.label_classes
+        for task in net.tasks:
+            p = pred[task.head] if task.kind == "binary" else pred[task.head][:, task.unit]
+            ref = score_task(p, y[:, task.column], class_names=names.get(task.name))
+            got = row["tasks"][task.name]
+            assert got["n"] == ref["n"] and got["loss_weight"] == task.loss_weight
+            if not ref.get("no_labels"):
+                assert got["f1"] == pytest.approx(ref["f1"], abs=1e-6)
+                assert got["per_class"] == ref["per_class"]
+        summary = summarize_tasks(row["tasks"])
+        assert {k: row[k] for k in summary} == pytest.approx(summary, nan_ok=True)
+
+
+def test_a_tasks_evaluation_cost_is_its_training_cost_over_the_split():
+    from mlstrategy.metrics.tasks import TaskScores
+
+    net, x, y = _model_and_data()
+    with torch.no_grad():
+        out = net(x)
+        training = net.task_costs(out, y)  # the whole split as one batch
+        per_task = net.task_outputs(out)
+    for task in net.tasks:
+        scores = TaskScores(task.kind, task.num_classes, task.class_column)
+        for start in range(0, len(x), 32):  # batch by batch, as in evaluation
+            rows = slice(start, start + 32)
+            scores.update(per_task[task.name][rows], y[rows, task.column])
+        evaluated = scores.compute()["loss"]
+        assert evaluated == pytest.approx(training[task.name].item(), rel=1e-5), task.name

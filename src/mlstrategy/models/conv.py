@@ -52,6 +52,15 @@ def _per_block(value: int | Sequence[int], n: int, arg: str) -> list[int]:
     return values
 
 
+def _check_choices(kernel_size: int, pool: str, global_pool: str) -> None:
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size={kernel_size} must be >= 1.")
+    if pool not in ("max", "avg"):
+        raise ValueError(f"pool={pool!r} is not one of ['max', 'avg'].")
+    if global_pool not in ("avg", "max", "flatten"):
+        raise ValueError(f"global_pool={global_pool!r} is not one of ['avg', 'max', 'flatten'].")
+
+
 class CNN(HeadedNet):
     """The plain convolutional network a :class:`ConvNet` trains.
 
@@ -113,14 +122,7 @@ class CNN(HeadedNet):
             raise ValueError(
                 f"channels={channels} needs at least one conv block, each >= 1 channel."
             )
-        if kernel_size < 1:
-            raise ValueError(f"kernel_size={kernel_size} must be >= 1.")
-        if pool not in ("max", "avg"):
-            raise ValueError(f"pool={pool!r} is not one of ['max', 'avg'].")
-        if global_pool not in ("avg", "max", "flatten"):
-            raise ValueError(
-                f"global_pool={global_pool!r} is not one of ['avg', 'max', 'flatten']."
-            )
+        _check_choices(kernel_size, pool, global_pool)
         pools = _per_block(pool_sizes, len(channels), "pool_sizes")
         hidden = [int(n) for n in hidden_dims]
         if any(n < 1 for n in hidden):
