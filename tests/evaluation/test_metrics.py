@@ -149,3 +149,21 @@ def test_evaluate_splits_scores_every_split_of_a_classifier_as_scikit_learn_does
     # Results come back from the function alone: nothing left on the model or the trainer.
     assert set(vars(model)) == set(before)
     assert not any(isinstance(c, SplitScorer) for c in trainer.callbacks)
+
+
+@pytest.mark.filterwarnings("ignore:.*val_dataloader.*")
+def test_a_split_scorer_on_a_plain_test_names_classes_from_the_data_module():
+    import lightning as L
+
+    from mlstrategy.data import ArrayDataModule, BreastCancer
+    from mlstrategy.evaluation.scoring import SplitScorer
+    from mlstrategy.models import LogisticRegression
+
+    data = ArrayDataModule(BreastCancer(), batch_size=None)
+    scorer = SplitScorer("test")
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[scorer])  # fmt: skip
+    logged = trainer.test(LogisticRegression((30,), 2), datamodule=data, verbose=False)[0]
+    assert list(scorer.details["per_class"]) == list(data.class_names)
+    assert logged["test/error"] == pytest.approx(scorer.summary["error"])
+    assert scorer.row["confusion_matrix"] == scorer.details["confusion_matrix"]

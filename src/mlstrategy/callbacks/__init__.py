@@ -1,4 +1,5 @@
-"""Callbacks: early stopping with restore-best (and, later, fine-tuning schedules and guards)."""
+"""Callbacks: early stopping with restore-best and gradual unfreezing; the guards and the
+predictions writer live in their own modules."""
 
 from mlstrategy.callbacks.early_stopping import EarlyStopping
 from mlstrategy.callbacks.finetuning import GradualUnfreezing

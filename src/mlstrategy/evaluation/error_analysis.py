@@ -72,6 +72,7 @@ def example_losses(
     Returns:
         ``(loss, predicted, p_true)``, each of shape ``(m,)``, on the CPU.
     """
+    classifier: Any = model  # duck-typed: forward, predict_proba, predict_labels
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -80,11 +81,11 @@ def example_losses(
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
-            logits = model(xb)
-            proba = model.predict_proba(logits)  # type: ignore[operator]
+            logits = classifier(xb)
+            proba = classifier.predict_proba(logits)
             p = proba.gather(1, yb[:, None]).squeeze(1)
             losses.append(-torch.log(p.clamp_min(1e-12)).cpu())
-            preds.append(model.predict_labels(logits).cpu())  # type: ignore[operator]
+            preds.append(classifier.predict_labels(logits).cpu())
             p_true.append(p.cpu())
     finally:
         model.train(was_training)

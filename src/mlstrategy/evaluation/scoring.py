@@ -81,6 +81,7 @@ class SplitScorer(Callback):
         self._scores: ClassificationScores | None = None  # single task
         self._task_scores: dict[str, TaskScores] = {}  # multi-task: one per task
         self._tasks: list[ScoredTask] = []
+        self._names: Sequence[str] | Mapping[str, Any] = []
 
     @property
     def row(self) -> dict[str, Any]:
@@ -89,8 +90,9 @@ class SplitScorer(Callback):
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model: Any = pl_module
-        if self.class_names is None:
-            self.class_names = class_names(getattr(trainer, "datamodule", None), model)
+        given = self.class_names
+        datamodule = getattr(trainer, "datamodule", None)
+        self._names = given if given is not None else class_names(datamodule, model)
         if is_multitask(model):
             self._tasks, self._scores = list(model.tasks), None
             self._task_scores = {
@@ -120,7 +122,7 @@ class SplitScorer(Callback):
         # as a mean of per-batch scores.
         if self._scores is not None:
             scalars, per_class = self._scores.compute()
-            names = list(self.class_names or []) or None
+            names = list(self._names or []) or None
             self.summary = {k: float(v) for k, v in scalars.items()}
             self.details = {
                 "per_class": per_class_table(per_class, names),
@@ -141,7 +143,7 @@ class SplitScorer(Callback):
             pl_module.log_dict(logged)
 
     def _task_rows(self) -> dict[str, dict[str, Any]]:
-        given = self.class_names if isinstance(self.class_names, Mapping) else {}
+        given = self._names if isinstance(self._names, Mapping) else {}
         rows: dict[str, dict[str, Any]] = {}
         for task in self._tasks:
             names = list(given.get(task.name) or [])
