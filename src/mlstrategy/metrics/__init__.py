@@ -1,24 +1,7 @@
-"""Metrics: torchmetrics collections per split, and masks for missing labels (lowest layer)."""
+"""Metrics, the lowest layer: torchmetrics collections per split (``metrics.classification``),
+per-task scores (``metrics.tasks``), masks for missing labels (``metrics.masking``) and the
+names of the scores (``metrics.names``, without torch, for the read-only verbs).
 
-from mlstrategy.metrics.classification import (
-    ClassificationScores,
-    classification_metrics,
-    per_class_metrics,
-    per_class_table,
-    score_predictions,
-)
-from mlstrategy.metrics.masking import masked_mean, present_mask
-from mlstrategy.metrics.tasks import TaskScores, score_task, summarize_tasks
-
-__all__ = [
-    "ClassificationScores",
-    "TaskScores",
-    "classification_metrics",
-    "masked_mean",
-    "per_class_metrics",
-    "per_class_table",
-    "present_mask",
-    "score_predictions",
-    "score_task",
-    "summarize_tasks",
-]
+The package imports none of them itself, so ``mlstrategy diagnose`` and ``compare`` can read
+the score names without loading torch.
+"""

@@ -57,7 +57,7 @@ def cost_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
 
     Args:
         history: One dict per epoch with ``epoch``, ``cost/train`` and (when validated)
-            ``cost/dev``, as kept by ``ClassifierModule.history``.
+            ``cost/dev``, as kept by ``SupervisedModule.cost_curve``.
 
     Example:
         >>> h = [{"epoch": 0, "cost/train": 0.7, "cost/dev": 0.69},

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 from mlstrategy.callbacks.predictions import PredictionsCSV
+from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
 from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
@@ -133,6 +134,8 @@ class MLStrategyCLI(LightningCLI):
             isinstance(c, BasePredictionWriter) for c in callbacks
         ):
             callbacks.append(PredictionsCSV())  # predictions.csv in the run folder
+        if self.subcommand == "test":
+            callbacks.append(SplitScorer("test"))  # test/error, test/f1, ... as before
         # Always on, and outside the recipe's callbacks list so recipes keep their own.
         kwargs["callbacks"] = [*callbacks, NonFiniteGuard(), RNGState()]
         if not config.get("plugins"):
