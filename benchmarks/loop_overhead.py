@@ -48,7 +48,7 @@ def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int
 
 def toolkit_fit(model, datamodule, epochs: int, validate: bool):
     trainer(epochs, validate).fit(model, datamodule=datamodule)
-    return model.history[-1]["cost/train"], model.history[-1].get("cost/dev")
+    return model.cost_curve[-1]["cost/train"], model.cost_curve[-1].get("cost/dev")
 
 
 def case(name, make_model, datamodule, epochs, repeats, validate):

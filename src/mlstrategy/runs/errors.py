@@ -16,15 +16,26 @@ def user_message(err: BaseException) -> str:
         >>> text = "Does not validate against any of the Union subtypes\\n- clutter=-1 is bad"
         >>> user_message(ValueError(text))
         'clutter=-1 is bad'
+        >>> nested = [_UNION, "  - In class X:", "      Got value: foo", "  - Expected a <class"]
+        >>> user_message(ValueError(chr(10).join(nested) + " 'NoneType'>"))
+        'In class X: Got value: foo'
         >>> user_message(ValueError("plain"))
         'plain'
     """
     text = str(err)
     if _UNION not in text:
         return text
-    inner = [
-        line.strip()[2:]
-        for line in text.splitlines()
-        if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
-    ]
-    return " ".join(inner) or text
+    entries: list[list[str]] = []
+    indent = -1
+    for line in text.splitlines():
+        stripped = line.strip()
+        depth = len(line) - len(line.lstrip())
+        if stripped.startswith("- "):
+            entries.append([stripped[2:]])
+            indent = depth
+        elif entries and depth > indent >= 0:
+            entries[-1].append(stripped)  # the entry continues: where in the class it failed
+        else:
+            indent = -1
+    kept = [" ".join(e) for e in entries if "Expected a <class 'NoneType'>" not in e[0]]
+    return " ".join(kept) or text
