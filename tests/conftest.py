@@ -96,3 +96,54 @@ def write_fake_run(
 def fake_run():
     """The :func:`write_fake_run` factory."""
     return write_fake_run
+
+
+@pytest.fixture
+def tensorboard_run(tmp_path):
+    """A real TensorBoardLogger, and a reader of what reached its event file:
+    ``{"scalars": {tag: last value}, "texts": {tag: text}, "images": [tags]}``."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(str(tmp_path / "tensorboard"), name="", version="")
+
+    def read() -> dict:
+        # No flush here: what the code under test did not flush is not read.
+        events = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0, "images": 0})
+        events.Reload()
+        tags = events.Tags()
+        texts = {
+            tag.removesuffix("/text_summary"): events.Tensors(tag)[-1]
+            .tensor_proto.string_val[0]
+            .decode()
+            for tag in tags["tensors"]
+        }
+        scalars = {tag: events.Scalars(tag)[-1].value for tag in tags["scalars"]}
+        return {"scalars": scalars, "texts": texts, "images": list(tags["images"])}
+
+    return logger, read
+
+
+# Per-task score rows of a multi-task run, for the scoring and reporting tests.
+def task_row(error: float, n: int = 100, **extra) -> dict:
+    acc = 1 - error
+    return {"kind": "binary", "n": n, "error": error, "accuracy": acc, "precision": acc,
+            "recall": acc, "f1": acc, "loss": error * 2, **extra}  # fmt: skip
+
+
+def task_splits() -> dict:
+    return {
+        "train": {
+            "n": 300,
+            "tasks": {"car": task_row(0.02), "sign": task_row(0.10), "gone": task_row(0.1)},
+        },
+        "dev": {
+            "n": 100,
+            "tasks": {
+                "car": task_row(0.12),
+                "sign": task_row(0.11),
+                "gone": {"n": 0, "no_labels": True},
+            },
+        },
+        "test": {"n": 100, "tasks": {"car": task_row(0.13), "sign": task_row(0.12)}},
+    }

@@ -17,6 +17,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from conftest import task_row, task_splits
 from mlstrategy.data import InMemoryBatches
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose
 from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
@@ -140,25 +141,8 @@ def test_model_scores_a_split_over_batches_as_scikit_learn_does_over_the_whole()
     assert "dev/a/f1" not in out and "dev/w/f1" in out
 
 
-def _row(error: float, n: int = 100, **extra) -> dict:
-    acc = 1 - error
-    return {"kind": "binary", "n": n, "error": error, "accuracy": acc, "precision": acc,
-            "recall": acc, "f1": acc, "loss": error * 2, **extra}  # fmt: skip
-
-
-def _splits() -> dict:
-    return {
-        "train": {"n": 300, "tasks": {"car": _row(0.02), "sign": _row(0.10), "gone": _row(0.1)}},
-        "dev": {
-            "n": 100,
-            "tasks": {"car": _row(0.12), "sign": _row(0.11), "gone": {"n": 0, "no_labels": True}},
-        },
-        "test": {"n": 100, "tasks": {"car": _row(0.13), "sign": _row(0.12)}},
-    }
-
-
 def test_diagnosis_per_task_reuses_the_course_gaps():
-    d = diagnose_tasks(_splits(), human_error=0.01)
+    d = diagnose_tasks(task_splits(), human_error=0.01)
     car = d["car"]
     assert isinstance(car, Diagnosis)
     reference = diagnose(0.02, 0.12, test_error=0.13, human_error=0.01)
@@ -173,8 +157,8 @@ def test_diagnosis_per_task_reuses_the_course_gaps():
 
 def test_summary_row_averages_tasks_that_have_labels():
     rows = {
-        "a": _row(0.1, loss_weight=2.0),
-        "b": _row(0.3),
+        "a": task_row(0.1, loss_weight=2.0),
+        "b": task_row(0.3),
         "c": {"kind": "binary", "n": 0, "no_labels": True},
         "d": {"kind": "regression", "n": 4, "mse": 9.0, "loss": 9.0, "loss_weight": 0.5},
     }
@@ -188,7 +172,7 @@ def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():
     from mlstrategy.evaluation.selection import flatten_metrics, select
 
     def run(car_f1: float, sign_recall: float) -> dict:
-        tasks = {"car": _row(1 - car_f1), "sign": _row(0.1)}
+        tasks = {"car": task_row(1 - car_f1), "sign": task_row(0.1)}
         tasks["car"]["f1"] = car_f1
         tasks["sign"]["recall"] = sign_recall
         return flatten_metrics({"splits": {"test": {"f1": 0.5, "n": 9, "tasks": tasks}}})

@@ -115,33 +115,10 @@ def test_report_names_the_largest_gap_its_remedies_and_the_rules():
     assert "| test | 0.3 | 0.7 |" in md
 
 
-class _FakeExperiment:
-    def __init__(self):
-        self.texts, self.figures, self.flushed = {}, {}, False
-
-    def add_text(self, tag, text, global_step=None):
-        self.texts[tag] = text
-
-    def add_figure(self, tag, figure, global_step=None, close=True):
-        self.figures[tag] = figure
-
-    def flush(self):
-        self.flushed = True
-
-
-class _FakeLogger:
-    def __init__(self):
-        self.experiment = _FakeExperiment()
-        self.scalars = {}
-
-    def log_metrics(self, metrics, step=None):
-        self.scalars.update(metrics)
-
-
-def test_write_run_report_writes_files_and_tensorboard(tmp_path):
+def test_write_run_report_writes_files_and_tensorboard(tmp_path, tensorboard_run):
     d = diagnose_splits(METRICS["splits"], human_error=0.01)
     analysis = {**ANALYSIS, "highest_loss_x": np.random.default_rng(0).random((1, 1, 8, 8))}
-    logger = _FakeLogger()
+    logger, read = tensorboard_run
     written = write_run_report(
         tmp_path, METRICS, d, settings={"human_error": 0.01}, analysis=analysis, logger=logger
     )
@@ -162,8 +139,8 @@ def test_write_run_report_writes_files_and_tensorboard(tmp_path):
     assert "highest_loss_x" not in saved  # raw examples go to the figure only
     report = (tmp_path / "report.md").read_text()
     assert "![highest-loss dev examples](dev_highest_loss.png)" in report
-    assert logger.scalars["diagnosis/data_mismatch"] == pytest.approx(0.25)
-    assert logger.experiment.texts["report"] == report
-    assert set(logger.experiment.figures) == {"confusion_matrix", "cost_curve", "dev_examples"}
-    assert logger.experiment.flushed
+    logged = read()  # what was flushed to the event file
+    assert logged["scalars"]["diagnosis/data_mismatch"] == pytest.approx(0.25)
+    assert logged["texts"]["report"] == report
+    assert set(logged["images"]) == {"confusion_matrix", "cost_curve", "dev_examples"}
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind

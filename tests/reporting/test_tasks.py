@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import task_row, task_splits
 from mlstrategy.evaluation.diagnosis import diagnose_splits
 from mlstrategy.evaluation.multitask import NO_LABELS, diagnose_tasks
 from mlstrategy.reporting.run_report import write_run_report
@@ -13,27 +14,10 @@ from mlstrategy.reporting.tasks import render_task_report, task_comparison_table
 from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
 
 
-def _row(error: float, n: int = 100, **extra) -> dict:
-    acc = 1 - error
-    return {"kind": "binary", "n": n, "error": error, "accuracy": acc, "precision": acc,
-            "recall": acc, "f1": acc, "loss": error * 2, **extra}  # fmt: skip
-
-
-def _splits() -> dict:
-    return {
-        "train": {"n": 300, "tasks": {"car": _row(0.02), "sign": _row(0.10), "gone": _row(0.1)}},
-        "dev": {
-            "n": 100,
-            "tasks": {"car": _row(0.12), "sign": _row(0.11), "gone": {"n": 0, "no_labels": True}},
-        },
-        "test": {"n": 100, "tasks": {"car": _row(0.13), "sign": _row(0.12)}},
-    }
-
-
 def test_tables_and_report_show_every_task_and_no_labels():
     from rich.console import Console
 
-    splits = _splits()
+    splits = task_splits()
     diagnoses = diagnose_tasks(splits, human_error=0.01)
     console = Console(width=200, record=True)
     console.print(task_table(splits, diagnoses))
@@ -46,36 +30,13 @@ def test_tables_and_report_show_every_task_and_no_labels():
     assert "| sign | 9.00% | 1.00% | - | 1.00% | **avoidable bias** |" in md
 
 
-class _FakeExperiment:
-    def __init__(self):
-        self.texts = {}
-
-    def add_text(self, tag, text, global_step=None):
-        self.texts[tag] = text
-
-    def add_figure(self, tag, figure, global_step=None, close=True):
-        pass
-
-    def flush(self):
-        pass
-
-
-class _FakeLogger:
-    def __init__(self):
-        self.experiment = _FakeExperiment()
-        self.scalars = {}
-
-    def log_metrics(self, metrics, step=None):
-        self.scalars.update(metrics)
-
-
-def test_run_report_of_a_multitask_run_ends_with_its_tasks_and_diagnoses(tmp_path):
-    splits = _splits()
-    summary = {"train": _row(0.06, 300), "dev": _row(0.115), "test": _row(0.125)}
+def test_run_report_of_a_multitask_run_ends_with_its_tasks_and_diagnoses(tmp_path, tensorboard_run):
+    splits = task_splits()
+    summary = {"train": task_row(0.06, 300), "dev": task_row(0.115), "test": task_row(0.125)}
     for split, row in summary.items():  # the summary scores average the tasks
         splits[split] |= {k: v for k, v in row.items() if k != "kind"}
     diagnoses = diagnose_tasks(splits, 0.01)
-    logger = _FakeLogger()
+    logger, read = tensorboard_run
     write_run_report(
         tmp_path,
         {"recipe": "x.yaml", "splits": splits},
@@ -94,14 +55,15 @@ def test_run_report_of_a_multitask_run_ends_with_its_tasks_and_diagnoses(tmp_pat
     assert payload["largest"] == "variance"
     assert payload["tasks"]["car"]["largest"] == "variance"
     assert payload["tasks"]["gone"] == {"skipped": f"{NO_LABELS} in dev: cannot diagnose"}
-    assert logger.scalars["diagnosis/car/variance"] == pytest.approx(0.10)
-    assert "diagnosis/gone/variance" not in logger.scalars
-    assert logger.experiment.texts["report/tasks"] == section
-    assert logger.experiment.texts["report"] + "\n" + section == report
+    logged = read()
+    assert logged["scalars"]["diagnosis/car/variance"] == pytest.approx(0.10)
+    assert "diagnosis/gone/variance" not in logged["scalars"]
+    assert logged["texts"]["report/tasks"] == section
+    assert logged["texts"]["report"] + "\n" + section == report
 
 
 def test_run_report_without_tasks_has_no_task_sections(tmp_path):
-    splits = {s: _row(e) | {"kind": "binary"} for s, e in (("train", 0.1), ("dev", 0.2))}
+    splits = {s: task_row(e) | {"kind": "binary"} for s, e in (("train", 0.1), ("dev", 0.2))}
     write_run_report(tmp_path, {"splits": splits}, diagnose_splits(splits, 0.01))
     assert "Per-task" not in (tmp_path / REPORT_FILE).read_text()
     assert "tasks" not in json.loads((tmp_path / DIAGNOSIS_FILE).read_text())
