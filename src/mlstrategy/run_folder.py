@@ -61,10 +61,30 @@ def shown(path: Path) -> Path:
         return path
 
 
-def mark_failed(run_dir: Path, err: BaseException) -> None:
-    """Leave ``FAILED`` with the reason, so the folder never looks finished."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / FAILED_FILE).write_text(f"{type(err).__name__}: {err}\n")
+def mark_failed(run_dir: Path, reason: BaseException | str) -> None:
+    """Leave ``FAILED`` with the reason, so the folder never looks finished.
+
+    Best effort: on a full disk even this small file may not fit, and the caller is already
+    reporting a failure.
+    """
+    text = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / FAILED_FILE).write_text(text.rstrip("\n") + "\n")
+    except OSError:
+        pass
+
+
+def abandon(run_dir: Path, reason: BaseException | str) -> bool:
+    """After a failure: remove ``run_dir`` if nothing was written into it yet, else mark it
+    ``FAILED``. Returns True when the folder is kept (and marked)."""
+    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        for folder in sorted(run_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            folder.rmdir()
+        run_dir.rmdir()
+        return False
+    mark_failed(run_dir, reason)
+    return True
 
 
 def clear_failed(run_dir: Path) -> None:

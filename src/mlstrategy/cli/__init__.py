@@ -7,8 +7,11 @@ without importing torch or Lightning.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
@@ -61,6 +64,18 @@ Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
 _DEBUG_ENV = "MLSTRATEGY_DEBUG"
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 _TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve", "lr-find")
+_DISK_FIXES = {
+    errno.ENOSPC: "The disk is full: free some space, or run from a folder on another disk "
+    "(run folders go under ./logs)",
+    errno.EDQUOT: "The disk quota is used up: free some space, or run from another folder",
+    errno.EFBIG: "The file grew past the size this process may write (ulimit -f): raise the limit",
+    errno.EACCES: "No permission: make the folder writable (chmod u+w), or run from a folder "
+    "you can write to",
+    errno.EPERM: "No permission: make the folder writable, or run from a folder you can write to",
+    errno.EROFS: "The disk is read-only: run from a folder on a writable disk",
+    errno.ENOTDIR: "A file stands where a folder should be: move or remove it",
+    errno.EEXIST: "A file stands where a folder should be: move or remove it",
+}
 # Verbs that read recipes or checkpoints, and so are vetted against the allowlist first.
 _VETTED = ("run", "learning-curve", "lr-find", *_LIGHTNING_VERBS)
 
@@ -101,13 +116,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} (mlstrategy --help)."
         )
         return 2
+    # SIGTERM (a scheduler, `kill`) stops a run like Ctrl-C: marked FAILED, resumable.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return _dispatch(verb, args[1:], console)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[bold red]interrupted[/]")
+        return 130
     except SystemExit as exit_:
-        # jsonargparse reports config errors (unknown key, wrong type) itself, then exits 2.
+        # jsonargparse reports config errors (unknown key, wrong type) itself, then exits 2;
+        # Lightning exits 1 after Ctrl-C (the run layer has said what to do).
         return exit_.code if isinstance(exit_.code, int) else 2
     except Exception as err:
         return _report(err)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dispatch(verb: str, tail: list[str], console: Console) -> int:
@@ -138,6 +167,17 @@ def _report(err: Exception) -> int:
         if not isinstance(err, NonFiniteError):
             raise err
         err_console.print(f"[bold red]training stopped:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        fix = _DISK_FIXES.get(err.errno or 0)
+        if fix is None:
+            raise err
+        where = f" {err.filename}" if err.filename else ""
+        err_console.print(
+            f"[bold red]error:[/] cannot write{where}: {err.strerror}. {fix}.",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
     if not isinstance(err, (ValueError, FileNotFoundError, TypeError)):
         raise err

@@ -22,7 +22,7 @@ from mlstrategy.evaluation.learning_curve import (
 )
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import learning_curve_figure, save_figure
-from mlstrategy.run_folder import LOGS_DIR, load_settings, new_run_version
+from mlstrategy.run_folder import LOGS_DIR, abandon, load_settings, new_run_version
 from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.runs.run import run_recipe
 
@@ -96,6 +96,25 @@ def learning_curve(
     (configs,) = recipe_configs(recipe)
     name = f"{recipe.stem}-learning-curve"
     root = logs_dir / name / new_run_version(logs_dir, name)
+    try:
+        points, human_error = _measure(configs, sizes, overrides, root, on_point)
+        reading = what_more_data_buys(points, human_error)
+        curve = LearningCurve(root, points, human_error, reading)
+        _write(curve, recipe)
+    except BaseException as err:
+        abandon(root, err)  # the sizes measured so far stay, under a FAILED marker
+        raise
+    return curve
+
+
+def _measure(
+    configs: Sequence[Path],
+    sizes: Sequence[float],
+    overrides: Sequence[str],
+    root: Path,
+    on_point: Callable[[CurvePoint], None] | None,
+) -> tuple[list[CurvePoint], float | None]:
+    """One full run per size; the points and the recipe's human-level error."""
     quiet = Console(file=io.StringIO())
     points: list[CurvePoint] = []
     human_error = None
@@ -119,10 +138,7 @@ def learning_curve(
         human_error = load_settings(result.run_dir).get("human_error")
         if on_point is not None:
             on_point(point)
-    reading = what_more_data_buys(points, human_error)
-    curve = LearningCurve(root, points, human_error, reading)
-    _write(curve, recipe)
-    return curve
+    return points, human_error
 
 
 def _write(curve: LearningCurve, recipe: Path) -> None:

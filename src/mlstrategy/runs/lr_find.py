@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import save_figure
-from mlstrategy.run_folder import LOGS_DIR
+from mlstrategy.run_folder import LOGS_DIR, abandon
 from mlstrategy.runs.lightning_cli import build_run, run_dir_of
 from mlstrategy.runs.recipes import recipe_configs
 
@@ -142,21 +142,25 @@ def lr_find(
     """
     (configs,) = recipe_configs(recipe)
     cli = build_run(configs, overrides, logs_dir / "lr-find")
-    result = find_learning_rate(
-        cli.trainer, cli.model, cli.datamodule, min_lr, max_lr, num_training, mode
-    )
     run_dir = run_dir_of(cli.trainer)
-    finder = result.pop("finder")
-    suggestion = result["suggestion"]
-    recipe_lr = cli.model.hparams["learning_rate"]
-    write_json_atomic(
-        run_dir / RESULTS_FILE,
-        {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
-    )
-    if finder is not None:
-        figure = finder.plot(suggest=False)
-        if suggestion is not None:
-            figure.axes[0].axvline(suggestion, color="red", linestyle="--", label="suggestion")
-            figure.axes[0].legend()
-        save_figure(figure, run_dir / FIGURE_FILE)
+    try:
+        result = find_learning_rate(
+            cli.trainer, cli.model, cli.datamodule, min_lr, max_lr, num_training, mode
+        )
+        finder = result.pop("finder")
+        suggestion = result["suggestion"]
+        recipe_lr = cli.model.hparams["learning_rate"]
+        write_json_atomic(
+            run_dir / RESULTS_FILE,
+            {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
+        )
+        if finder is not None:
+            figure = finder.plot(suggest=False)
+            if suggestion is not None:
+                figure.axes[0].axvline(suggestion, color="red", linestyle="--", label="suggestion")
+                figure.axes[0].legend()
+            save_figure(figure, run_dir / FIGURE_FILE)
+    except BaseException as err:
+        abandon(run_dir, err)  # no folder left that looks like a finished sweep
+        raise
     return LRFind(run_dir, recipe_lr, suggestion, result["steepest"], result["lr"], result["cost"])

@@ -8,6 +8,7 @@ score every split with the best checkpoint's weights; diagnose; write the run fo
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,14 @@ from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.run_report import write_run_report
 from mlstrategy.run_folder import (
+    FAILED_FILE,
     LAST_CHECKPOINT,
     LOGS_DIR,
     METRICS_FILE,
+    abandon,
     checkpoint_path,
     clear_failed,
     latest_run,
-    mark_failed,
     shown,
 )
 from mlstrategy.runs.lightning_cli import build_run, run_dir_of
@@ -113,27 +115,50 @@ def run_recipe(
     console = console or Console()
     cli = build_run(configs, overrides, logs_dir or LOGS_DIR, resume)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    if before_fit is not None:
-        before_fit(datamodule)
-    settings = cli.config_init.get("evaluation") or EvaluationSettings()
     run_dir = shown(run_dir_of(trainer))
-    console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
-    last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
-    if last is not None:
-        clear_failed(run_dir)
-        console.print(f"resuming from {last}")
     try:
-        result = _fit_and_report(
+        if before_fit is not None:
+            before_fit(datamodule)
+        settings = cli.config_init.get("evaluation") or EvaluationSettings()
+        console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
+        last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
+        if last is not None:
+            clear_failed(run_dir)
+            console.print(f"resuming from {last}")
+        return _fit_and_report(
             trainer, model, datamodule, settings, configs, run_dir, last, console
         )
     except BaseException as err:
-        # Leave what was written (checkpoints, events) but never a folder that looks finished.
-        mark_failed(run_dir, err)
-        console.print(
-            f"[red]run failed[/]; {run_dir} is incomplete (no {METRICS_FILE}), see FAILED"
-        )
+        # Leave what was written (checkpoints, events) but never a folder that looks finished;
+        # a folder that holds nothing yet is removed.
+        command = ["mlstrategy", "run", str(configs[-1]), *overrides]
+        reason = failure_reason(err, run_dir, command if before_fit is None else None)
+        if abandon(run_dir, reason):
+            console.print(f"[red]run failed[/]; {run_dir} is incomplete, see {FAILED_FILE}")
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            console.print(f"[bold red]{reason}[/]", highlight=False, soft_wrap=True)
         raise
-    return result
+
+
+def failure_reason(err: BaseException, run_dir: Path, command: Sequence[str] | None) -> str:
+    """What ``FAILED`` says: the error, or for Ctrl-C / SIGTERM that the run was interrupted
+    and the exact command that continues it (``command``, the run's own, gets ``--resume``).
+
+    Example:
+        >>> failure_reason(ValueError("bad"), Path("logs/r/1"), None)
+        'ValueError: bad'
+        >>> command = ["mlstrategy", "run", "r.yaml"]
+        >>> failure_reason(KeyboardInterrupt(), Path("/nonexistent"), command)
+        'interrupted before its first checkpoint; start it again: mlstrategy run r.yaml'
+    """
+    if not isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return f"{type(err).__name__}: {err}"
+    if command is None:
+        return "interrupted"
+    if checkpoint_path(run_dir, LAST_CHECKPOINT).is_file():
+        resume = shlex.join([*command, "--resume", str(run_dir)])
+        return f"interrupted; continue exactly where it stopped: {resume}"
+    return f"interrupted before its first checkpoint; start it again: {shlex.join(command)}"
 
 
 def _fit_and_report(
