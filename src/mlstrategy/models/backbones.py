@@ -212,32 +212,31 @@ def registry_state_dict(name: str, weights: str) -> dict[str, Tensor]:
         FileNotFoundError: not cached and the download failed (offline), with the path to copy
             the file to.
         UnsafeError: the cached file is not plain weights.
+        ValueError: the cached file is damaged or truncated, or the download failed its hash.
     """
-    import pickle
     from urllib.parse import urlparse
 
-    from mlstrategy.safety import UnsafeError
+    from mlstrategy.safety import read_torch_file
 
     member = torchvision_weights(name, weights)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(member.url).path).name
-    try:
-        state = torch.hub.load_state_dict_from_url(
-            member.url, map_location="cpu", check_hash=True, weights_only=True
-        )
-    except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnsafeError(
-            f"{cached} (torchvision weights {member}) is not plain weights: loading it would run "
-            f"code ({first}). It was refused; delete the file and download it again."
-        ) from None
-    except OSError as err:  # URLError and socket errors are OSErrors
-        raise FileNotFoundError(
-            f"The weights {member} for {name} are not in the torch hub cache ({cached}) and "
-            f"could not be downloaded ({err}). Run once on a machine with internet (they are "
-            f"cached there), copy the file to {cached}, or set weights_path to a local copy; "
-            "weights: null trains from random initialization."
-        ) from None
-    return _tensors_only(state, cached)
+    if not cached.is_file():
+        try:
+            torch.hub.load_state_dict_from_url(
+                member.url, map_location="cpu", check_hash=True, weights_only=True
+            )
+        except OSError as err:  # URLError and socket errors are OSErrors
+            raise FileNotFoundError(
+                f"The weights {member} for {name} are not in the torch hub cache ({cached}) and "
+                f"could not be downloaded ({err}). Run once on a machine with internet (they "
+                f"are cached there), copy the file to {cached}, or set weights_path to a local "
+                "copy; weights: null trains from random initialization."
+            ) from None
+        except Exception as err:  # a failed hash check; a file that loads badly is read below
+            if not cached.is_file():
+                raise ValueError(f"Downloading the weights {member} failed: {err}") from None
+    fix = f"Delete it and download it again (torchvision weights {member})."
+    return _tensors_only(read_torch_file(cached, fix), cached)
 
 
 # --------------------------------------------------------------------------- local weight files
@@ -249,7 +248,7 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafeError: the file would need unpickling code.
-        ValueError: it holds something other than named tensors.
+        ValueError: it is damaged or truncated, or holds something other than named tensors.
     """
     from mlstrategy.safety import load_checkpoint
 
@@ -264,7 +263,13 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
         except ImportError:  # pragma: no cover - a dependency; kept for a broken install
             raise ImportError("Reading .safetensors needs `pip install safetensors`.") from None
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # SafetensorError: a bad header, a short file
+            raise ValueError(
+                f"{path} is damaged or truncated: safetensors cannot read it ({err}). Give "
+                "another copy of the weights."
+            ) from None
     loaded = load_checkpoint(path)
     state = loaded.get("state_dict", loaded)
     if not isinstance(state, Mapping):

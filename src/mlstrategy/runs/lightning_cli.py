@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,15 @@ from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
 from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
+from mlstrategy.safety import (
+    check_checkpoint_class,
+    check_checkpoint_matches,
+    load_checkpoint,
+    restrict_jsonargparse_imports,
+)
+
+# ckpt_path values Lightning resolves itself (no file to read yet).
+_LIGHTNING_CKPT = ("best", "last", "hpc", "registry")
 
 
 class _DropAdverts(logging.Filter):
@@ -66,6 +76,8 @@ class MLStrategyCLI(LightningCLI):
     ) -> None:
         self.logs_dir = Path(logs_dir)
         self.resume_dir = resume_dir
+        self._checkpoint: dict[str, Any] | None = None  # --ckpt_path's, until it is matched
+        restrict_jsonargparse_imports()
         super().__init__(
             model_class=None,
             datamodule_class=None,
@@ -113,18 +125,70 @@ class MLStrategyCLI(LightningCLI):
                 run_dir = Path(ckpt).resolve().parent.parent
         return run_dir
 
+    def _ckpt_path(self) -> str | None:
+        """The checkpoint file a verb's ``--ckpt_path`` names, if it names a file."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return None
+        ckpt = self.config[subcommand].get("ckpt_path")
+        if not ckpt or str(ckpt).startswith(_LIGHTNING_CKPT) or "://" in str(ckpt):
+            return None
+        return str(ckpt)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then read ``--ckpt_path`` with the toolkit's loader before Lightning does.
+
+        Lightning rebuilds the model from the checkpoint's hyperparameters (importing the class
+        they name) right after parsing; a missing, damaged, crafted or other model's checkpoint
+        fails here instead, before anything is built and before a run folder exists.
+        """
+        super().parse_arguments(parser, args)
+        ckpt = self._ckpt_path()
+        if ckpt is None:
+            return
+        self._checkpoint = load_checkpoint(ckpt)
+        model = self.config[self.config["subcommand"]].get("model")
+        class_path = getattr(model, "class_path", None) if model is not None else None
+        if class_path:
+            check_checkpoint_class(self._checkpoint, str(class_path), f"The checkpoint {ckpt}")
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        if self._checkpoint is not None:
+            # The model is built now; a checkpoint of another model fails before a run folder.
+            where = f"The checkpoint {self._ckpt_path()}"
+            check_checkpoint_matches(self._checkpoint, self.model, where)
+            self._checkpoint = None
         config = self._get(self.config_init, "trainer", default={})
         run_dir = self._run_dir()
-        if config.get("logger") in (None, True):
-            if run_dir is not None:
-                save_dir, name, version = run_dir.parent.parent, run_dir.parent.name, run_dir.name
-            else:
-                save_dir, name = self.logs_dir.resolve(), self._recipe_name()
-                version = new_run_version(save_dir, name)
-            kwargs["logger"] = TensorBoardLogger(
-                save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
-            )
+        reserved: Path | None = None
+        try:
+            if config.get("logger") in (None, True):
+                if run_dir is not None:
+                    save_dir, name, version = (
+                        run_dir.parent.parent,
+                        run_dir.parent.name,
+                        run_dir.name,
+                    )
+                else:
+                    save_dir, name = self.logs_dir.resolve(), self._recipe_name()
+                    version = new_run_version(save_dir, name)
+                    reserved = save_dir / name / version
+                kwargs["logger"] = TensorBoardLogger(
+                    save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
+                )
+            # Always on, and outside the recipe's callbacks list so recipes keep their own.
+            kwargs["callbacks"] = [*self._callbacks(config), NonFiniteGuard(), RNGState()]
+            if not config.get("plugins"):
+                kwargs["plugins"] = [AtomicCheckpointIO()]
+            return super().instantiate_trainer(**kwargs)
+        except BaseException:
+            if reserved is not None:
+                with contextlib.suppress(OSError):
+                    reserved.rmdir()  # only while empty: a folder nothing was written into
+            raise
+
+    def _callbacks(self, config: Any) -> list[Any]:
+        """The recipe's callbacks, plus a progress bar and the verb's own writer or scorer."""
         callbacks = list(config.get("callbacks") or [])
         if config.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
@@ -136,11 +200,7 @@ class MLStrategyCLI(LightningCLI):
             callbacks.append(PredictionsCSV())  # predictions.csv in the run folder
         if self.subcommand == "test":
             callbacks.append(SplitScorer("test"))  # test/error, test/f1, ... as before
-        # Always on, and outside the recipe's callbacks list so recipes keep their own.
-        kwargs["callbacks"] = [*callbacks, NonFiniteGuard(), RNGState()]
-        if not config.get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+        return callbacks
 
 
 def build_run(

@@ -10,7 +10,13 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import yaml
+
 BASE_RECIPE = "_base.yaml"
+_WHAT = (
+    "A recipe is a YAML mapping of model: (the class to train and its init_args), data: (the "
+    "data module) and trainer: (Lightning's settings); see recipes/quickstart.yaml."
+)
 
 
 def recipe_configs(path: Path) -> list[list[Path]]:
@@ -68,34 +74,82 @@ def split_allow_module(args: list[str]) -> tuple[list[str], list[str]]:
     return allow, rest
 
 
+def check_recipe_file(path: Path) -> None:
+    """Refuse a recipe file that is not a YAML mapping, with one line naming the file and line.
+
+    An empty file (or one of only comments) is refused too: jsonargparse cannot read it.
+
+    Raises:
+        ValueError: empty, only comments, not valid YAML, or a list or string.
+
+    Example:
+        >>> import tempfile
+        >>> empty = Path(tempfile.mkdtemp()) / "r.yaml"
+        >>> _ = empty.write_text("# nothing yet")
+        >>> check_recipe_file(empty)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...r.yaml holds only comments. A recipe is a YAML mapping of model: ...
+    """
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{path}{line}: not valid YAML ({problem}). {_WHAT}") from None
+    if node is None:
+        what = "holds only comments" if text.strip() else "is empty"
+        raise ValueError(f"{path} {what}. {_WHAT}")
+    if not isinstance(node, yaml.MappingNode):
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the value {node.value!r}"
+        raise ValueError(
+            f"{path}, line {node.start_mark.line + 1}: holds {kind}, not a mapping. {_WHAT}"
+        )
+
+
 def vet_command(verb: str, tail: list[str], allow: list[str]) -> None:
-    """Refuse foreign class paths and crafted checkpoints before anything is imported.
+    """Refuse foreign class paths, crafted checkpoints and empty recipes before any import.
 
     Reads the recipe a toolkit verb names (with its study's base), every ``--config`` file,
-    every dotted override and ``--ckpt_path``, and checks them against the allowlist.
+    every token of the command line (as YAML, and any file it names) and the ``--ckpt_path``
+    checkpoint's hyperparameters, and checks every string in them against the allowlist.
+    ``allow`` (``--allow-module``) is kept for the rest of the process
+    (:func:`mlstrategy.safety.allow_modules`), so checkpoints loaded later honour it too.
 
     Raises:
         mlstrategy.safety.UnsafeError: a class path or checkpoint outside the allowlist.
+        ValueError: a recipe that is empty, not valid YAML or not a mapping; a damaged
+            checkpoint.
     """
-    from mlstrategy.safety import check_recipe, load_checkpoint
+    from mlstrategy.safety import allow_modules, check_recipe, load_checkpoint
 
-    configs: list[Path] = []
-    overrides: list[str] = []
+    allow_modules(allow)
+    recipes: list[list[Path]] = [[]]  # each recipe's files, base first; --config files: one
+    tokens: list[str] = []
     ckpt: str | None = None
     for i, arg in enumerate(tail):
         value = arg.split("=", 1)[1] if "=" in arg else (tail[i + 1] if i + 1 < len(tail) else "")
-        if arg == "--config" or arg.startswith("--config="):
-            configs.append(Path(value))
+        if arg in ("--config", "-c") or arg.startswith("--config="):
+            recipes[0].append(Path(value))
         elif arg == "--ckpt_path" or arg.startswith("--ckpt_path="):
-            ckpt = value
-        elif arg.startswith("--"):
-            overrides.append(arg if "=" in arg else f"{arg}={value}")
+            ckpt = value  # a path, never imported; its hyperparameters are vetted below
+            continue
+        if not (i > 0 and tail[i - 1] == "--ckpt_path"):
+            tokens.append(arg)
     if verb in ("run", "learning-curve", "lr-find") and tail and not tail[0].startswith("-"):
         target = Path(tail[0])
         if target.exists():
             # A folder without recipes: the verb itself says what is wrong with it.
             with contextlib.suppress(ValueError):
-                configs += [c for recipe in recipe_configs(target) for c in recipe]
-    check_recipe(list(dict.fromkeys(c for c in configs if c.is_file())), overrides, allow)
+                recipes += recipe_configs(target)
+    for files in recipes:
+        files[:] = [f for f in files if f.is_file()]
+        for file in files:
+            check_recipe_file(file)
+        if files and all(yaml.safe_load(f.read_text()) == {} for f in files):
+            raise ValueError(f"{files[-1]} is an empty recipe ({{}}). {_WHAT}")
+    check_recipe(list(dict.fromkeys(f for files in recipes for f in files)), tokens, allow)
     if ckpt and Path(ckpt).is_file():
         load_checkpoint(ckpt, allow)
