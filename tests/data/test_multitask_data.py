@@ -115,3 +115,41 @@ def test_csv_data_module_gives_the_model_each_columns_classes(tmp_path):
     assert dm.label_classes["weather"] == ["0", "1", "2"]
     y = torch.cat([y for _, y in dm.prepare().values()])
     assert int((y[:, 0] == -1).sum()) == 8
+
+
+def test_csv_blank_lines_are_skipped_and_line_numbers_stay_the_files(tmp_path):
+    text = "\n" + CSV.replace("\n1.5,", "\n\n1.5,") + "\n\n"
+    labels = ["car", "weather", "distance", "colour"]
+    arrays = LabelsFile(_csv(tmp_path, text), labels=labels).load(0)
+    assert arrays.x.tolist() == [[0.5, 1.0], [1.5, 2.0], [2.5, 3.0], [3.5, 4.0]]
+    assert arrays.y[:, 0].tolist() == [1, -1, 0, 1]
+    bad = "x1,car\n1,1\n\n\n,0\n"
+    with pytest.raises(ValueError, match=r"line 5, feature column 'x1': '' is not a number"):
+        LabelsFile(_csv(tmp_path, bad), labels=["car"]).load(0)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        pytest.param("x1,car,\n1,1,\n2,0,\n", r"line 1: column 3 has no name: trailing commas\?",
+                     id="trailing_commas"),
+        pytest.param("x1,car\n", r"has a header row \(2 columns\) but no data rows",
+                     id="header_only"),
+        pytest.param("x1,car,bus\n1,1,\n2,0,\n", r"label column 'bus' is empty in all 2 rows",
+                     id="label_column_all_empty"),
+        pytest.param("x1;car;bus\n1;1;0\n", r"The header looks separated by ';'",
+                     id="semicolons"),
+    ],
+)  # fmt: skip
+def test_odd_label_files_are_refused_with_the_place_and_the_fix(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match) as err:
+        LabelsFile(_csv(tmp_path, text), labels=["car", "bus"]).load(0)
+    assert "scenes.csv" in str(err.value)
+
+
+def test_label_file_that_is_a_folder_or_not_a_csv(tmp_path):
+    with pytest.raises(ValueError, match=r"is a folder, not a file"):
+        LabelsFile(str(tmp_path), labels=["car"]).load(0)
+    (tmp_path / "d.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"has suffix '.npz'; LabelsFile reads .csv"):
+        LabelsFile(str(tmp_path / "d.npz"), labels=["car"]).load(0)

@@ -8,9 +8,7 @@ model's masked cost leaves both out (see :mod:`mlstrategy.models.multitask`).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from mlstrategy.data.datamodule import SPLITS, ArrayDataModule, check_finite_features
+from mlstrategy.data.sources import check_data_file, read_csv_table
 from mlstrategy.data.splits import stratified_split
 
 MISSING_CLASS = -1.0  # a missing class label; a missing real-valued label is NaN
@@ -88,59 +87,43 @@ class LabelsFile(MultiTaskSource):
         self.features = list(features) if features is not None else None
 
     def load(self, seed: int) -> LabelledArrays:
-        path = Path(self.path)
-        if not path.is_file():
-            raise ValueError(
-                f"Data file {str(path)!r} does not exist. Check `data.init_args.source.init_args."
-                "path` (relative paths are taken from the directory you run mlstrategy in)."
-            )
-        if path.suffix.lower() != ".csv":
-            raise ValueError(
-                f"Data file {str(path)!r} has suffix {path.suffix!r}; LabelsFile reads a .csv "
-                "with a header row."
-            )
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if len(rows) < 2:
-            raise ValueError(
-                f"{path} has no data rows; it needs a header row and one row per example."
-            )
-        header, body = [c.strip() for c in rows[0]], rows[1:]
-        missing = [c for c in [*self.labels, *(self.features or [])] if c not in header]
-        if missing:
-            raise ValueError(
-                f"{path} has no column(s) {missing}; its columns are {header}. Set "
-                "`source.init_args.labels` and `source.init_args.features` to columns of the file."
-            )
+        path = check_data_file(self.path, (".csv",), "LabelsFile")
+        table = read_csv_table(path)
+        table.require(
+            [*self.labels, *(self.features or [])],
+            "Set `source.init_args.labels` and `source.init_args.features` to columns of the file.",
+        )
         both = sorted(set(self.labels) & set(self.features or []))
         if both:
             raise ValueError(f"{path}: column(s) {both} are listed as both labels and features.")
-        for r, row in enumerate(body):
-            if len(row) != len(header):
-                raise ValueError(
-                    f"{path} line {r + 2} has {len(row)} cells, the header has {len(header)}."
-                )
-        feature_cols = self.features or [c for c in header if c not in self.labels]
+        feature_cols = self.features or [c for c in table.header if c not in self.labels]
         if not feature_cols:
             raise ValueError(f"{path}: every column is a label; there are no features.")
+        body = table.rows
         x = np.empty((len(body), len(feature_cols)), dtype=np.float32)
         for c, name in enumerate(feature_cols):
-            i = header.index(name)
-            for r, row in enumerate(body):
+            i = table.header.index(name)
+            for r, (row, line) in enumerate(zip(body, table.lines, strict=True)):
                 cell = row[i].strip()
                 try:
                     x[r, c] = float(cell)
                 except ValueError:
                     raise ValueError(
-                        f"{path} line {r + 2}, feature column {name!r}: {cell!r} is not a "
+                        f"{path} line {line}, feature column {name!r}: {cell!r} is not a "
                         "number. Features must be numbers in every row (impute empty cells); "
                         "only label cells may be empty."
                     ) from None
         y = np.empty((len(body), len(self.labels)), dtype=np.float32)
         class_names: dict[str, list[str]] = {}
         for c, name in enumerate(self.labels):
-            i = header.index(name)
-            column, names = _encode_label_column([row[i].strip() for row in body])
+            cells = [row[table.header.index(name)].strip() for row in body]
+            if not any(cells):
+                raise ValueError(
+                    f"{path}: label column {name!r} is empty in all {len(cells)} rows, so that "
+                    "task has nothing to learn from. Fill in some of its labels or leave it out "
+                    "of `labels`."
+                )
+            column, names = _encode_label_column(cells)
             y[:, c] = column
             if names is not None:
                 class_names[name] = names

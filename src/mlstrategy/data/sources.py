@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,13 +200,135 @@ class MNIST1D(ArraySource):
         )
 
 
+@dataclass
+class CsvTable:
+    """A CSV file read as text: its header and its data rows, each with its line number.
+
+    Attributes:
+        path: The file, for messages.
+        header: Column names, stripped of spaces.
+        rows: Data rows, each as long as ``header``; blank lines are left out.
+        lines: The line of the file each row starts on (1 = the header's first line).
+    """
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]
+
+    def require(self, names: list[str], fix: str) -> None:
+        """Refuse names that are not columns, listing the columns there are and ``fix``."""
+        missing = [c for c in names if c not in self.header]
+        if not missing:
+            return
+        hint = ""
+        if len(self.header) == 1 and (";" in self.header[0] or "\t" in self.header[0]):
+            sep = "';'" if ";" in self.header[0] else "a tab"
+            hint = f" The header looks separated by {sep}; save the file with commas."
+        raise ValueError(
+            f"{self.path} has no column(s) {missing}; its columns are {self.header}.{hint} {fix}"
+        )
+
+
+def check_data_file(path_text: str, suffixes: tuple[str, ...], reader: str) -> Path:
+    """The path of a user's data file, after checking it is a file with a suffix we read.
+
+    A leading ``~`` is the home directory, as in a shell.
+    """
+    path = Path(path_text).expanduser()
+    where = "`data.init_args.source.init_args.path`"
+    if path.is_dir():
+        raise ValueError(
+            f"Data file {path_text!r} is a folder, not a file. Set {where} to the "
+            f"{' or '.join(suffixes)} file itself."
+        )
+    if not path.is_file():
+        raise ValueError(
+            f"Data file {path_text!r} does not exist. Check {where} (relative paths are "
+            "taken from the directory you run mlstrategy in)."
+        )
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"Data file {path_text!r} has suffix {path.suffix!r}; {reader} reads "
+            f"{' or '.join(suffixes)}. Save your arrays with numpy.savez or as a CSV with a "
+            "header row."
+        )
+    return path
+
+
+def read_csv_table(path: Path) -> CsvTable:
+    """Read a CSV with a header row, refusing odd files with the place and the fix.
+
+    Blank lines are skipped anywhere. A UTF-8 byte-order mark (Excel's "CSV UTF-8") is
+    dropped. Refused, each with its own message: a file that is not UTF-8 text, an empty file,
+    a header with no rows under it, a header cell with no name (trailing commas), a name used
+    twice, and a row with more or fewer cells than the header.
+    """
+    import csv
+
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            start = 1
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(start)
+                start = reader.line_num + 1
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {err.start} cannot be read). Save it as "
+            '"CSV UTF-8", or check that it is a CSV file at all.'
+        ) from None
+    except csv.Error as err:
+        raise ValueError(
+            f"{path} line {start} cannot be read as CSV ({err}). Check that it is a text CSV."
+        ) from None
+    if not rows:
+        raise ValueError(f"{path} is empty; it needs a header row and one row per example.")
+    header = [cell.strip() for cell in rows[0]]
+    for i, name in enumerate(header):
+        if not name:
+            fix = (
+                "trailing commas? Remove the comma at the end of each line, or name the column."
+                if i == len(header) - 1
+                else "give every column a name in the header row."
+            )
+            raise ValueError(f"{path} line {lines[0]}: column {i + 1} has no name: {fix}")
+    for name in header:
+        if header.count(name) > 1:
+            places = [i + 1 for i, n in enumerate(header) if n == name]
+            raise ValueError(
+                f"{path} line {lines[0]}: the column name {name!r} is used by columns {places}; "
+                "give each column its own name."
+            )
+    if len(rows) == 1:
+        raise ValueError(
+            f"{path} has a header row ({len(header)} columns) but no data rows; it needs one "
+            "row per example under the header."
+        )
+    for row, line in zip(rows[1:], lines[1:], strict=True):
+        if len(row) != len(header):
+            hint = ""
+            if len(row) == len(header) + 1 and not row[-1].strip():
+                hint = " A trailing comma? Remove it, or add a column to the header."
+            elif len(row) > len(header):
+                hint = " A text cell with a comma in it must be in double quotes."
+            raise ValueError(
+                f"{path} line {line} has {len(row)} cells, the header has {len(header)}.{hint}"
+            )
+    return CsvTable(path=path, header=header, rows=rows[1:], lines=lines[1:])
+
+
 class ArrayFile(ArraySource):
     """The user's own arrays from a ``.npz`` or ``.csv`` file.
 
     For ``.npz``, ``features`` and ``target`` name arrays in the archive (default ``X`` and
-    ``y``). For ``.csv`` (header row required), ``target`` names the label column and
-    ``features`` the feature columns (default: every other column). Labels may be integers
-    ``0..K-1`` or strings (mapped to classes in sorted order).
+    ``y``). For ``.csv`` (header row required; blank lines are skipped), ``target`` names the
+    label column and ``features`` the feature columns (default: every other column). Labels
+    may be integers ``0..K-1`` or strings (mapped to classes in sorted order).
 
     Args:
         path: Path to the ``.npz`` or ``.csv`` file.
@@ -219,67 +342,82 @@ class ArrayFile(ArraySource):
         self.features = features
 
     def load(self, seed: int) -> Arrays:
-        path = Path(self.path)
-        if not path.is_file():
-            raise ValueError(
-                f"Data file {str(path)!r} does not exist. Check `data.init_args.source.init_args."
-                "path` (relative paths are taken from the directory you run mlstrategy in)."
-            )
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
+        path = check_data_file(self.path, (".npz", ".csv"), "ArrayFile")
+        if path.suffix.lower() == ".npz":
             x, y = self._load_npz(path)
-        elif suffix == ".csv":
-            x, y = self._load_csv(path)
         else:
-            raise ValueError(
-                f"Data file {str(path)!r} has suffix {suffix!r}; ArrayFile reads .npz or .csv. "
-                "Save your arrays with numpy.savez or as a CSV with a header row."
-            )
+            x, y = self._load_csv(path)
         y, class_names = _encode_labels(y, path)
         return Arrays(x=x, y=y, class_names=class_names)
 
     def _load_npz(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        import zipfile
+
         feature_key = self.features[0] if self.features else "X"
-        with np.load(path, allow_pickle=False) as archive:
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+            raise ValueError(
+                f"{path} is not a NumPy .npz archive. Write it with numpy.savez(path, X=..., "
+                "y=...), or give a .csv file."
+            ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{path} holds one array (a .npy file), not an .npz archive of named arrays. "
+                "Write it with numpy.savez(path, X=features, y=labels)."
+            )
+        with archive:
             keys = list(archive.keys())
             for key in (feature_key, self.target):
                 if key not in keys:
                     raise ValueError(
-                        f"{path} has no array named {key!r} (it has {keys}). Set "
-                        "`source.init_args.features: [NAME]` and `source.init_args.target: NAME` "
-                        "to the names used in the file."
+                        f"{path} has no array named {key!r} (it has {keys}). Set `source."
+                        "init_args.features: [NAME]` and `source.init_args.target: NAME` to the "
+                        "names used in the file."
                     )
-            x, y = archive[feature_key], archive[self.target]
+            x = _npz_array(archive, feature_key, path)
+            y = _npz_array(archive, self.target, path)
         if not np.issubdtype(x.dtype, np.number):
             raise ValueError(f"{path}: features {feature_key!r} are {x.dtype}, not numbers.")
+        if x.ndim < 2:
+            raise ValueError(
+                f"{path}: features {feature_key!r} have shape {x.shape}, not (m, n) with one row "
+                "per example. For one feature, save X[:, None]."
+            )
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise ValueError(
+                f"{path}: labels {self.target!r} have shape {y.shape}; they need one class "
+                "per example, shape (m,). For one-hot labels, save y.argmax(axis=1)."
+            )
+        if len(x) == 0:
+            raise ValueError(f"{path}: features {feature_key!r} hold no examples (0 rows).")
         return x.astype(np.float32), y
 
     def _load_csv(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        import csv
-
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if len(rows) < 2:
+        table = read_csv_table(path)
+        table.require(
+            [self.target, *(self.features or [])],
+            "Set `source.init_args.target` (label column) and `source.init_args.features` to "
+            "columns of the file.",
+        )
+        if self.target in (self.features or []):
             raise ValueError(
-                f"{path} has no data rows; it needs a header row and one row per example."
+                f"{path}: the label column {self.target!r} is also listed in `features`, which "
+                "would hand the model its answer. Leave it out of `features`."
             )
-        header, body = rows[0], rows[1:]
-        wanted = [self.target, *(self.features or [])]
-        missing = [c for c in wanted if c not in header]
-        if missing:
+        feature_cols = self.features or [c for c in table.header if c != self.target]
+        if not feature_cols:
             raise ValueError(
-                f"{path} has no column(s) {missing}; its columns are {header}. Set "
-                "`source.init_args.target` (label column) and `source.init_args.features` to "
-                "columns of the file."
+                f"{path} has only the label column {self.target!r}; it needs feature columns."
             )
-        feature_cols = self.features or [c for c in header if c != self.target]
-        feature_idx = [header.index(c) for c in feature_cols]
-        target_idx = header.index(self.target)
-        x = np.empty((len(body), len(feature_idx)), dtype=np.float32)
-        for r, row in enumerate(body):
-            if len(row) != len(header):
+        feature_idx = [table.header.index(c) for c in feature_cols]
+        target_idx = table.header.index(self.target)
+        x = np.empty((len(table.rows), len(feature_idx)), dtype=np.float32)
+        for r, (row, line) in enumerate(zip(table.rows, table.lines, strict=True)):
+            if not row[target_idx].strip():
                 raise ValueError(
-                    f"{path} line {r + 2} has {len(row)} cells, the header has {len(header)}."
+                    f"{path} line {line}: the label cell (column {self.target!r}) is empty; "
+                    "every row needs a label. Fill it in or drop the row."
                 )
             for c, i in enumerate(feature_idx):
                 cell = row[i].strip()
@@ -287,17 +425,35 @@ class ArrayFile(ArraySource):
                     x[r, c] = float(cell) if cell else np.nan
                 except ValueError:
                     raise ValueError(
-                        f"{path} line {r + 2}, column {header[i]!r}: {cell!r} is not a number. "
-                        "Features must be numeric; encode categories first or leave the column "
-                        "out of `features`."
+                        f"{path} line {line}, column {table.header[i]!r}: {cell!r} is not a "
+                        "number. Features must be numeric; encode categories first or leave "
+                        "the column out of `features`."
                     ) from None
-        y = np.array([row[target_idx].strip() for row in body])
+        y = np.array([row[target_idx].strip() for row in table.rows])
         return x, y
+
+
+def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(archive[key])
+    except ValueError:  # object arrays need pickle, which is never allowed here
+        raise ValueError(
+            f"{path}: array {key!r} holds Python objects (dtype=object), which are not loaded "
+            "(they could run code). Save numeric arrays, e.g. numpy.savez(path, X=X.astype("
+            "float), y=y.astype(int))."
+        ) from None
 
 
 def _encode_labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
     """Map labels to ``0..K-1``: integer labels are kept, strings become sorted classes."""
     y = np.asarray(y).reshape(-1)
+    if len(y) == 0:
+        raise ValueError(f"{path}: there are no labels (0 examples).")
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"{path}: every label is {y[0].item()!r}, so there is one class; a classifier needs "
+            "examples of at least 2 classes. Is `target` the label column?"
+        )
     if y.dtype.kind in "US":  # strings from a CSV: numeric if they all parse
         try:
             y = y.astype(np.float64)
@@ -308,17 +464,31 @@ def _encode_labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
                     f"{path}: some labels are empty; every row needs a label."
                 ) from None
             return np.searchsorted(names, y).astype(np.int64), names
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+        raise ValueError(f"{path}: labels are {y.dtype}; give integers 0..K-1 or strings.")
     y = y.astype(np.float64)
     if np.isnan(y).any():
         raise ValueError(f"{path}: {int(np.isnan(y).sum())} labels are missing (NaN or empty).")
-    if (y != np.round(y)).any() or (y < 0).any():
-        bad = y[(y != np.round(y)) | (y < 0)][:3].tolist()
+    if (y != np.round(y)).any() or (y < 0).any() or np.isinf(y).any():
+        bad = y[(y != np.round(y)) | (y < 0) | np.isinf(y)][:3].tolist()
         raise ValueError(
             f"{path}: labels out of range, e.g. {bad}. Class labels must be integers 0..K-1 "
             "(or strings, mapped to classes in sorted order)."
         )
+    top = int(y.max())
+    if top >= len(y):
+        raise ValueError(
+            f"{path}: the largest label is {top} but there are only {len(y)} examples, so most "
+            f"of the {top + 1} classes 0..{top} have none. Class labels must be 0..K-1; is "
+            "`target` really the label column (not an id)?"
+        )
+    if not (y == 0).any():
+        raise ValueError(
+            f"{path}: labels run from {int(y.min())} to {top} and none is 0; class labels must "
+            "be 0..K-1. Subtract 1 if they count from 1, or give them as strings."
+        )
     y_int = y.astype(np.int64)
-    return y_int, [str(k) for k in range(int(y_int.max()) + 1)]
+    return y_int, [str(k) for k in range(top + 1)]
 
 
 SOURCES: dict[str, type[ArraySource]] = {
