@@ -40,14 +40,15 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": _Evil(marker)}, ckpt)
-    with pytest.raises(UnsafeError, match=r"\(posix\.system\).*refused and nothing from it was") as err:
+    refused = r"\(posix\.system\).*refused and nothing from it was"
+    with pytest.raises(UnsafeError, match=refused) as err:
         load_checkpoint(ckpt)
     assert "weights_only" not in str(err.value) and "safe_globals" not in str(err.value)
     assert not marker.exists()
     # Raw pickle (not torch's zip format): torch cannot even parse it; still nothing runs.
     raw = tmp_path / "evil.pt"
     raw.write_bytes(pickle.dumps(_Evil(marker)))
-    with pytest.raises(ValueError, match="damaged or truncated.*Nothing from it was executed"):
+    with pytest.raises(ValueError, match=r"damaged or truncated.*Nothing from it was executed"):
         load_checkpoint(raw)
     assert not marker.exists()
 
@@ -73,7 +74,8 @@ def test_checkpoint_hparams_are_vetted_at_any_depth(tmp_path):
     with pytest.raises(UnsafeError, match=r"'this\.Source'.*--allow-module this"):
         check_checkpoint_hparams(nested)
     ckpt = tmp_path / "deep.ckpt"
-    torch.save({"datamodule_hyper_parameters": {"source": {"class_path": "subprocess.Popen"}}}, ckpt)
+    crafted = {"datamodule_hyper_parameters": {"source": {"class_path": "subprocess.Popen"}}}
+    torch.save(crafted, ckpt)
     with pytest.raises(UnsafeError, match=rf"The checkpoint {ckpt}, in its hyperparameters,"):
         load_checkpoint(ckpt)
     # Plain strings are fine: a repr, a file name, a metric, a folder.
