@@ -1,13 +1,18 @@
+import math
 import random
+import re
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
+from conftest import write_recipe
 from mlstrategy.callbacks.guards import NonFiniteError, NonFiniteGuard, RNGState
-from mlstrategy.data import ArrayDataModule, BreastCancer
-from mlstrategy.models import LogisticRegression
+from mlstrategy.cli import main
+from mlstrategy.data import ArrayDataModule
+from mlstrategy.run_folder import FAILED_FILE
 
 
 def test_rng_state_round_trips_every_generator():
@@ -34,38 +39,103 @@ def test_rng_state_round_trips_every_generator():
     assert torch.equal(torch.rand(3), expected[0])
 
 
-def test_absurd_learning_rate_stops_and_saves_no_non_finite_weights(tmp_path):
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def _diverging_run(in_tmp, capsys, model: dict, data: dict) -> tuple[Path, str]:
+    """Run a recipe through the CLI that must stop on a non-finite value: its run folder and
+    the one line the user sees."""
+    recipe = write_recipe(in_tmp / "diverge.yaml", model, data, {"max_epochs": 30})
+    assert main(["run", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "training stopped:" in err
+    (run_dir,) = (in_tmp / "logs" / "diverge").iterdir()
+    return run_dir, " ".join(err.split())  # the console wraps long lines
 
-    model = LogisticRegression(input_shape=(30,), optimizer="gd", learning_rate=1e38)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="cost/dev", save_last=True)
-    trainer = L.Trainer(
-        max_epochs=50,
-        callbacks=[NonFiniteGuard(), checkpoint],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
+
+def _checkpoints_left(run_dir: Path) -> list[Path]:
+    """Every checkpoint in the run folder, each checked: finite weights, finite monitored score."""
+    paths = sorted(run_dir.rglob("*.ckpt"))
+    for path in paths:
+        checkpoint = torch.load(path, weights_only=True)
+        for name, value in checkpoint["state_dict"].items():
+            if value.is_floating_point():
+                assert torch.isfinite(value).all(), (path.name, name)
+        states = [s for k, s in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")]
+        assert states, path
+        for state in states:
+            for key in ("best_model_score", "current_score"):
+                if state[key] is not None:
+                    assert math.isfinite(float(state[key])), (path.name, key, state[key])
+    return paths
+
+
+def test_absurd_learning_rate_leaves_no_checkpoint_and_says_to_lower_it(in_tmp, capsys):
+    # lr = 1e38: one step makes the weights about 3.8e37, finite, but the dev cost NaN. Before,
+    # best.ckpt was written with those weights and best_model_score=inf.
+    run_dir, err = _diverging_run(
+        in_tmp,
+        capsys,
+        {
+            "class_path": "mlstrategy.models.LogisticRegression",
+            "init_args": {"optimizer": "gd", "learning_rate": 1e38},
+        },
+        {
+            "class_path": "mlstrategy.data.ArrayDataModule",
+            "init_args": {
+                "source": {"class_path": "mlstrategy.data.BreastCancer"},
+                "batch_size": None,
+            },
+        },
     )
-    dm = ArrayDataModule(BreastCancer(), batch_size=None, normalize=False)
-    with pytest.raises(
-        NonFiniteError, match=r"non-finite|became (nan|inf).*learning rate too high"
-    ):
-        trainer.fit(model, datamodule=dm)
-    for path in tmp_path.glob("*.ckpt"):
-        state = torch.load(path, weights_only=True)["state_dict"]
-        assert all(torch.isfinite(v).all() for v in state.values())
+    assert _checkpoints_left(run_dir) == []
+    assert "cost/dev=nan at epoch 0" in err
+    assert "No checkpoint was written" in err and "learning_rate=1e+37" in err
+    assert "last good checkpoint" not in err
+    failed = (run_dir / FAILED_FILE).read_text()
+    assert "NonFiniteError" in failed and "No checkpoint was written" in failed
+
+
+@pytest.mark.slow
+def test_divergence_after_good_epochs_names_the_last_good_checkpoint(in_tmp, capsys):
+    # Plain gradient descent at alpha = 100 on a ReLU net: the dev cost grows about 10^4 per
+    # epoch from epoch 1 and overflows at epoch 8 (measured), after seven finite epochs.
+    run_dir, err = _diverging_run(
+        in_tmp,
+        capsys,
+        {
+            "class_path": "mlstrategy.models.DeepNet",
+            "init_args": {"layer_dims": [16], "optimizer": "gd", "learning_rate": 100.0},
+        },
+        {
+            "class_path": "mlstrategy.data.ArrayDataModule",
+            "init_args": {
+                "source": {"class_path": "mlstrategy.data.BreastCancer"},
+                "batch_size": None,
+            },
+        },
+    )
+    left = _checkpoints_left(run_dir)
+    assert [p.name for p in left] == ["best.ckpt", "last.ckpt"]
+    match = re.search(r"The last good checkpoint is (\S+?\.ckpt) \(epoch (\d+)\)", err)
+    assert match, err
+    named, saved_epoch = Path(match.group(1)), int(match.group(2))
+    assert named.is_file() and named.name == "last.ckpt"
+    stopped_at = int(re.search(r"at epoch (\d+)", err).group(1))
+    assert stopped_at >= 2  # a divergence after good epochs, not at the first
+    # Lightning writes last.ckpt with each new best; the epoch named is the one it holds.
+    assert torch.load(named, weights_only=True)["epoch"] == saved_epoch < stopped_at
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    (state,) = [s for k, s in best["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert f"cost/dev={float(state['best_model_score']):.4g}" in err
 
 
 def test_guard_stops_on_a_nan_cost_before_backward():
+    from mlstrategy.models import LogisticRegression
+
     guard = NonFiniteGuard()
-
-    class FakeTrainer:
-        current_epoch, global_step = 2, 17
-
-    with pytest.raises(NonFiniteError, match="at epoch 2, step 17"):
-        guard.on_before_backward(FakeTrainer(), None, torch.tensor(float("nan")))
-    guard.on_before_backward(FakeTrainer(), None, torch.tensor(0.5))
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    model = LogisticRegression((3,), learning_rate=0.5)
+    with pytest.raises(NonFiniteError, match=r"at epoch 0, step 0\..*learning_rate=0\.05"):
+        guard.on_before_backward(trainer, model, torch.tensor(float("nan")))
+    guard.on_before_backward(trainer, model, torch.tensor(0.5))
 
 
 def _fit(tmp_path, max_epochs, ckpt_path=None, every=None):
