@@ -60,7 +60,8 @@ def allow_modules(names: Iterable[str]) -> None:
     Every check below, :func:`load_checkpoint` included, allows them from then on.
 
     Example:
-        >>> allow_modules(["mypkg"]); check_recipe([], ["--model=mypkg.Net"])
+        >>> allow_modules(["json"])
+        >>> check_recipe([], ["--model=json.Net"])  # refused without it
         >>> allow_modules([])
     """
     global _user_allowed
