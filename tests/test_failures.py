@@ -153,3 +153,32 @@ def test_a_failure_after_writing_marks_the_folder(in_tmp, tiny_recipe):
     out = run_cli_subprocess("lr-find", str(tiny_recipe), "--min-lr", "0", cwd=in_tmp)
     assert out.returncode == 2 and "need 0 < min_lr < max_lr" in out.stderr
     assert not [p for p in in_tmp.glob("logs/lr-find/tiny/*") if p.is_dir()]
+
+
+def test_resume_onto_a_damaged_or_foreign_checkpoint_is_one_line_exit_2(in_tmp, tiny_recipe):
+    metrics = _finished_earlier(in_tmp, tiny_recipe)
+    run = metrics.parent
+    last = run / "checkpoints" / "last.ckpt"
+    whole = last.read_bytes()
+    last.write_bytes(whole[: len(whole) // 2])
+    out = run_cli_subprocess("run", str(tiny_recipe), "--resume", str(run), cwd=in_tmp)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr + out.stdout and "weights_only" not in out.stderr
+    assert "damaged or truncated" in out.stderr
+    assert f"logs/tiny/{run.name}/checkpoints/last.ckpt" in out.stderr
+    # Another architecture's checkpoint: both models are named, nothing is trained over it.
+    softmax = write_recipe(
+        in_tmp / "other.yaml",
+        {"class_path": "mlstrategy.models.SoftmaxRegression"},
+        {
+            "class_path": "mlstrategy.data.ArrayDataModule",
+            "init_args": {"source": {"class_path": "mlstrategy.data.Digits"}},
+        },
+    )
+    assert main(["run", str(softmax)]) == 0
+    (foreign,) = in_tmp.glob("logs/other/*/checkpoints/last.ckpt")
+    last.write_bytes(foreign.read_bytes())
+    out = run_cli_subprocess("run", str(tiny_recipe), "--resume", str(run), cwd=in_tmp)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "SoftmaxRegression" in out.stderr and "LogisticRegression" in out.stderr
+    assert metrics.exists()  # the finished run's results are untouched

@@ -141,14 +141,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _dispatch(verb: str, tail: list[str], console: Console) -> int:
     if verb in _VETTED:
-        from mlstrategy.runs.lightning_cli import quiet_known_warnings
         from mlstrategy.runs.recipes import split_allow_module, vet_command
+
+        # Vetting reads YAML only (and a --ckpt_path with torch), so a refused command answers
+        # before Lightning is imported.
+        allow, tail = split_allow_module(tail)
+        vet_command(verb, tail, allow)
+
+        from mlstrategy.runs.lightning_cli import quiet_known_warnings
 
         # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users cannot act on it.
         os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
         quiet_known_warnings()
-        allow, tail = split_allow_module(tail)
-        vet_command(verb, tail, allow)
     if verb in _LIGHTNING_VERBS:
         tail = [verb, *tail]
     return _verb(verb)(tail, console)

@@ -37,6 +37,7 @@ from mlstrategy.run_folder import (
     shown,
 )
 from mlstrategy.runs.lightning_cli import build_run, run_dir_of
+from mlstrategy.safety import check_checkpoint_matches, load_checkpoint
 
 
 @dataclass
@@ -123,6 +124,9 @@ def run_recipe(
         console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
         last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
         if last is not None:
+            # The same loader as every other path: damaged, crafted or another model's
+            # checkpoint is named before Lightning reads it.
+            check_checkpoint_matches(load_checkpoint(last), model, f"The checkpoint {last}")
             clear_failed(run_dir)
             console.print(f"resuming from {last}")
         return _fit_and_report(
