@@ -287,8 +287,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         found: dict[str, tuple[list[Path], list[int]]] = {"train": self._scan(train_dir)}
         empty = [c for k, c in enumerate(self.class_names) if k not in set(found["train"][1])]
         if empty:
-            # A class with no training images would still get an output unit, and the run
-            # would score well on the classes it has: refuse it rather than train silently.
             raise ValueError(
                 f"{train_dir}: the class folder(s) {empty} hold no images "
                 f"({', '.join(IMAGE_EXTENSIONS)}); every class needs training images. Add "
