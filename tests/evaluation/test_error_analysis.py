@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import log_loss
 
-from mlstrategy.evaluation.error_analysis import (
-    compare_distributions,
-    example_losses,
-    highest_loss,
-    most_confused,
-)
+from mlstrategy.evaluation.distributions import compare_distributions
+from mlstrategy.evaluation.error_analysis import example_losses, highest_loss, most_confused
 from mlstrategy.models import LogisticRegression, SoftmaxRegression
 
 
@@ -101,14 +99,165 @@ def test_constant_features_do_not_divide_by_zero():
     assert not out["differ"] and out["worst_feature_z"] == 0.0
 
 
-def test_analyze_errors_returns_nothing_for_a_multitask_model():
+# ------------------------------------------------------------------- every kind of run analysed
+def _image_split(root, arrays, rows, shift: float = 0.0):
+    from mlstrategy.data import Arrays
+    from mlstrategy.data.images import write_image_folder
+
+    x = np.clip(arrays.x[rows] + shift, 0, 1)
+    return write_image_folder(Arrays(x=x, y=arrays.y[rows], class_names=arrays.class_names), root)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """train/, dev/ and test/ folders of three digits (36 images each: enough for the z test);
+    the test images are brighter, a different distribution."""
+    from mlstrategy.data import DigitImages
+
+    arrays = DigitImages(size=12, classes=[1, 2, 3]).load(0)
+    rows = {
+        s: np.concatenate([np.flatnonzero(arrays.y == k)[i::3][:12] for k in range(3)])
+        for i, s in enumerate(("train", "dev", "test"))
+    }
+    for split, index in rows.items():
+        _image_split(tmp_path / split, arrays, index, shift=0.25 if split == "test" else 0.0)
+    return tmp_path
+
+
+def test_image_folder_analysis_lists_the_files_and_finds_the_brighter_test_set(image_folder):
+    from sklearn.metrics import confusion_matrix
+
+    from mlstrategy.data import ImageFolderDataModule
+    from mlstrategy.data.images import read_image
+    from mlstrategy.evaluation.error_analysis import analyze_errors
+    from mlstrategy.models import ConvNet
+
+    dm = ImageFolderDataModule(
+        str(image_folder),
+        image_size=12,
+        resize_size=12,
+        num_workers=0,
+        eval_batch_size=7,
+        augment=False,
+    )
+    torch.manual_seed(0)
+    model = ConvNet(dm.input_shape, 3, channels=[4]).eval()
+    # The reference: each dev file decoded on its own, its cross-entropy and prediction.
+    files, labels = dm.split_files()["dev"]
+    transform = dm.eval_transform()
+    with torch.no_grad():
+        logits = torch.cat([model(transform(read_image(f))[None]) for f in files])
+    losses = torch.nn.functional.cross_entropy(logits, torch.tensor(labels), reduction="none")
+    order = np.argsort(-losses.numpy(), kind="stable")[:10]
+    cm = confusion_matrix(labels, logits.argmax(1).numpy(), labels=[0, 1, 2])
+
+    out = analyze_errors(model, dm, {"dev": {"confusion_matrix": cm.tolist()}})
+    worst = out["highest_loss"]
+    assert [w["file"] for w in worst] == [str(files[i]) for i in order]
+    assert [w["index"] for w in worst] == order.tolist()
+    assert [w["loss"] for w in worst] == pytest.approx(losses[order].tolist(), abs=1e-3)
+    assert all(Path(w["file"]).parent.name == w["true"] for w in worst)  # its class folder
+    confused = {(p["true"], p["predicted"]): p["count"] for p in out["most_confused"]}
+    off = {
+        (dm.class_names[i], dm.class_names[j]): int(cm[i, j])
+        for i in range(3)
+        for j in range(3)
+        if i != j and cm[i, j]
+    }
+    assert confused == dict(sorted(off.items(), key=lambda kv: -kv[1])[:5])
+    assert out["highest_loss_x"].shape == (10, 3, 12, 12)
+    first = transform(read_image(files[order[0]])).numpy()
+    np.testing.assert_allclose(out["highest_loss_x"][0], first)
+    same = out["same_distribution"]
+    assert same["dev_labels"] == same["test_labels"] == [0.3333] * 3
+    assert same["differ"] and same["worst_feature_name"].startswith("mean of channel")
+    assert "different mean" in same["message"]
+
+
+def test_image_folder_from_one_distribution_is_consistent(image_folder):
+    import shutil
+
+    from mlstrategy.data import ImageFolderDataModule
+    from mlstrategy.evaluation.error_analysis import analyze_errors
+    from mlstrategy.models import ConvNet
+
+    shutil.rmtree(image_folder / "test")
+    shutil.copytree(image_folder / "train", image_folder / "test")  # unshifted images
+    dm = ImageFolderDataModule(str(image_folder), image_size=12, resize_size=12, num_workers=0)
+    out = analyze_errors(ConvNet(dm.input_shape, 3, channels=[4]), dm, {})
+    assert out["most_confused"] == [] and len(out["highest_loss"]) == 10
+    assert not out["same_distribution"]["differ"]
+
+
+def _multitask():
     from mlstrategy.data import MultiTaskDataModule, StreetScenes
+    from mlstrategy.models import Head, MultiTaskNet
+
+    dm = MultiTaskDataModule(StreetScenes(n_samples=200, image_size=16), seed=0)
+    dm.prepare()
+    heads = {"pedestrian": Head("binary"), "signs": Head("multilabel", ["stop_sign", "car"])}
+    torch.manual_seed(0)
+    return dm, MultiTaskNet(dm.input_shape, heads, num_classes=dm.num_classes, layer_dims=[8])
+
+
+def test_multitask_analysis_per_task_on_present_labels_at_dev_positions():
+    from sklearn.metrics import confusion_matrix
+
+    from mlstrategy.evaluation.error_analysis import analyze_errors
+
+    dm, net = _multitask()
+    x_dev, y_dev = dm.prepare()["dev"]
+    with torch.no_grad():
+        z = net.eval().task_outputs(net(x_dev))
+    splits: dict = {"dev": {"tasks": {}}}
+    reference = {}
+    for task in ("pedestrian", "car"):
+        column = dm.label_names.index(task)
+        present = np.flatnonzero(y_dev[:, column].numpy() >= 0)
+        y, logit = y_dev[present, column].numpy(), z[task][present].numpy().astype(np.float64)
+        loss = np.logaddexp(0, -logit) * y + np.logaddexp(0, logit) * (1 - y)  # -log a_y
+        top = np.argsort(-loss, kind="stable")[:10]
+        reference[task] = (present[top], loss[top], y[top])
+        cm = confusion_matrix(y, (logit > 0).astype(int), labels=[0, 1])
+        splits["dev"]["tasks"][task] = {"confusion_matrix": cm.tolist()}
+        reference[task] += (cm,)
+
+    out = analyze_errors(net, dm, splits)
+    assert set(out["tasks"]) == {"pedestrian", "stop_sign", "car"}  # every classification task
+    for task, (index, loss, y, cm) in reference.items():
+        worst = out["tasks"][task]["highest_loss"]
+        assert [w["index"] for w in worst] == index.tolist()  # positions in the dev split
+        assert [w["loss"] for w in worst] == pytest.approx(loss.tolist(), abs=1e-3)
+        assert [w["true"] for w in worst] == [["absent", "present"][int(v)] for v in y]
+        pairs = out["tasks"][task]["most_confused"]
+        counts = {(p["true"], p["predicted"]): p["count"] for p in pairs}
+        expected = {("present", "absent"): int(cm[1, 0]), ("absent", "present"): int(cm[0, 1])}
+        assert counts == {k: v for k, v in expected.items() if v}
+    assert out["tasks"]["stop_sign"]["most_confused"] == []  # no matrix: none, but examples
+    same = out["same_distribution"]
+    y_test = dm.prepare()["test"][1]
+    column = dm.label_names.index("car")
+    car = y_test[:, column][y_test[:, column] >= 0]
+    assert same["tasks"]["car"]["test_labels"] == pytest.approx(
+        [round(float((car == k).float().mean()), 4) for k in (0, 1)]
+    )
+    assert set(same["tasks"]) == {"pedestrian", "stop_sign", "car"}
+    assert "worst_feature" in same and isinstance(same["differ"], bool)
+
+
+def test_multitask_analysis_skips_regression_tasks_but_checks_the_features():
+    from mlstrategy.data import LabelledArrays, MultiTaskDataModule
+    from mlstrategy.data.multitask import MultiTaskSource
     from mlstrategy.evaluation.error_analysis import analyze_errors
     from mlstrategy.models import Head, MultiTaskNet
 
-    data = MultiTaskDataModule(StreetScenes(n_samples=40, image_size=16), seed=0)
-    data.prepare()
-    net = MultiTaskNet(data.input_shape, {"car": Head()}, num_classes=data.num_classes)
-    splits = {"dev": {"n": 8, "tasks": {"car": {"kind": "binary", "n": 5}}}}
-    assert analyze_errors(net, data, splits) == {}
-    assert analyze_errors(net, data, {}) == {}  # from the labels alone: one column per task
+    class Sizes(MultiTaskSource):
+        def load(self, seed: int) -> LabelledArrays:
+            x = np.random.default_rng(seed).normal(size=(300, 3)).astype(np.float32)
+            return LabelledArrays(x=x, y=x[:, :1] * 2, label_names=["size"])
+
+    dm = MultiTaskDataModule(Sizes(), seed=0)
+    net = MultiTaskNet((3,), {"size": Head("regression")}, num_classes=dm.num_classes)
+    out = analyze_errors(net, dm, {})
+    assert out["tasks"] == {} and out["same_distribution"]["tasks"] == {}
+    assert not out["same_distribution"]["differ"]

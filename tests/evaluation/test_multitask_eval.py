@@ -165,7 +165,50 @@ def test_summary_row_averages_tasks_that_have_labels():
     s = summarize_tasks(rows)
     assert s["error"] == pytest.approx(0.2) and s["f1"] == pytest.approx(0.8)
     assert s["loss"] == pytest.approx(2.0 * 0.2 + 0.6 + 0.5 * 9.0)
-    assert math.isnan(summarize_tasks({"c": rows["c"]})["f1"])
+    assert summarize_tasks({"c": rows["c"]})["f1"] is None
+
+
+def test_a_split_of_regression_tasks_only_has_no_error_rate_and_no_nan():
+    rows = {
+        "size": {"kind": "regression", "n": 4, "mse": 9.0, "loss": 9.0, "loss_weight": 0.5},
+        "speed": {"kind": "regression", "n": 3, "mse": 1.0, "loss": 1.0},
+    }
+    s = summarize_tasks(rows)
+    assert {k: s[k] for k in ("error", "accuracy", "precision", "recall", "f1")} == dict.fromkeys(
+        ("error", "accuracy", "precision", "recall", "f1")
+    )
+    assert s["loss"] == pytest.approx(0.5 * 9.0 + 1.0)
+    assert not any(isinstance(v, float) and math.isnan(v) for v in s.values())
+
+
+def test_a_run_without_an_error_rate_is_not_diagnosed_and_says_why():
+    from mlstrategy.evaluation.diagnosis import diagnose_run, diagnose_splits
+
+    size = {"kind": "regression", "n": 5, "mse": 0.4}
+    regression = {s: {"n": 5, "error": None, "tasks": {"size": size}} for s in ("train", "dev")}
+    reason = diagnose_run(regression, human_error=0.01)
+    assert isinstance(reason, str) and reason.startswith("no task is a classification")
+    assert "mse" in reason
+    with pytest.raises(ValueError, match=r"no error for split\(s\) \['train', 'dev'\]"):
+        diagnose_splits(regression)  # asked directly: a clear error, not a float(None)
+    # Classification tasks whose dev labels are all missing: no error rate in dev.
+    car = task_row(0.1)
+    mixed = {
+        "train": {"n": 5, "error": 0.1, "tasks": {"car": car}},
+        "dev": {
+            "n": 5,
+            "error": None,
+            "tasks": {"car": {"kind": "binary", "n": 0, "no_labels": True}},
+        },
+    }
+    assert diagnose_run(mixed) == (
+        "no classification task has labels in dev, so there is no error rate to diagnose there"
+    )
+    with_errors = {
+        s: {"n": 100, "error": e, "tasks": {"car": car}} for s, e in (("train", 0.1), ("dev", 0.2))
+    }
+    assert isinstance(diagnose_run(with_errors, 0.05), Diagnosis)
+    assert diagnose_run(with_errors, 0.05) == diagnose_splits(with_errors, 0.05)
 
 
 def test_per_task_scores_can_be_optimized_and_satisficed_in_a_comparison():
@@ -192,8 +235,9 @@ def test_evaluate_splits_scores_a_multitask_model_per_task_on_every_split():
     from mlstrategy.evaluation.scoring import evaluate_splits
 
     L.seed_everything(0, verbose=False)
-    data = MultiTaskDataModule(StreetScenes(n_samples=80, image_size=16), batch_size=16,
-                               eval_batch_size=7, seed=0)  # fmt: skip
+    data = MultiTaskDataModule(
+        StreetScenes(n_samples=80, image_size=16), batch_size=16, eval_batch_size=7, seed=0
+    )
     data.prepare()
     heads = {
         "car": Head("binary", loss_weight=2.0),
@@ -201,8 +245,13 @@ def test_evaluate_splits_scores_a_multitask_model_per_task_on_every_split():
         "pedestrian": Head("binary"),
     }
     net = MultiTaskNet(data.input_shape, heads, num_classes=data.num_classes, layer_dims=[8])
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(net, datamodule=data)
     splits = evaluate_splits(trainer, net, data, ckpt_path=None)
     assert list(splits) == data.split_names

@@ -15,12 +15,14 @@ from mlstrategy.reporting.run_report import render_report, write_run_report
 
 MODULES = [
     "mlstrategy.evaluation.diagnosis",
+    "mlstrategy.evaluation.distributions",
     "mlstrategy.evaluation.error_analysis",
     "mlstrategy.evaluation.latency",
     "mlstrategy.evaluation.learning_curve",
     "mlstrategy.evaluation.multitask",
     "mlstrategy.evaluation.scoring",
     "mlstrategy.metrics.classification",
+    "mlstrategy.reporting.error_analysis",
     "mlstrategy.reporting.markdown",
     "mlstrategy.reporting.plots",
     "mlstrategy.reporting.run_report",

@@ -83,3 +83,103 @@ def test_comparison_table_orders_runs_by_train_size():
     assert list(table.columns[0].cells) == ["train n", "car", "mean F1", "params", "fit s"]
     assert list(table.columns[1].cells) == ["200", "0.700", "0.700", "1,000", "2.0"]
     assert list(table.columns[2].cells)[1] == "0.900"
+
+
+def _regression_splits() -> dict:
+    size = {"kind": "regression", "head": "size", "loss_weight": 1.0}
+    rows = {"train": (0.25, 0.4), "dev": (0.5, 0.6), "test": (0.75, 0.7)}
+    return {
+        split: {
+            "error": None,
+            "accuracy": None,
+            "precision": None,
+            "recall": None,
+            "f1": None,
+            "loss": mse,
+            "n": 20,
+            "tasks": {"size": {**size, "n": 20, "mse": mse, "mae": mae, "loss": mse}},
+        }
+        for split, (mse, mae) in rows.items()
+    }
+
+
+def test_a_run_of_regression_tasks_reports_mse_and_a_skipped_diagnosis(tmp_path, tensorboard_run):
+    from rich.console import Console
+
+    from mlstrategy.evaluation.diagnosis import diagnose_run
+
+    splits = _regression_splits()
+    diagnosis = diagnose_run(splits, human_error=0.01)
+    assert isinstance(diagnosis, str)
+    logger, read = tensorboard_run
+    write_run_report(
+        tmp_path,
+        {"recipe": "sizes.yaml", "splits": splits},
+        diagnosis,
+        analysis={
+            "tasks": {},
+            "same_distribution": {
+                "differ": False,
+                "message": "Fine.",
+                "tasks": {},
+                "features_p": 1.0,
+            },
+        },
+        task_diagnoses=diagnose_tasks(splits),
+        logger=logger,
+    )
+    report = (tmp_path / REPORT_FILE).read_text()
+    assert "| dev | 20 | - | - | - | - | - | 0.5000 |" in report  # no NaN error rate
+    assert "nan" not in report.lower()
+    assert f"## Diagnosis\n\nSkipped: {diagnosis}.\n" in report
+    assert "## What to do, in order" not in report  # no gap, no knob to turn
+    assert "| size | dev | 20 | mse 0.5000 | mae 0.6000 |" in report
+    assert "No task is a classification" in report
+    payload = json.loads((tmp_path / DIAGNOSIS_FILE).read_text())
+    assert payload["skipped"] == diagnosis and "largest" not in payload
+    assert payload["tasks"]["size"] == {"skipped": "regression: no error rate (see mse)"}
+    assert not [t for t in read()["scalars"] if t.startswith("diagnosis/")]
+    console = Console(width=200, record=True)
+    console.print(task_table(splits, diagnose_tasks(splits)))
+    (row,) = [line for line in console.export_text().splitlines() if "size (mse)" in line]
+    assert [c.strip() for c in row.split("│")[1:5]] == ["size (mse)", "0.25", "0.5", "0.75"]
+
+
+def test_the_error_analysis_of_each_task_goes_to_the_report_and_its_diagnosis_entry(tmp_path):
+    splits = task_splits()
+    worst = [{"index": 7, "true": "present", "predicted": "absent", "p_true": 0.05, "loss": 3.0}]
+    confused = [{"true": "present", "predicted": "absent", "count": 4, "share": 0.8}]
+    analysis = {
+        "tasks": {"car": {"most_confused": confused, "highest_loss": worst}},
+        "same_distribution": {
+            "differ": True,
+            "message": "Dev and test look like different distributions.",
+            "features_p": 0.5,
+            "worst_feature": 0,
+            "worst_feature_z": 0.1,
+            "tasks": {
+                "car": {"dev_labels": [0.7, 0.3], "test_labels": [0.4, 0.6], "labels_p": 0.001}
+            },
+        },
+    }
+    diagnoses = diagnose_tasks(splits, 0.01)
+    write_run_report(
+        tmp_path,
+        {"recipe": "x.yaml", "splits": splits},
+        "no error rate",
+        analysis=analysis,
+        task_diagnoses=diagnoses,
+    )
+    report = (tmp_path / REPORT_FILE).read_text()
+    section = report[report.index("## Error analysis per task") :]
+    assert "### car" in section and "### sign" not in section
+    assert "| present | absent | 4 | 80.0% |" in section
+    assert "| 7 | present | absent | 0.050 | 3.000 |" in section
+    assert "**Warning:** Dev and test look like different distributions." in report
+    assert "| car | 0: 0.7, 1: 0.3 | 0: 0.4, 1: 0.6 | 0.001 |" in report
+    payload = json.loads((tmp_path / DIAGNOSIS_FILE).read_text())
+    car = payload["tasks"]["car"]
+    assert car["largest"] == "variance"  # the diagnosis and the analysis of one task together
+    assert car["highest_loss"] == worst and car["most_confused"] == confused
+    assert "highest_loss" not in payload["tasks"]["sign"]
+    assert payload["same_distribution"]["tasks"]["car"]["labels_p"] == 0.001

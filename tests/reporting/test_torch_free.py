@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 TORCH_FREE = [
+    "mlstrategy.reporting.error_analysis",
     "mlstrategy.reporting.markdown",
     "mlstrategy.reporting.tables",
     "mlstrategy.reporting.tasks",

@@ -283,7 +283,7 @@ def diagnose_splits(
         >>> diagnose_splits(splits, human_error=0.05).largest
         'avoidable_bias'
     """
-    missing = [s for s in ("train", "dev") if s not in splits or "error" not in splits[s]]
+    missing = [s for s in ("train", "dev") if splits.get(s, {}).get("error") is None]
     if missing:
         raise ValueError(
             f"The run has no error for split(s) {missing} (it has {sorted(splits)}); the "
@@ -303,3 +303,52 @@ def diagnose_splits(
         human_error=human_error,
         split_sizes=sizes,
     )
+
+
+def no_error_rate(splits: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Why a multi-task run has no error rate to diagnose, or None when it has one.
+
+    A multi-task run's summary error averages its classification tasks; with none of them
+    (every head a regression) or none with labels in train or dev, the summary has no error
+    rate (None) and there is no bias / variance diagnosis of the run: each regression task is
+    judged by its squared error instead.
+
+    Example:
+        >>> size = {"kind": "regression", "n": 9, "mse": 0.2}
+        >>> no_error_rate({"train": {"error": None, "tasks": {"size": size}},
+        ...                "dev": {"error": None, "tasks": {"size": size}}}).split(";")[0]
+        'no task is a classification, so there is no error rate to diagnose'
+        >>> no_error_rate({"train": {"error": 0.1}, "dev": {"error": 0.2}}) is None
+        True
+    """
+    rows = [splits.get(s, {}) for s in ("train", "dev")]
+    if not any("tasks" in r for r in rows) or all(r.get("error") is not None for r in rows):
+        return None
+    kinds = {t.get("kind") for r in splits.values() for t in r.get("tasks", {}).values()}
+    if kinds <= {"regression"}:
+        return (
+            "no task is a classification, so there is no error rate to diagnose; the "
+            "regression tasks are scored by their squared error (mse, per task)"
+        )
+    lacking = [s for s, r in zip(("train", "dev"), rows, strict=True) if r.get("error") is None]
+    return (
+        f"no classification task has labels in {' and '.join(lacking)}, so there is no error "
+        "rate to diagnose there"
+    )
+
+
+def diagnose_run(
+    splits: dict[str, dict[str, Any]], human_error: float | None = None
+) -> Diagnosis | str:
+    """The diagnosis of a run (:func:`diagnose_splits`), or why it has none: a multi-task run
+    without an error rate (see :func:`no_error_rate`) is skipped with that reason.
+
+    Example:
+        >>> diagnose_run({"train": {"error": 0.2}, "dev": {"error": 0.22}}).largest
+        'avoidable_bias'
+        >>> diagnose_run({"train": {"error": None, "tasks": {"y": {"kind": "regression"}}},
+        ...               "dev": {"error": None, "tasks": {"y": {"kind": "regression"}}}})[:27]
+        'no task is a classification'
+    """
+    reason = no_error_rate(splits)
+    return reason if reason is not None else diagnose_splits(splits, human_error)

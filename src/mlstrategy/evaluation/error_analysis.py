@@ -3,18 +3,27 @@
 The course's error analysis: look at the dev examples the model gets wrong, count what kinds of
 mistake dominate, and work on the biggest category first. Here: the most-confused class pairs
 (from the confusion matrix) and the dev examples with the highest loss (the most confidently
-wrong). The course also requires dev and test to come from one distribution;
-:func:`compare_distributions` tests their labels and feature means and says when they differ.
+wrong). The course also requires dev and test to come from one distribution; the check is
+:func:`~mlstrategy.evaluation.distributions.compare_distributions`.
+
+:func:`analyze_errors` does both for every kind of run: in-memory arrays, a folder of image
+files (the highest-loss examples are listed by file; dev and test are compared on each image's
+colour statistics) and a multi-task model (per classification task, on its present labels; dev
+and test compared on the features and on each task's labels).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from mlstrategy.evaluation.distributions import compare_distributions, compare_task_distributions
+from mlstrategy.evaluation.scoring import is_multitask
+from mlstrategy.metrics.masking import present_mask
 
 
 def most_confused(
@@ -135,121 +144,38 @@ def highest_loss(
     ]
 
 
-def compare_distributions(
-    dev: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    num_classes: int,
-    alpha: float = 0.01,
-) -> dict[str, Any]:
-    """Test whether dev and test look like one distribution: labels and feature means.
-
-    Labels: a chi-square test of homogeneity on the class counts. Features: Welch's z for the
-    difference of every feature's mean, with a Bonferroni correction for the number of
-    features (only with at least 30 examples in each split). A p-value under ``alpha`` is a
-    warning: the course requires dev and test from the same distribution, or the team aims at
-    one target and is scored on another.
-
-    Args:
-        dev: ``(x, y)`` of the dev split.
-        test: ``(x, y)`` of the test split.
-        num_classes: Number of classes.
-        alpha: Significance level of the warning.
-
-    Returns:
-        ``{"dev_labels", "test_labels"`` (class proportions), ``"labels_p"``,
-        ``"worst_feature"``, ``"worst_feature_z"``, ``"features_p"`` (Bonferroni),
-        ``"differ"`` (bool), ``"message"``}.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> x = rng.normal(size=(400, 3)); y = np.arange(400) % 2
-        >>> compare_distributions((x[:200], y[:200]), (x[200:], y[200:]), 2)["differ"]
-        False
-        >>> compare_distributions((x[:200], y[:200]), (x[200:] + 1, y[200:]), 2)["differ"]
-        True
-    """
-    from scipy.stats import chi2_contingency, norm
-
-    (x_dev, y_dev), (x_test, y_test) = dev, test
-    counts = np.stack(
-        [np.bincount(y_dev, minlength=num_classes), np.bincount(y_test, minlength=num_classes)]
-    )
-    counts = counts[:, counts.sum(axis=0) > 0]
-    labels_p = 1.0 if counts.shape[1] < 2 else float(chi2_contingency(counts).pvalue)
-
-    a = x_dev.reshape(len(x_dev), -1).astype(np.float64)
-    b = x_test.reshape(len(x_test), -1).astype(np.float64)
-    # Welch's z needs enough examples for the normal approximation; with a handful of dev
-    # examples a pixel that happens to be blank in all of them would look "different".
-    if min(len(a), len(b)) < 30:
-        z = np.zeros(a.shape[1])
-    else:
-        se = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
-        diff = a.mean(axis=0) - b.mean(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # A constant feature is fine when equal in both, a certain difference otherwise.
-            z = np.where(se > 0, np.abs(diff) / se, np.where(diff == 0, 0.0, np.inf))
-    worst = int(np.argmax(z)) if z.size else 0
-    worst_z = float(z[worst]) if z.size else 0.0
-    features_p = min(1.0, float(2 * norm.sf(worst_z)) * max(z.size, 1))
-    differ = labels_p < alpha or features_p < alpha
-    parts = []
-    if labels_p < alpha:
-        parts.append(f"label proportions differ (chi-square p={labels_p:.2g})")
-    if features_p < alpha:
-        parts.append(
-            f"feature {worst} has a different mean (z={worst_z:.1f}, Bonferroni p={features_p:.2g})"
-        )
-    if differ:
-        message = (
-            "Dev and test look like different distributions: " + "; ".join(parts) + ". Take dev "
-            "and test from one distribution (the data you expect to get in the future), e.g. "
-            "shuffle them together and split again."
-        )
-    else:
-        message = (
-            f"Dev and test are consistent with one distribution (labels p={labels_p:.2g}, "
-            f"features Bonferroni p={features_p:.2g})."
-        )
-
-    def proportions(y: np.ndarray) -> list[float]:
-        n = max(len(y), 1)
-        return [round(c / n, 4) for c in np.bincount(y, minlength=num_classes).tolist()]
-
-    return {
-        "dev_labels": proportions(y_dev),
-        "test_labels": proportions(y_test),
-        "labels_p": labels_p if math.isfinite(labels_p) else 1.0,
-        "worst_feature": worst,
-        "worst_feature_z": worst_z,
-        "features_p": features_p,
-        "differ": bool(differ),
-        "message": message,
-    }
-
-
 def analyze_errors(
     model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int = 10
 ) -> dict[str, Any]:
-    """Error analysis on the dev split and the dev/test same-distribution check.
+    """Error analysis on the dev split and the dev/test same-distribution check, for any run.
 
-    Needs a single-task classifier and a data module that keeps its splits in memory
-    (``prepare()`` returning ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`);
-    returns ``{}`` otherwise (a multi-task model is analysed per task by
-    :func:`~mlstrategy.evaluation.multitask.diagnose_tasks`).
+    - A single-task classifier on in-memory data (a data module whose ``prepare()`` returns
+      ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`).
+    - A single-task classifier on image files (``split_files()``, as
+      :class:`~mlstrategy.data.ImageFolderDataModule`): each highest-loss example also names
+      its ``file``; dev and test are compared on every image's per-channel mean and standard
+      deviation (what the model sees), each split decoded once more.
+    - A multi-task model (it lists its ``tasks``): per classification task, its most-confused
+      pairs and its highest-loss dev examples among those with a label for it (``index`` is
+      the position in the dev split); dev and test are compared on the features and on each
+      task's present labels.
 
     Args:
-        model: The trained classifier (the weights that were scored).
+        model: The trained model (the weights that were scored).
         datamodule: Its data module.
         splits: The scored splits, from :func:`~mlstrategy.evaluation.scoring.evaluate_splits`.
         k: How many highest-loss dev examples to list.
 
     Returns:
-        ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}`` and,
-        for image or signal data, ``"highest_loss_x"`` (the raw examples, for the figure).
+        ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}``, for
+        image or signal data ``"highest_loss_x"`` too (the raw examples, for the figure); for a
+        multi-task model ``{"tasks": {task: {"most_confused", "highest_loss"}},
+        "same_distribution": {...}}``. ``{}`` where there is no dev split to analyse.
     """
-    if any("tasks" in row for row in splits.values()):
-        return {}  # a multi-task model: scored per task, no single confusion matrix
+    if is_multitask(model):
+        return _analyze_tasks(model, datamodule, splits, k)
+    if callable(getattr(datamodule, "split_files", None)):
+        return _analyze_image_files(model, datamodule, splits, k)
     prepare = getattr(datamodule, "prepare", None)
     if not callable(prepare):
         return {}
@@ -261,9 +187,7 @@ def analyze_errors(
         return {}  # one label column per task: not a single-task classifier's labels
     cm = splits.get("dev", {}).get("confusion_matrix")
     num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
-    names = list(getattr(datamodule, "class_names", None) or []) or [
-        str(c) for c in range(num_classes)
-    ]
+    names = _class_names(datamodule, num_classes)
     losses, preds, p_true = example_losses(model, x_dev, y_dev)
     worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
     out: dict[str, Any] = {
@@ -278,3 +202,120 @@ def analyze_errors(
             (x_dev.numpy(), y_dev.numpy()), (x_test.numpy(), y_test.numpy()), num_classes
         )
     return out
+
+
+def _class_names(datamodule: Any, num_classes: int) -> list[str]:
+    return list(getattr(datamodule, "class_names", None) or []) or [
+        str(c) for c in range(num_classes)
+    ]
+
+
+def _image_statistics(x: torch.Tensor) -> torch.Tensor:
+    """Per image: each channel's mean, then each channel's standard deviation."""
+    flat = x.flatten(2).double()
+    return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
+
+
+def _analyze_image_files(
+    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int
+) -> dict[str, Any]:
+    files = datamodule.split_files()
+    if "dev" not in files:
+        return {}
+    cm = splits.get("dev", {}).get("confusion_matrix")
+    names = _class_names(datamodule, len(cm) if cm else datamodule.num_classes)
+    loader = datamodule.eval_dataloader("dev")
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for x, y in loader:  # decoded and resized as for scoring, one batch at a time
+        parts.append((*example_losses(model, x, y), y, _image_statistics(x)))
+    losses, preds, p_true, y_dev, stats = (torch.cat(p) for p in zip(*parts, strict=True))
+    worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
+    for w in worst:
+        w["file"] = str(files["dev"][0][w["index"]])
+    out: dict[str, Any] = {
+        "most_confused": most_confused(cm, names) if cm else [],
+        "highest_loss": worst,
+        "highest_loss_x": np.stack([loader.dataset[w["index"]][0].numpy() for w in worst]),
+    }
+    if "test" in files:
+        test = torch.cat([_image_statistics(x) for x, _ in datamodule.eval_dataloader("test")])
+        channels = int(stats.shape[1]) // 2
+        labels = ["R", "G", "B"] if channels == 3 else [str(c) for c in range(channels)]
+        out["same_distribution"] = compare_distributions(
+            (stats.numpy(), y_dev.numpy()),
+            (test.numpy(), np.asarray(files["test"][1], dtype=np.int64)),
+            len(names),
+            feature_names=[f"{s} of channel {c}" for s in ("mean", "std") for c in labels],
+        )
+    return out
+
+
+@torch.no_grad()
+def _task_outputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> Any:
+    """``{task: outputs}`` of a multi-task model over ``x``, in eval mode, on the CPU."""
+    net: Any = model  # duck-typed: forward, task_outputs
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts: list[dict[str, torch.Tensor]] = []
+    try:
+        for start in range(0, len(x), batch_size):
+            out = net.task_outputs(net(x[start : start + batch_size].to(device)))
+            parts.append({t: z.float().cpu() for t, z in out.items()})
+    finally:
+        model.train(was_training)
+    return {t: torch.cat([p[t] for p in parts]) for t in parts[0]} if parts else {}
+
+
+def _analyze_tasks(
+    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int
+) -> dict[str, Any]:
+    prepare = getattr(datamodule, "prepare", None)
+    data = prepare() if callable(prepare) else {}
+    if "dev" not in data:
+        return {}
+    x_dev, y_dev = data["dev"]
+    outputs = _task_outputs(model, x_dev)
+    given = dict(getattr(datamodule, "label_classes", None) or {})
+    dev_rows = splits.get("dev", {}).get("tasks", {})
+    tasks: dict[str, Any] = {}
+    labels: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+    for task in getattr(model, "tasks", []):
+        if task.kind == "regression":
+            continue
+        names = list(given.get(task.name) or [])
+        if len(names) != task.num_classes:
+            names = [str(c) for c in range(task.num_classes)]
+        target = y_dev[:, task.column]
+        present = present_mask(target, task.class_column)
+        if "test" in data:
+            test = data["test"][1][:, task.column]
+            test = test[present_mask(test, task.class_column)]
+            labels[task.name] = (_ints(target[present]), _ints(test), task.num_classes)
+        if not present.any():
+            continue
+        z, t = outputs[task.name][present], target[present].long()
+        if task.kind == "multiclass":
+            losses, preds = F.cross_entropy(z, t, reduction="none"), z.argmax(dim=-1)
+        else:
+            losses = F.binary_cross_entropy_with_logits(z, t.float(), reduction="none")
+            preds = (z > 0).long()
+        worst = highest_loss(losses, preds, torch.exp(-losses), t, names, k=k)
+        rows = present.nonzero().squeeze(1)
+        for w in worst:
+            w["index"] = int(rows[w["index"]])  # the position in the dev split
+        cm = dev_rows.get(task.name, {}).get("confusion_matrix")
+        tasks[task.name] = {
+            "most_confused": most_confused(cm, names) if cm else [],
+            "highest_loss": worst,
+        }
+    out: dict[str, Any] = {"tasks": tasks}
+    if "test" in data:
+        out["same_distribution"] = compare_task_distributions(
+            x_dev.numpy(), data["test"][0].numpy(), labels
+        )
+    return out
+
+
+def _ints(y: torch.Tensor) -> np.ndarray:
+    return y.long().numpy()

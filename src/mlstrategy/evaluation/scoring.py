@@ -9,8 +9,8 @@ Single-task classifiers get per-split error, accuracy, precision, recall, F1 (mu
 micro, macro and weighted too), loss, per-class scores and the confusion matrix. Multi-task
 models are scored per task, each on the examples whose label for it is present, so a missing
 label is neither right nor wrong; each split's row keeps the usual keys, averaged over the
-classification tasks (each task counts the same; ``loss`` is the weighted multi-task cost),
-and adds ``"tasks": {task: row}``.
+classification tasks (each task counts the same; ``loss`` is the weighted multi-task cost; None
+where no classification task has labels), and adds ``"tasks": {task: row}``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ class SplitScorer(Callback):
             ``label_classes``.
 
     Attributes:
-        summary: The split's scalars: ``error``, ``accuracy``, ... and ``loss``.
+        summary: The split's scalars: ``error``, ``accuracy``, ... and ``loss`` (multi-task:
+            the classification scores are None in a split where no classification task has
+            labels, as in a run of regression tasks only).
         details: ``per_class`` and ``confusion_matrix`` (single task) or ``tasks`` (one row
             per task).
     """
@@ -76,7 +78,7 @@ class SplitScorer(Callback):
         super().__init__()
         self.split = split
         self.class_names = class_names
-        self.summary: dict[str, float] = {}
+        self.summary: dict[str, float | None] = {}
         self.details: dict[str, Any] = {}
         self._scores: ClassificationScores | None = None  # single task
         self._task_scores: dict[str, TaskScores] = {}  # multi-task: one per task

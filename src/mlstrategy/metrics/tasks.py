@@ -8,7 +8,6 @@ error. :func:`summarize_tasks` turns the task rows of a split into the split's s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -160,11 +159,15 @@ def score_task(
     return {"n": n, **score_predictions(p.long(), t.long(), num_classes, class_names)}
 
 
-def summarize_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+def summarize_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
     """A split's summary row from its task rows: the classification tasks' mean error,
     accuracy, precision, recall and F1 (each task that has labels counts the same) and the
     multi-task cost ``sum_t w_t J_t`` as ``loss`` (``w_t`` from each row's ``loss_weight``,
     default 1).
+
+    Where no classification task has labels in the split (every task is a regression, say),
+    there is no error rate to average: those scores are None (``null`` in ``metrics.json``,
+    ``-`` in the tables), never NaN; the regression tasks keep their ``mse`` in their rows.
 
     Example:
         >>> rows = {"a": {"kind": "binary", "n": 5, "error": 0.2, "accuracy": 0.8,
@@ -172,10 +175,13 @@ def summarize_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         ...         "b": {"kind": "binary", "n": 0, "no_labels": True}}
         >>> summarize_tasks(rows)["f1"], summarize_tasks(rows)["loss"]
         (0.6, 0.4)
+        >>> size = {"kind": "regression", "n": 5, "mse": 0.3, "mae": 0.4, "loss": 0.3}
+        >>> summarize_tasks({"size": size})["error"], summarize_tasks({"size": size})["loss"]
+        (None, 0.3)
     """
     scored = [r for r in tasks.values() if not r.get("no_labels") and r["kind"] != "regression"]
-    row: dict[str, float] = {
-        k: float(np.mean([r[k] for r in scored])) if scored else math.nan for k in AVERAGED
+    row: dict[str, float | None] = {
+        k: float(np.mean([r[k] for r in scored])) if scored else None for k in AVERAGED
     }
     row["loss"] = float(
         sum(r.get("loss_weight", 1.0) * r["loss"] for r in tasks.values() if "loss" in r)

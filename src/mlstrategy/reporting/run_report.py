@@ -29,6 +29,11 @@ from mlstrategy.evaluation.multitask import diagnoses_to_dict
 from mlstrategy.evaluation.selection import Constraint, flatten_metrics, format_metric
 from mlstrategy.io import write_json_atomic, write_text_atomic
 from mlstrategy.metrics.names import AVERAGES
+from mlstrategy.reporting.error_analysis import (
+    distribution_lines,
+    error_analysis_lines,
+    task_error_analysis_lines,
+)
 from mlstrategy.reporting.markdown import md_table, num, pct
 from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
 from mlstrategy.reporting.tasks import render_task_report
@@ -43,7 +48,7 @@ FIGURE_FILES = {
 
 def render_report(
     metrics: Mapping[str, Any],
-    diagnosis: Diagnosis,
+    diagnosis: Diagnosis | str,
     analysis: Mapping[str, Any] | None = None,
     constraints: Sequence[Constraint] = (),
     optimize: str | None = None,
@@ -55,7 +60,8 @@ def render_report(
 
     Args:
         metrics: The content of ``metrics.json``.
-        diagnosis: From :func:`~mlstrategy.evaluation.diagnosis.diagnose`.
+        diagnosis: From :func:`~mlstrategy.evaluation.diagnosis.diagnose_run`: the diagnosis,
+            or why there is none (a run without an error rate).
         analysis: From :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`.
         constraints: The recipe's satisficing constraints, checked for this run.
         optimize: The recipe's optimizing metric, shown with its value.
@@ -84,7 +90,7 @@ def _joined(body: str, tasks: str | None) -> str:
 
 def _render(
     metrics: Mapping[str, Any],
-    diagnosis: Diagnosis,
+    diagnosis: Diagnosis | str,
     analysis: Mapping[str, Any] | None,
     constraints: Sequence[Constraint],
     optimize: str | None,
@@ -99,17 +105,35 @@ def _render(
         *_header(metrics),
         *_scores_section(splits),
         *_diagnosis_section(diagnosis),
-        *_knobs_section(diagnosis),
+        *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
         *_selection_section(metrics, constraints, optimize),
         *_figures_section(images),
         *_per_class_section(splits),
     ]
-    if analysis:
-        out += _error_analysis_section(analysis, images)
-        out += _distribution_section(analysis.get("same_distribution"), splits)
+    if "highest_loss" in analysis:
+        out += error_analysis_lines(analysis, images.get("dev_examples"))
+    out += distribution_lines(
+        analysis.get("same_distribution"),
+        list(splits.get("dev", {}).get("per_class") or []),
+        _task_class_names(splits),
+    )
     body = "\n".join(out).rstrip() + "\n"
-    tasks = render_task_report(splits, task_diagnoses) if task_diagnoses is not None else None
+    tasks = None
+    if task_diagnoses is not None or analysis.get("tasks"):
+        tasks = render_task_report(splits, task_diagnoses or {})
+        tasks += "\n".join(["", *task_error_analysis_lines(analysis.get("tasks") or {})])
+        tasks = tasks.rstrip() + "\n"
     return body, tasks
+
+
+def _task_class_names(splits: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{task: class names}`` as its ``per_class`` scores name them (dev first)."""
+    names: dict[str, list[str]] = {}
+    for split in sorted(splits, key=lambda s: s != "dev"):
+        for task, row in (splits[split].get("tasks") or {}).items():
+            if row.get("per_class") and task not in names:
+                names[task] = list(row["per_class"])
+    return names
 
 
 def _header(metrics: Mapping[str, Any]) -> list[str]:
@@ -131,7 +155,7 @@ def _scores_section(splits: Mapping[str, Any]) -> list[str]:
     out = ["## Scores per split", ""]
     out += md_table(
         ["split", "n", *SPLIT_COLUMNS],
-        [[s, r["n"], *(num(r[c]) for c in SPLIT_COLUMNS)] for s, r in splits.items()],
+        [[s, r["n"], *(num(r.get(c)) for c in SPLIT_COLUMNS)] for s, r in splits.items()],
     )
     multi = [s for s, r in splits.items() if "f1_macro" in r]
     if multi:
@@ -141,7 +165,9 @@ def _scores_section(splits: Mapping[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _diagnosis_section(diagnosis: Diagnosis) -> list[str]:
+def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
+    if not isinstance(diagnosis, Diagnosis):
+        return ["## Diagnosis", "", f"Skipped: {diagnosis}.", ""]
     human = pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
     out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
     formulas = gap_formulas(diagnosis)
@@ -224,44 +250,6 @@ def _per_class_section(splits: Mapping[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _error_analysis_section(analysis: Mapping[str, Any], images: Mapping[str, str]) -> list[str]:
-    out = ["## Error analysis (dev)", ""]
-    confused = analysis.get("most_confused") or []
-    if confused:
-        out += ["Most-confused class pairs (look at these examples first):", ""]
-        out += md_table(
-            ["true", "predicted as", "count", "share of dev errors"],
-            [[p["true"], p["predicted"], p["count"], pct(p["share"], 1)] for p in confused],
-        )
-    else:
-        out += ["No dev example is misclassified."]
-    worst = analysis.get("highest_loss") or []
-    if worst:
-        out += ["", "Dev examples with the highest loss (the most confidently wrong):", ""]
-        out += md_table(
-            ["dev index", "true", "predicted", "p(true)", "loss"],
-            [
-                [w["index"], w["true"], w["predicted"], num(w["p_true"], 3), num(w["loss"], 3)]
-                for w in worst
-            ],
-        )
-    if "dev_examples" in images:
-        out += ["", f"![highest-loss dev examples]({images['dev_examples']})"]
-    return [*out, ""]
-
-
-def _distribution_section(same: Mapping[str, Any] | None, splits: Mapping[str, Any]) -> list[str]:
-    if not same:
-        return []
-    prefix = "**Warning:** " if same["differ"] else ""
-    out = ["## Dev and test distributions", "", prefix + same["message"], ""]
-    names = _class_names(splits.get("dev", {}), len(same["dev_labels"]))
-    out += md_table(
-        ["label share", *names], [["dev", *same["dev_labels"]], ["test", *same["test_labels"]]]
-    )
-    return [*out, ""]
-
-
 def _class_names(row: Mapping[str, Any], k: int) -> list[str]:
     """The class names a split's ``per_class`` scores carry, else ``0``, ``1``, ... ``k - 1``."""
     return list(row.get("per_class") or []) or [str(i) for i in range(k)]
@@ -270,7 +258,7 @@ def _class_names(row: Mapping[str, Any], k: int) -> list[str]:
 def write_run_report(
     run_dir: Path,
     metrics: Mapping[str, Any],
-    diagnosis: Diagnosis,
+    diagnosis: Diagnosis | str,
     *,
     settings: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
@@ -285,7 +273,8 @@ def write_run_report(
     Args:
         run_dir: The run folder.
         metrics: The content of ``metrics.json`` (with ``cost_curve`` when trained).
-        diagnosis: The run's diagnosis.
+        diagnosis: The run's diagnosis, or why it has none (``diagnosis.json`` then holds
+            ``"skipped": reason`` instead of the gaps).
         settings: The recipe's ``evaluation`` settings, stored in ``diagnosis.json``.
         analysis: From :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`; its
             ``highest_loss_x`` (the raw examples) goes to the figure only.
@@ -309,11 +298,17 @@ def write_run_report(
     written = {key: save_figure(fig, run_dir / FIGURE_FILES[key]) for key, fig in figures.items()}
     images = {k: p.name for k, p in written.items()}
 
-    payload = {**diagnosis.to_dict(), "settings": dict(settings or {}), **analysis}
-    if task_diagnoses is not None:
-        payload["tasks"] = diagnoses_to_dict(task_diagnoses)
+    task_analysis = analysis.pop("tasks", None) or {}
+    verdict = diagnosis.to_dict() if isinstance(diagnosis, Diagnosis) else {"skipped": diagnosis}
+    payload = {**verdict, "settings": dict(settings or {}), **analysis}
+    if task_diagnoses is not None or task_analysis:
+        per_task = diagnoses_to_dict(task_diagnoses or {})
+        for task, found in task_analysis.items():
+            per_task[task] = {**per_task.get(task, {}), **found}
+        payload["tasks"] = per_task
     written["diagnosis"] = run_dir / DIAGNOSIS_FILE
     write_json_atomic(written["diagnosis"], payload)
+    analysis["tasks"] = task_analysis
     body, tasks = _render(
         metrics, diagnosis, analysis, constraints, optimize, images, task_diagnoses
     )
@@ -363,10 +358,12 @@ def _figures(
 
 
 def _gap_scalars(
-    diagnosis: Diagnosis, task_diagnoses: Mapping[str, Diagnosis | str]
+    diagnosis: Diagnosis | str, task_diagnoses: Mapping[str, Diagnosis | str]
 ) -> dict[str, float]:
     """``diagnosis/{gap}`` and ``diagnosis/{task}/{gap}``: every gap that was measured."""
-    scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
+    scalars: dict[str, float] = {}
+    if isinstance(diagnosis, Diagnosis):
+        scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
     for task, d in task_diagnoses.items():
         if isinstance(d, Diagnosis):
             scalars |= {f"diagnosis/{task}/{g}": v for g, v in d.gaps.items() if v is not None}

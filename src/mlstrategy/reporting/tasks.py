@@ -76,12 +76,28 @@ def task_renderable(
     splits: Mapping[str, Mapping[str, Any]], diagnoses: Mapping[str, Diagnosis | str]
 ) -> Group:
     """The per-task table and a line on how the summary rows above it are averaged."""
-    note = Text(
+    return Group(task_table(splits, diagnoses), Text(summary_note(splits), style="dim"))
+
+
+def summary_note(splits: Mapping[str, Mapping[str, Any]]) -> str:
+    """How a multi-task run's summary rows are made: the mean of its classification tasks,
+    or, with none, no error rate at all.
+
+    Example:
+        >>> size = {"kind": "regression", "n": 4, "mse": 0.2}
+        >>> summary_note({"dev": {"tasks": {"size": size}}})[:28]
+        'No task is a classification:'
+    """
+    kinds = {r.get("kind") for row in splits.values() for r in row.get("tasks", {}).values()}
+    if kinds <= {"regression"}:
+        return (
+            "No task is a classification: the summary rows have no error rate (-), and their "
+            "loss is the weighted multi-task cost (the tasks' squared errors, weighted)."
+        )
+    return (
         "The summary rows average the classification tasks (each task's score on its present "
-        "labels, every task counted once); loss is the weighted multi-task cost.",
-        style="dim",
+        "labels, every task counted once); loss is the weighted multi-task cost."
     )
-    return Group(task_table(splits, diagnoses), note)
 
 
 def _score_row(task: str, split: str, r: Mapping[str, Any]) -> list[Any]:
@@ -120,8 +136,7 @@ def render_task_report(
     out = ["## Per-task scores (present labels only)", ""]
     out += [
         "Each task is scored on the examples whose label for it is present; `n` counts them. "
-        "The summary scores above average the classification tasks (each counted once); their "
-        "loss is the weighted multi-task cost.",
+        + summary_note(splits),
         "",
     ]
     rows = [
