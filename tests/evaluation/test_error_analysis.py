@@ -261,3 +261,23 @@ def test_multitask_analysis_skips_regression_tasks_but_checks_the_features():
     out = analyze_errors(net, dm, {})
     assert out["tasks"] == {} and out["same_distribution"]["tasks"] == {}
     assert not out["same_distribution"]["differ"]
+
+
+def test_digit_images_in_memory_give_the_examples_for_the_figure():
+    from mlstrategy.data import ArrayDataModule, DigitImages
+    from mlstrategy.evaluation.error_analysis import analyze_errors
+    from mlstrategy.models import ConvNet
+
+    dm = ArrayDataModule(DigitImages(size=8, classes=[5, 6, 7], labels_per_class=20), seed=0)
+    x_dev, y_dev = dm.prepare()["dev"]
+    torch.manual_seed(0)
+    model = ConvNet(dm.input_shape, 3, channels=[4]).eval()
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(model(x_dev), y_dev, reduction="none")
+    order = torch.argsort(losses, descending=True, stable=True)[:10]
+    out = analyze_errors(model, dm, {})
+    assert [w["index"] for w in out["highest_loss"]] == order.tolist()
+    np.testing.assert_array_equal(out["highest_loss_x"], x_dev[order].numpy())
+    assert out["same_distribution"]["dev_labels"] == pytest.approx(
+        [float((y_dev == k).float().mean()) for k in range(3)], abs=1e-4
+    )
