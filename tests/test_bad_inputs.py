@@ -156,6 +156,8 @@ CASES = [
     Case("csv_word_in_feature_column", ("run", "bad.yaml"),
          ("d.csv line 8, column 'a'", "'high' is not a number"),
          {"d.csv": _csv(bad_row=6), "bad.yaml": _recipe(**ARRAY_FILE_CSV)}),
+    Case("csv_target_has_one_class", ("run", "bad.yaml"), ("d.csv", "one class"),
+         {"d.csv": _csv(one_class=True), "bad.yaml": _recipe(**ARRAY_FILE_CSV)}),
     Case("npz_without_y", ("run", "bad.yaml"), ("no array named 'y'", "['X', 'label']"),
          {"d.npz": _npz(X=np.zeros((40, 2)), label=np.arange(40) % 2),
           "bad.yaml": _recipe(**_source({"path": "d.npz"}))}),
@@ -226,10 +228,6 @@ XFAIL = {
     "learning_rate_is_a_word": _UNION_DUMP,
     "misspelt_dotted_override": _UNION_DUMP,
     "negative_max_epochs": _MISCONFIG,
-    "csv_word_in_feature_column": "safety.py _Vetting.string follows `path: d.csv`, reads "
-    "the CSV as YAML (one long string) and calls Path(that string).is_file(), which raises "
-    "OSError [Errno 36] File name too long for any data file over 255 characters: exit 1, "
-    "a traceback, before the data layer is reached",
     "satisfy_names_unknown_metric": "runs/ (evaluation settings): exit 0; the metric names in "
     "evaluation.satisfy are never checked against those a run writes, so it trains, writes a "
     "run no comparison can select (no dev/speed) and says nothing",
