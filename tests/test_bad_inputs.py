@@ -8,8 +8,9 @@ torch at all), and a finished run folder already on disk left byte for byte as i
 
 Every case runs in its own copy of one working directory: a tiny recipe, one real finished
 run of it and the trap. The cases run two at a time (most of each is the ~5 s import of torch
-and Lightning), only those pytest selected. A case whose fix lies outside the data layer is
-marked ``xfail(strict=True)`` with what is wrong and where.
+and Lightning), only those pytest selected. ``MLSTRATEGY_DEBUG`` is taken out of their
+environment, so a traceback seen is the tool's own. A case whose fix lies outside the data
+layer is marked ``xfail(strict=True)`` with what is wrong and where.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _csv(rows: int = 60, *, bad_row: int | None = None, one_class: bool = False)
 
 def _npz(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -116,6 +117,14 @@ class _ImportsEvil:
 
     def __reduce__(self) -> tuple:
         return (importlib.import_module, ("evil",))
+
+
+def _checkpoint(content: dict) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,12 @@ CASES = [
     Case("foreign_class_in_a_file_an_option_names", ("run", "tiny.yaml", "--data=other.yaml"),
          ("other.yaml", "evil.Payload", "--allow-module evil"),
          {"other.yaml": "class_path: evil.Payload\n"}),
+    Case("foreign_class_in_a_dotted_override",
+         ("run", "tiny.yaml", "--data.init_args.source.class_path=evil.Payload"),
+         ("--data.init_args.source.class_path=evil.Payload", "--allow-module evil")),
+    Case("checkpoint_with_a_pickled_payload",
+         ("test", "--config", "tiny.yaml", "--ckpt_path", "model.ckpt"), ("model.ckpt",),
+         {"model.ckpt": _checkpoint({"state_dict": {}, "extra": _ImportsEvil()})}),
     # ------------------------------------------------------------------ failure at run time
     Case("learning_rate_so_large_the_cost_is_nan",
          ("run", "tiny.yaml", "--model=DeepNet", "--model.init_args.optimizer=gd",
