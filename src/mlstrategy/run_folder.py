@@ -1,6 +1,8 @@
 """The run folder: its file names, new versions, the FAILED marker, and its readers.
 
-This module is the only place that spells the names of a run folder's files. A run folder
+This module is the only place that spells the names of the files every run folder holds
+(metrics, diagnosis, report, config, FAILED, checkpoints); a figure or a study's results are
+named by the module that writes them. A run folder
 lives at ``logs/<recipe>/<timestamp>/`` (``logs/<study>/<recipe>/<timestamp>/`` for the recipes
 of a study) and holds TensorBoard events, ``config.yaml``, ``checkpoints/best.ckpt`` and
 ``last.ckpt``, ``diagnosis.json``, ``report.md`` with its figures, and ``metrics.json``,
@@ -223,14 +225,7 @@ def find_runs(paths: Iterable[str | Path], all_runs: bool = False) -> list[Path]
             runs = sorted(latest.values())
         found.extend(runs)
     unique = list(dict.fromkeys(p.resolve() for p in found))
-    return [Path(_relative(p)) for p in unique]
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    return [shown(p) for p in unique]
 
 
 def run_names(runs: list[Path]) -> dict[Path, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import re
 import sys
 import warnings
@@ -183,7 +184,9 @@ class _Vetting:
     def string(self, text: str, where: str, base: Path) -> None:
         # jsonargparse reads a value that names an existing file and uses its content instead.
         named = Path(text) if Path(text).is_absolute() else base / text
-        if text.strip() and "\n" not in text and named.is_file():
+        # os.path.isfile, not Path.is_file: a name too long for the OS (or holding NUL) is not
+        # a file, where Path.is_file raises.
+        if text.strip() and "\n" not in text and os.path.isfile(named):
             self.file(named, f"{named} (named by {where})")
             return
         if _is_import_path(text) and not _allowed(text, self.allow) and _runs_code(text, base):

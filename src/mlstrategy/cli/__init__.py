@@ -69,9 +69,10 @@ _DISK_FIXES = {
     "(run folders go under ./logs)",
     errno.EDQUOT: "The disk quota is used up: free some space, or run from another folder",
     errno.EFBIG: "The file grew past the size this process may write (ulimit -f): raise the limit",
-    errno.EACCES: "No permission: make the folder writable (chmod u+w), or run from a folder "
-    "you can write to",
-    errno.EPERM: "No permission: make the folder writable, or run from a folder you can write to",
+    errno.EACCES: "No permission: make it readable and writable (chmod u+rw), or run from a "
+    "folder you can write to",
+    errno.EPERM: "No permission: make it readable and writable, or run from a folder you can "
+    "write to",
     errno.EROFS: "The disk is read-only: run from a folder on a writable disk",
     errno.ENOTDIR: "A file stands where a folder should be: move or remove it",
     errno.EEXIST: "A file stands where a folder should be: move or remove it",
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         return _report(err)
     finally:
-        if main_thread:
+        if main_thread and previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -178,7 +179,7 @@ def _report(err: Exception) -> int:
             raise err
         where = f" {err.filename}" if err.filename else ""
         err_console.print(
-            f"[bold red]error:[/] cannot write{where}: {err.strerror}. {fix}.",
+            f"[bold red]error:[/] cannot use{where}: {err.strerror}. {fix}.",
             highlight=False,
             soft_wrap=True,
         )

@@ -32,7 +32,6 @@ from mlstrategy.safety import (
 )
 
 # ckpt_path values Lightning resolves itself (no file to read yet).
-_LIGHTNING_CKPT = ("best", "last", "hpc", "registry")
 
 
 class _DropAdverts(logging.Filter):
@@ -131,7 +130,10 @@ class MLStrategyCLI(LightningCLI):
         if not subcommand:
             return None
         ckpt = self.config[subcommand].get("ckpt_path")
-        if not ckpt or str(ckpt).startswith(_LIGHTNING_CKPT) or "://" in str(ckpt):
+        text = str(ckpt or "")
+        # Lightning's own names ("best", "last", "hpc", "registry[:...]"), not files.
+        special = text in ("best", "last", "hpc") or text.lower().split(":", 1)[0] == "registry"
+        if not text or special or "://" in text:
             return None
         return str(ckpt)
 
@@ -209,13 +211,27 @@ def build_run(
     logs_dir: str | Path = LOGS_DIR,
     resume_dir: Path | None = None,
 ) -> MLStrategyCLI:
-    """Parse a recipe and its overrides; build (not run) its model, data module and trainer."""
+    """Parse a recipe and its overrides; build (not run) its model, data module and trainer.
+
+    Args:
+        configs: The recipe's files, base first.
+        overrides: Dotted LightningCLI overrides.
+        logs_dir: Where a new run folder is reserved.
+        resume_dir: A run folder to log into again instead.
+
+    Returns:
+        The CLI, with ``model``, ``datamodule``, ``trainer`` and ``config_init`` built.
+    """
     args = [*(f"--config={c}" for c in configs), *overrides]
     return MLStrategyCLI(args=args, run=False, logs_dir=logs_dir, resume_dir=resume_dir)
 
 
 def run_dir_of(trainer: Any) -> Path:
-    """The folder the trainer logs into: the run folder."""
+    """The folder the trainer logs into: the run folder.
+
+    Raises:
+        ValueError: the recipe turned the logger off, so there is no run folder.
+    """
     if trainer.log_dir is None:
         raise ValueError(
             "The trainer has no folder to log into; `run` writes its run folder there. "

@@ -13,6 +13,8 @@ from pathlib import Path
 import yaml
 
 BASE_RECIPE = "_base.yaml"
+# The verbs whose first positional argument is a recipe (the plain verbs take --config).
+_RECIPE_VERBS = ("run", "learning-curve", "lr-find")
 _WHAT = (
     "A recipe is a YAML mapping of model: (the class to train and its init_args), data: (the "
     "data module) and trainer: (Lightning's settings); see recipes/quickstart.yaml."
@@ -138,9 +140,18 @@ def vet_command(verb: str, tail: list[str], allow: list[str]) -> None:
             continue
         if not (i > 0 and tail[i - 1] == "--ckpt_path"):
             tokens.append(arg)
-    if verb in ("run", "learning-curve", "lr-find") and tail and not tail[0].startswith("-"):
-        target = Path(tail[0])
-        if target.exists():
+    # The toolkit verbs take the recipe as a positional argument, anywhere on the line: every
+    # bare token that names a recipe file or folder is read (with its study's base).
+    # (Not the value of an option spelled without "=", such as `--resume logs/r/RUN`.)
+    bare = [
+        a
+        for i, a in enumerate(tail)
+        if not a.startswith("-")
+        and not (i and tail[i - 1].startswith("--") and "=" not in tail[i - 1])
+    ]
+    targets = [Path(a) for a in bare] if verb in _RECIPE_VERBS else []
+    for target in targets:
+        if target.is_dir() or (target.is_file() and target.suffix in (".yaml", ".yml")):
             # A folder without recipes: the verb itself says what is wrong with it.
             with contextlib.suppress(ValueError):
                 recipes += recipe_configs(target)

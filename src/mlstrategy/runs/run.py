@@ -141,6 +141,8 @@ def run_recipe(
             console.print(f"[red]run failed[/]; {run_dir} is incomplete, see {FAILED_FILE}")
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
             console.print(f"[bold red]{reason}[/]", highlight=False, soft_wrap=True)
+            # Lightning turns Ctrl-C into sys.exit(1); the caller sees it as what it was.
+            raise KeyboardInterrupt from err
         raise
 
 
@@ -178,8 +180,6 @@ def _fit_and_report(
     start = time.perf_counter()
     # Checkpoints hold tensors and plain values only: never unpickle anything else.
     trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
     fit_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
@@ -237,5 +237,10 @@ def _log_hyperparameters(
         "model": {k: v for k, v in model.hparams.items() if not k.startswith("_")},
         "data": dict(datamodule.hparams),
     }
-    scores = {f"hparams/{s}_{k}": row[k] for s, row in splits.items() for k in ("error", "f1")}
+    scores = {
+        f"hparams/{s}_{k}": row[k]
+        for s, row in splits.items()
+        for k in ("error", "f1")
+        if isinstance(row.get(k), (int, float))  # a regression-only run has no error rate
+    }
     trainer.logger.log_hyperparams(hparams, metrics=scores)

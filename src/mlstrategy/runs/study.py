@@ -46,6 +46,9 @@ def run_study(
         console: Where progress lines go.
         on_run: Called with each finished run (the CLI prints its scores).
         logs_dir: The logs root.
+
+    Returns:
+        The runs and their comparison.
     """
     # A study's runs share one folder, so `compare logs/<study>` and TensorBoard see just them.
     study_logs = logs_dir / folder.resolve().name
