@@ -25,7 +25,7 @@ matrix, cost curve and error analysis, is report.md in the run folder.
 
 def main(argv: list[str], console: Console) -> int:
     """Print the scores and the diagnosis of the run folder named on the command line."""
-    from mlstrategy.evaluation.diagnosis import diagnose_splits
+    from mlstrategy.evaluation.diagnosis import diagnose_run
     from mlstrategy.evaluation.multitask import diagnose_tasks
     from mlstrategy.reporting.tables import diagnosis_renderable, summary_table
     from mlstrategy.reporting.tasks import task_renderable
@@ -53,7 +53,11 @@ def main(argv: list[str], console: Console) -> int:
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
     if any("tasks" in row for row in splits.values()):
         console.print(task_renderable(splits, diagnose_tasks(splits, human_error)))
-    console.print(diagnosis_renderable(diagnose_splits(splits, human_error)))
+    diagnosis = diagnose_run(splits, human_error)
+    if isinstance(diagnosis, str):
+        console.print(f"diagnosis skipped: {diagnosis}.")
+    else:
+        console.print(diagnosis_renderable(diagnosis))
     report = run_dir / REPORT_FILE
     if report.is_file():
         console.print(f"full report: {report}")

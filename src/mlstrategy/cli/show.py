@@ -22,7 +22,10 @@ def print_run(result: RunResult, console: Console) -> None:
     console.print(summary_table(metrics, title=title))
     if result.task_diagnoses:
         console.print(task_renderable(result.splits, result.task_diagnoses))
-    console.print(diagnosis_renderable(result.diagnosis))
+    if isinstance(result.diagnosis, str):
+        console.print(f"diagnosis skipped: {result.diagnosis}.")
+    else:
+        console.print(diagnosis_renderable(result.diagnosis))
     same = result.analysis.get("same_distribution") or {}
     if same.get("differ"):
         console.print(f"[bold yellow]warning:[/] {same['message']}")

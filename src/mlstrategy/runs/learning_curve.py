@@ -127,6 +127,11 @@ def _measure(
             before_fit=train_subset(fraction),
         )
         train, dev = result.splits["train"], result.splits["dev"]
+        if train.get("error") is None or dev.get("error") is None:
+            raise ValueError(
+                f"learning-curve plots error rates, and {configs[-1]} has none (every task is a "
+                "regression). Compare the runs' mse with `mlstrategy compare` instead."
+            )
         point = CurvePoint(
             fraction,
             int(train["n"]),

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_splits
+from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_run
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.latency import measure_latency
 from mlstrategy.evaluation.multitask import diagnose_tasks
@@ -47,7 +47,8 @@ class RunResult:
     Attributes:
         run_dir: The run folder.
         metrics: The content of ``metrics.json``.
-        diagnosis: The run's diagnosis (of the summary row for a multi-task run).
+        diagnosis: The run's diagnosis (of the summary row for a multi-task run), or why it
+            has none (a multi-task run without an error rate: every task a regression).
         task_diagnoses: ``{task: Diagnosis or reason}`` of a multi-task run, else empty.
         analysis: The error analysis (most-confused classes, highest-loss dev examples, the
             dev/test distribution check), or empty where it does not apply.
@@ -55,7 +56,7 @@ class RunResult:
 
     run_dir: Path
     metrics: dict[str, Any]
-    diagnosis: Diagnosis
+    diagnosis: Diagnosis | str
     task_diagnoses: dict[str, Diagnosis | str] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
 
@@ -200,14 +201,13 @@ def _fit_and_report(
         "splits": splits,
         "cost_curve": list(getattr(model, "cost_curve", [])),
     }
-    result = RunResult(run_dir, metrics, diagnose_splits(splits, settings.human_error))
+    result = RunResult(run_dir, metrics, diagnose_run(splits, settings.human_error))
     if any("tasks" in row for row in splits.values()):
         result.task_diagnoses = diagnose_tasks(splits, settings.human_error)
-    else:
-        try:
-            result.analysis = analyze_errors(model, datamodule, splits)
-        except Exception as err:  # an extra section of the report: never lose the run to it
-            console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
+    try:  # every run: in-memory arrays, image folders, multi-task models
+        result.analysis = analyze_errors(model, datamodule, splits)
+    except Exception as err:  # an extra section of the report: never lose the run to it
+        console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
     _log_hyperparameters(trainer, model, datamodule, splits)
     write_run_report(
         run_dir,
