@@ -9,8 +9,7 @@ torch at all), and a finished run folder already on disk left byte for byte as i
 Every case runs in its own copy of one working directory: a tiny recipe, one real finished
 run of it and the trap. The cases run two at a time (most of each is the ~5 s import of torch
 and Lightning), only those pytest selected. ``MLSTRATEGY_DEBUG`` is taken out of their
-environment, so a traceback seen is the tool's own. A case whose fix lies outside the data
-layer is marked ``xfail(strict=True)`` with what is wrong and where.
+environment, so a traceback seen is the tool's own.
 """
 
 from __future__ import annotations
@@ -223,42 +222,6 @@ CASES = [
          {"empty/notes.txt": ""}),
 ]  # fmt: skip
 
-_USAGE_DUMP = (
-    "cli: the parser's own exit prints the whole usage (about 65 lines) and a 'tip:' line "
-    "before the error line"
-)
-_UNION_DUMP = (
-    f"{_USAGE_DUMP}, and the error is jsonargparse's 'Parser key \"model\": Does not validate "
-    "against any of the Union subtypes ... Given value: NestedArg(...)' (9 lines); "
-    "runs/errors.user_message cleans this only for ValueErrors, not the parser's own exit"
-)
-_MISCONFIG = (
-    "cli/__init__.py _report re-raises Lightning's MisconfigurationException (neither "
-    "ValueError nor TypeError): exit 1 and a traceback ending 'MisconfigurationException: "
-    "`max_epochs` must be a non-negative integer or -1. You passed in -3.'"
-)
-XFAIL = {
-    "override_without_value": f"{_USAGE_DUMP} 'error: argument --trainer.max_epochs: expected "
-    "one argument'",
-    "learning_rate_is_a_word": _UNION_DUMP,
-    "misspelt_dotted_override": _UNION_DUMP,
-    "negative_max_epochs": _MISCONFIG,
-    "satisfy_names_unknown_metric": "runs/ (evaluation settings): exit 0; the metric names in "
-    "evaluation.satisfy are never checked against those a run writes, so it trains, writes a "
-    "run no comparison can select (no dev/speed) and says nothing",
-    "test_without_ckpt_path": "runs/lightning_cli.py: exit 0; `test` without --ckpt_path "
-    "scores the untrained, randomly initialized model and prints its table as if it meant "
-    "something",
-    "resume_a_finished_run": "runs/run.py: exit 0; --resume on a finished run trains "
-    "nothing, re-tests and rewrites its metrics.json (fit_seconds, latency_ms change)",
-    "diagnose_metrics_row_without_n": "run_folder.py's reader does not check each split's "
-    "row: KeyError 'n' traceback in reporting/tables.py summary_table",
-    "diagnose_metrics_error_not_a_number": "run_folder.py's reader does not check the values: "
-    "exit 2 but the line is only \"error: Unknown format code 'f' for object of type 'str'\"",
-    "diagnose_metrics_splits_not_a_dict": "run_folder.py's reader checks 'splits' is there, "
-    "not that it is a dict: AttributeError traceback in reporting/tables.py summary_table",
-}
-
 
 @dataclass
 class Outcome:
@@ -382,15 +345,7 @@ def _error_paragraph(stderr: str, prefix: str) -> str:
     return " ".join(line.strip() for line in paragraph)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, id=c.name, marks=pytest.mark.xfail(strict=True, reason=XFAIL[c.name]))
-        if c.name in XFAIL
-        else pytest.param(c, id=c.name)
-        for c in CASES
-    ],
-)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_bad_input_is_refused_in_one_paragraph_that_names_it(case: Case, outcomes) -> None:
     out = outcomes[case.name]
     text = out.stdout + out.stderr
@@ -407,7 +362,3 @@ def test_bad_input_is_refused_in_one_paragraph_that_names_it(case: Case, outcome
     if case.argv[0] in ("diagnose", "compare", "trian"):
         assert "torch" not in out.imported, "a read-only verb imported torch"
     assert out.run_changed == [], f"the finished run lost or changed {out.run_changed}"
-
-
-def test_every_xfail_names_a_case():
-    assert set(XFAIL) <= {c.name for c in CASES}

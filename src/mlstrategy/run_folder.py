@@ -266,7 +266,22 @@ def load_metrics(run_dir: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or "splits" not in data:
         raise ValueError(f"{path} has no 'splits'; it was not written by `mlstrategy run`.")
+    _check_splits(data["splits"], path)
     return data
+
+
+def _check_splits(splits: Any, path: Path) -> None:
+    """``splits`` as ``mlstrategy run`` writes it: ``{split: {"n": count, score: number}}``."""
+    damaged = f"{path} is damaged or was not written by `mlstrategy run`"
+    if not isinstance(splits, dict) or not splits:
+        raise ValueError(f"{damaged}: 'splits' is not a mapping of split names to scores.")
+    for split, row in splits.items():
+        if not isinstance(row, dict) or not isinstance(row.get("n"), int):
+            raise ValueError(f"{damaged}: split {split!r} has no example count 'n'.")
+        for key in ("error", "accuracy", "precision", "recall", "f1", "loss"):
+            value = row.get(key)
+            if value is not None and not isinstance(value, (int, float)):
+                raise ValueError(f"{damaged}: {split}/{key} is {value!r}, not a number.")
 
 
 def load_settings(run_dir: Path) -> dict[str, Any]:

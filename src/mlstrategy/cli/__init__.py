@@ -7,6 +7,7 @@ without importing torch or Lightning.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
@@ -164,8 +165,12 @@ def _report(err: Exception) -> int:
     from mlstrategy.runs.errors import user_message
 
     err_console = Console(stderr=True)
-    if os.environ.get(_DEBUG_ENV):
+    if os.environ.get(_DEBUG_ENV, "0") not in ("", "0"):
         raise err
+    if _is_user_error(err):
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(user_message(err), markup=False, highlight=False, soft_wrap=True)
+        return 2
     if isinstance(err, RuntimeError):
         from mlstrategy.callbacks.guards import NonFiniteError
 
@@ -184,8 +189,12 @@ def _report(err: Exception) -> int:
             soft_wrap=True,
         )
         return 1
-    if not isinstance(err, (ValueError, FileNotFoundError, TypeError)):
-        raise err
-    err_console.print("[bold red]error:[/] ", end="")
-    err_console.print(user_message(err), markup=False, highlight=False, soft_wrap=True)
-    return 2
+    raise err
+
+
+def _is_user_error(err: Exception) -> bool:
+    """A bad recipe, argument or file: the user can fix it from the message (exit 2)."""
+    if isinstance(err, (ValueError, FileNotFoundError, TypeError, argparse.ArgumentError)):
+        return True
+    # Lightning's word for a bad Trainer argument (max_epochs=-3, accelerator=cuda without one).
+    return type(err).__name__ == "MisconfigurationException"

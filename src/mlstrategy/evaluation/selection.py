@@ -100,6 +100,58 @@ def default_goal(metric: str) -> Goal:
     return "min" if _MINIMIZED.search(name) else "max"
 
 
+RUN_METRICS = ("params", "trainable_params", "latency_ms", "fit_seconds", "epochs")
+SPLITS = ("train", "train_dev", "dev", "test")
+SPLIT_METRICS = (
+    "n",
+    "error",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "loss",
+    "mse",
+    "mae",
+    *(f"{m}_{a}" for m in ("precision", "recall", "f1") for a in ("micro", "macro", "weighted")),
+)
+
+
+def check_metric_name(name: str, where: str) -> None:
+    """Refuse a metric name no run can record, before anything trains.
+
+    Names are ``params``, ``trainable_params``, ``latency_ms``, ``fit_seconds``, ``epochs``,
+    ``SPLIT/METRIC`` or ``SPLIT/METRIC/CLASS`` (per task: ``SPLIT/METRIC/TASK``).
+
+    Example:
+        >>> check_metric_name("test/recall/malignant", "evaluation.optimize")
+        >>> check_metric_name("dev/speed", "evaluation.satisfy")
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluation.satisfy names the metric 'dev/speed', which no run records: \
+'speed' is not one of n, error, accuracy, precision, recall, f1, loss, mse, mae, \
+precision_micro, precision_macro, precision_weighted, recall_micro, recall_macro, \
+recall_weighted, f1_micro, f1_macro, f1_weighted.
+    """
+    parts = name.split("/")
+    if len(parts) == 1:
+        if name not in RUN_METRICS:
+            raise ValueError(
+                f"{where} names the metric {name!r}, which no run records: give one of "
+                f"{', '.join(RUN_METRICS)}, or SPLIT/METRIC such as dev/f1."
+            )
+        return
+    if len(parts) > 3 or parts[0] not in SPLITS:
+        raise ValueError(
+            f"{where} names the metric {name!r}, which no run records: write SPLIT/METRIC or "
+            f"SPLIT/METRIC/CLASS with SPLIT one of {', '.join(SPLITS)} (e.g. dev/f1)."
+        )
+    if parts[1] not in SPLIT_METRICS:
+        raise ValueError(
+            f"{where} names the metric {name!r}, which no run records: {parts[1]!r} is not one "
+            f"of {', '.join(SPLIT_METRICS)}."
+        )
+
+
 def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The selectable numbers of a run's ``metrics.json``, by name.
 

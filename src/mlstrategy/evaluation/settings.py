@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mlstrategy.evaluation.selection import Constraint, Goal, default_goal, parse_constraint
+from mlstrategy.evaluation.selection import (
+    Constraint,
+    Goal,
+    check_metric_name,
+    default_goal,
+    parse_constraint,
+)
 
 
 class EvaluationSettings:
@@ -67,6 +73,12 @@ class EvaluationSettings:
         self.candidate = candidate
         self.columns = list(columns or [])
         self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
+        # A name no run records would train a run that no comparison can choose.
+        check_metric_name(optimize, "evaluation.optimize")
+        for c in self.constraints:
+            check_metric_name(c.metric, "evaluation.satisfy")
+        for column in self.columns:
+            check_metric_name(column, "evaluation.columns")
 
     @property
     def resolved_goal(self) -> Goal:

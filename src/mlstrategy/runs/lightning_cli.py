@@ -85,6 +85,14 @@ class MLStrategyCLI(LightningCLI):
             seed_everything_default=0,
             trainer_defaults={"deterministic": True},
             save_config_kwargs={"overwrite": True},
+            # A bad key or value raises (one line from the CLI) instead of a usage dump.
+            parser_kwargs={
+                "exit_on_error": False,
+                **{
+                    verb: {"exit_on_error": False}
+                    for verb in ("fit", "validate", "test", "predict")
+                },
+            },
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -145,6 +153,15 @@ class MLStrategyCLI(LightningCLI):
         fails here instead, before anything is built and before a run folder exists.
         """
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand in ("test", "validate", "predict") and not self.config[subcommand].get(
+            "ckpt_path"
+        ):
+            raise ValueError(
+                f"`mlstrategy {subcommand}` scores a trained model: give its checkpoint, "
+                "--ckpt_path logs/<recipe>/<run>/checkpoints/best.ckpt (`mlstrategy run RECIPE` "
+                "trains, then tests its best checkpoint itself)."
+            )
         ckpt = self._ckpt_path()
         if ckpt is None:
             return

@@ -33,6 +33,7 @@ from mlstrategy.run_folder import (
     abandon,
     checkpoint_path,
     clear_failed,
+    is_finished,
     latest_run,
     shown,
 )
@@ -82,6 +83,12 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
         run_dir = found
     else:
         run_dir = Path(given)
+    if is_finished(run_dir):
+        raise ValueError(
+            f"--resume: {run_dir} is a finished run (it has {METRICS_FILE}); there is nothing "
+            f"to resume. Run the recipe again without --resume for a new run, or read this one "
+            f"with `mlstrategy diagnose {run_dir}`."
+        )
     last = checkpoint_path(run_dir, LAST_CHECKPOINT)
     if not last.is_file():
         raise ValueError(
