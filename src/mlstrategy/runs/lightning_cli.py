@@ -24,6 +24,7 @@ from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
 from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
+from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.safety import (
     check_checkpoint_class,
     check_checkpoint_matches,
@@ -80,10 +81,13 @@ class MLStrategyCLI(LightningCLI):
         super().__init__(
             model_class=None,
             datamodule_class=None,
-            args=list(args) if args is not None else None,
+            args=with_study_bases(list(args)) if args is not None else None,
             run=run,
             seed_everything_default=0,
-            trainer_defaults={"deterministic": True},
+            # "warn": deterministic algorithms wherever torch has them (every CPU op here, so
+            # the same seed gives the same weights); on CUDA the few ops without one (e.g.
+            # AdaptiveMaxPool2d's backward) warn and run anyway instead of stopping the run.
+            trainer_defaults={"deterministic": "warn"},
             save_config_kwargs={"overwrite": True},
             # A bad key or value raises (one line from the CLI) instead of a usage dump.
             parser_kwargs={
@@ -220,6 +224,38 @@ class MLStrategyCLI(LightningCLI):
         if self.subcommand == "test":
             callbacks.append(SplitScorer("test"))  # test/error, test/f1, ... as before
         return callbacks
+
+
+def with_study_bases(args: list[str]) -> list[str]:
+    """``args`` with each ``--config`` recipe of a study preceded by its folder's
+    ``_base.yaml`` (unless given already), so the plain verbs compose a study's recipe as
+    ``run`` does.
+
+    Example:
+        >>> import tempfile
+        >>> study = Path(tempfile.mkdtemp())
+        >>> for name in ("_base.yaml", "a.yaml"):
+        ...     _ = (study / name).write_text("{}")
+        >>> args = with_study_bases(["fit", "--config", str(study / "a.yaml")])
+        >>> [a.replace(f"{study}/", "") for a in args]
+        ['fit', '--config=_base.yaml', '--config=a.yaml']
+    """
+    joined: list[str] = []  # `--config X` and `-c X` spelled `--config=X`
+    it = iter(args)
+    for arg in it:
+        joined.append(f"--config={next(it, '')}" if arg in ("--config", "-c") else arg)
+    configs = [Path(a.split("=", 1)[1]) for a in joined if a.startswith("--config=")]
+    given = {c.resolve() for c in configs}
+    out: list[str] = []
+    for arg in joined:
+        path = Path(arg.split("=", 1)[1]) if arg.startswith("--config=") else None
+        if path is not None and path.is_file():
+            base = recipe_configs(path)[0][0]
+            if base != path and base.resolve() not in given:
+                out.append(f"--config={base}")
+                given.add(base.resolve())
+        out.append(arg)
+    return out
 
 
 def build_run(

@@ -155,6 +155,9 @@ def vet_command(verb: str, tail: list[str], allow: list[str]) -> None:
             # A folder without recipes: the verb itself says what is wrong with it.
             with contextlib.suppress(ValueError):
                 recipes += recipe_configs(target)
+    # A --config recipe of a study is composed on its folder's _base.yaml (MLStrategyCLI adds
+    # it), so that base is read too.
+    recipes += [recipe_configs(f)[0] for f in recipes[0] if f.is_file()]
     for files in recipes:
         files[:] = [f for f in files if f.is_file()]
         for file in files:
