@@ -196,7 +196,7 @@ class ModelStage(Stage):
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-            deterministic="warn",  # as the toolkit's runs: CUDA ops without a deterministic kernel warn
+            deterministic="warn",  # as every run: ops with no deterministic CUDA kernel warn
             limit_val_batches=0,
             num_sanity_val_steps=0,
         )
