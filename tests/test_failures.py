@@ -158,6 +158,7 @@ def test_a_failure_after_writing_marks_the_folder(in_tmp, tiny_recipe):
 def test_resume_onto_a_damaged_or_foreign_checkpoint_is_one_line_exit_2(in_tmp, tiny_recipe):
     metrics = _finished_earlier(in_tmp, tiny_recipe)
     run = metrics.parent
+    metrics.unlink()  # a run that never finished: the kind --resume continues
     last = run / "checkpoints" / "last.ckpt"
     whole = last.read_bytes()
     last.write_bytes(whole[: len(whole) // 2])
@@ -181,4 +182,4 @@ def test_resume_onto_a_damaged_or_foreign_checkpoint_is_one_line_exit_2(in_tmp, 
     out = run_cli_subprocess("run", str(tiny_recipe), "--resume", str(run), cwd=in_tmp)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "SoftmaxRegression" in out.stderr and "LogisticRegression" in out.stderr
-    assert metrics.exists()  # the finished run's results are untouched
+    assert last.read_bytes() == foreign.read_bytes()  # refused before anything was written

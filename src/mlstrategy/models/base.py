@@ -98,9 +98,7 @@ class SupervisedModule(L.LightningModule):
             weight_decay,
         )
         self.input_norm = Standardize(self.input_shape)
-        # nan_strategy="disable": the default checks every update for NaN, a host-device sync
-        # per step; a non-finite cost is the NonFiniteGuard's to report.
-        self.train_cost = MeanMetric(nan_strategy="disable")
+        self.train_cost = MeanMetric()
         # In the checkpoint, so an epoch resumed from a mid-epoch checkpoint logs the same cost.
         self.train_cost.persistent(True)
         self.dev_cost = MeanMetric()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 _UNION = "Does not validate against any of the Union subtypes"
 
 
@@ -19,6 +21,10 @@ def user_message(err: BaseException) -> str:
         >>> nested = [_UNION, "  - In class X:", "      Got value: foo", "  - Expected a <class"]
         >>> user_message(ValueError(chr(10).join(nested) + " 'NoneType'>"))
         'In class X: Got value: foo'
+        >>> lines = ['Parser key "trainer.max_epochs":', "  " + _UNION, "  Errors:"]
+        >>> lines += ["    - Expected a <class 'int'>", "  Given value: many"]
+        >>> user_message(ValueError(chr(10).join(lines)))
+        "trainer.max_epochs: Expected a <class 'int'> (given: many)"
         >>> user_message(ValueError("plain"))
         'plain'
     """
@@ -38,4 +44,15 @@ def user_message(err: BaseException) -> str:
         else:
             indent = -1
     kept = [" ".join(e) for e in entries if "Expected a <class 'NoneType'>" not in e[0]]
-    return " ".join(kept) or text
+    if not kept:
+        return text
+    # Which key failed, and (when it is short) the value given: the rest is bookkeeping.
+    key = re.match(r'\s*Parser key "([^"]+)":', text)
+    given = re.search(r"^\s*Given value: (.+)$", text, re.M)
+    shown = given.group(1) if given and len(given.group(1)) < 60 else None
+    if shown is not None and ("Namespace(" in shown or "NestedArg(" in shown):
+        shown = None
+    message = " ".join(kept)
+    if key:
+        message = f"{key.group(1)}: {message}"
+    return f"{message} (given: {shown})" if shown else message
