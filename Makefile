@@ -24,8 +24,10 @@ demo: $(STAMP)
 
 # One torch thread: the suite trains many tiny nets, where a second thread only adds
 # synchronization (and on a shared 2-core machine oversubscription slows steps 4-7x).
+# Two worker processes instead (pytest-xdist), one test file each at a time: most of the
+# time goes to console-script tests that wait on importing torch, and that parallelizes.
 test: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
