@@ -28,6 +28,20 @@ def write_recipe(path: Path, model: dict, data: dict, trainer: dict | None = Non
     return path
 
 
+# Logistic regression on breast cancer, one epoch: the smallest complete recipe.
+TINY_RECIPE = {
+    "model": {
+        "class_path": "mlstrategy.models.LogisticRegression",
+        "init_args": {"optimizer": "gd", "learning_rate": 0.5},
+    },
+    "data": {
+        "class_path": "mlstrategy.data.ArrayDataModule",
+        "init_args": {"source": {"class_path": "mlstrategy.data.BreastCancer"}, "batch_size": None},
+    },
+    "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
+}
+
+
 @pytest.fixture
 def tiny_recipe(in_tmp: Path) -> Path:
     """Logistic regression on breast cancer, 3 epochs: a complete run in about a second."""

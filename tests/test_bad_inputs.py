@@ -32,19 +32,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import TINY_RECIPE
+
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "model": {
-        "class_path": "mlstrategy.models.LogisticRegression",
-        "init_args": {"optimizer": "gd", "learning_rate": 0.5},
-    },
-    "data": {
-        "class_path": "mlstrategy.data.ArrayDataModule",
-        "init_args": {"source": {"class_path": "mlstrategy.data.BreastCancer"}, "batch_size": None},
-    },
-    "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
-}
+TINY = TINY_RECIPE
 RUN = "{run}"  # in a command or a phrase: the finished run, logs/tiny/<timestamp>
 TRAP = '''\
 """Anything that imports this module leaves EVIL_IMPORTED behind."""

@@ -17,22 +17,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_cli_subprocess
+from conftest import REPO, TINY_RECIPE, run_cli_subprocess
 from mlstrategy.cli import main
 from mlstrategy.runs.recipes import recipe_configs, vet_command
 
 MARKER = "marker_mod"
-GOOD = {
-    "model": {
-        "class_path": "mlstrategy.models.LogisticRegression",
-        "init_args": {"optimizer": "gd", "learning_rate": 0.5},
-    },
-    "data": {
-        "class_path": "mlstrategy.data.ArrayDataModule",
-        "init_args": {"source": {"class_path": "mlstrategy.data.BreastCancer"}, "batch_size": None},
-    },
-    "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
-}
+GOOD = TINY_RECIPE
 
 
 @pytest.fixture
