@@ -26,7 +26,7 @@ matrix, cost curve and error analysis, is report.md in the run folder.
 def main(argv: list[str], console: Console) -> int:
     """Print the scores and the diagnosis of the run folder named on the command line."""
     from mlstrategy.evaluation.diagnosis import diagnose_run
-    from mlstrategy.evaluation.multitask import diagnose_tasks
+    from mlstrategy.evaluation.multitask import diagnose_tasks, is_multitask_run
     from mlstrategy.reporting.tables import diagnosis_renderable, summary_table
     from mlstrategy.reporting.tasks import task_renderable
     from mlstrategy.run_folder import REPORT_FILE, find_run, load_metrics, load_settings
@@ -51,7 +51,7 @@ def main(argv: list[str], console: Console) -> int:
         human_error = load_settings(run_dir).get("human_error")
     splits = metrics["splits"]
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
-    if any("tasks" in row for row in splits.values()):
+    if is_multitask_run(splits):
         console.print(task_renderable(splits, diagnose_tasks(splits, human_error)))
     diagnosis = diagnose_run(splits, human_error)
     if isinstance(diagnosis, str):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 
@@ -30,6 +29,7 @@ def main(argv: list[str], console: Console) -> int:
 
     from mlstrategy.evaluation.learning_curve import CurvePoint, parse_sizes
     from mlstrategy.runs.learning_curve import learning_curve
+    from mlstrategy.runs.recipes import one_recipe
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy learning-curve",
@@ -44,12 +44,7 @@ def main(argv: list[str], console: Console) -> int:
         help="fractions of the train split, comma-separated (default 0.1,0.25,0.5,1.0)",
     )
     args, overrides = parser.parse_known_args(argv)
-    path = Path(args.recipe)
-    if not path.is_file():
-        raise ValueError(
-            f"Recipe {args.recipe!r} is not a file. Give one .yaml recipe, e.g. "
-            "`mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml`."
-        )
+    path = one_recipe(args.recipe, "learning-curve", "recipes/strategy/flower_wide_net.yaml")
 
     def show(point: CurvePoint) -> None:
         console.print(

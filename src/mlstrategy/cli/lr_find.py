@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from rich.console import Console
 
@@ -28,6 +27,7 @@ With batch gradient descent (batch_size: null) each step is one epoch.
 def main(argv: list[str], console: Console) -> int:
     """Sweep the recipe's learning rate; print the suggestion and the override that uses it."""
     from mlstrategy.runs.lr_find import lr_find
+    from mlstrategy.runs.recipes import one_recipe
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy lr-find",
@@ -44,12 +44,7 @@ def main(argv: list[str], console: Console) -> int:
     )
     parser.add_argument("--mode", choices=("exponential", "linear"), default="exponential")
     args, overrides = parser.parse_known_args(argv)
-    path = Path(args.recipe)
-    if not path.is_file():
-        raise ValueError(
-            f"Recipe {args.recipe!r} is not a file. Give one .yaml recipe, e.g. "
-            "`mlstrategy lr-find recipes/mnist1d/mlp.yaml`."
-        )
+    path = one_recipe(args.recipe, "lr-find", "recipes/mnist1d/mlp.yaml")
     found = lr_find(path, overrides, args.min_lr, args.max_lr, args.num_training, args.mode)
     suggestion = found.suggestion
     if suggestion is None or not math.isfinite(suggestion):

@@ -17,6 +17,16 @@ from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_splits
 NO_LABELS = "no labels"
 
 
+def is_multitask_run(splits: Mapping[str, Mapping[str, Any]]) -> bool:
+    """True when a run's scored splits hold per-task rows (a multi-task run).
+
+    Example:
+        >>> is_multitask_run({"dev": {"n": 3, "tasks": {}}}), is_multitask_run({"dev": {"n": 3}})
+        (True, False)
+    """
+    return any("tasks" in row for row in splits.values())
+
+
 def task_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Every task that any split scores, in the order they first appear.
 

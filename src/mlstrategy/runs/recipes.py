@@ -56,6 +56,28 @@ def recipe_configs(path: Path) -> list[list[Path]]:
     return [[base, p] if base.is_file() else [p] for p in recipes]
 
 
+def one_recipe(given: str, verb: str, example: str) -> Path:
+    """The single recipe file a verb such as ``learning-curve`` takes.
+
+    Raises:
+        ValueError: ``given`` is not a file (a folder, or nothing), with an example to follow.
+
+    Example:
+        >>> one_recipe("nowhere.yaml", "lr-find", "recipes/mnist1d/mlp.yaml")
+        Traceback (most recent call last):
+        ...
+        ValueError: Recipe 'nowhere.yaml' is not a file. Give one .yaml recipe, e.g. \
+`mlstrategy lr-find recipes/mnist1d/mlp.yaml`.
+    """
+    path = Path(given)
+    if not path.is_file():
+        raise ValueError(
+            f"Recipe {given!r} is not a file. Give one .yaml recipe, e.g. "
+            f"`mlstrategy {verb} {example}`."
+        )
+    return path
+
+
 def split_allow_module(args: list[str]) -> tuple[list[str], list[str]]:
     """Take ``--allow-module NAME`` (repeatable) out of ``args``: ``(allowed, the rest)``.
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_run
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.latency import measure_latency
-from mlstrategy.evaluation.multitask import diagnose_tasks
+from mlstrategy.evaluation.multitask import diagnose_tasks, is_multitask_run
 from mlstrategy.evaluation.scoring import count_parameters, evaluate_splits
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import write_json_atomic
@@ -209,7 +209,7 @@ def _fit_and_report(
         "cost_curve": list(getattr(model, "cost_curve", [])),
     }
     result = RunResult(run_dir, metrics, diagnose_run(splits, settings.human_error))
-    if any("tasks" in row for row in splits.values()):
+    if is_multitask_run(splits):
         result.task_diagnoses = diagnose_tasks(splits, settings.human_error)
     try:  # every run: in-memory arrays, image folders, multi-task models
         result.analysis = analyze_errors(model, datamodule, splits)
