@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import os
 import signal
 import sys
@@ -64,7 +65,6 @@ Set MLSTRATEGY_DEBUG=1 to see a traceback instead of a one-paragraph error.
 
 _DEBUG_ENV = "MLSTRATEGY_DEBUG"
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
-_TOOLKIT_VERBS = ("run", "diagnose", "compare", "learning-curve", "lr-find")
 _DISK_FIXES = {
     errno.ENOSPC: "The disk is full: free some space, or run from a folder on another disk "
     "(run folders go under ./logs)",
@@ -82,21 +82,21 @@ _DISK_FIXES = {
 _VETTED = ("run", "learning-curve", "lr-find", *_LIGHTNING_VERBS)
 
 
+# Each toolkit verb's module under mlstrategy.cli; the LightningCLI verbs share cli.lightning.
+_VERB_MODULES = {
+    "run": "run",
+    "diagnose": "diagnose",
+    "compare": "compare",
+    "learning-curve": "learning_curve",
+    "lr-find": "lr_find",
+}
+_TOOLKIT_VERBS = tuple(_VERB_MODULES)
+
+
 def _verb(name: str) -> Callable[[list[str], Console], int]:
     """The verb's ``main``, imported only when it is called."""
-    if name == "run":
-        from mlstrategy.cli.run import main
-    elif name == "diagnose":
-        from mlstrategy.cli.diagnose import main
-    elif name == "compare":
-        from mlstrategy.cli.compare import main
-    elif name == "learning-curve":
-        from mlstrategy.cli.learning_curve import main
-    elif name == "lr-find":
-        from mlstrategy.cli.lr_find import main
-    else:
-        from mlstrategy.cli.lightning import main
-    return main
+    module = importlib.import_module(f"mlstrategy.cli.{_VERB_MODULES.get(name, 'lightning')}")
+    return module.main  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
