@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import platform
@@ -9,6 +11,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,6 +57,28 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if i == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json PATH``: also write the table as JSON (``make figures`` reads it)."""
+    parser.add_argument(
+        "--json", type=Path, help="also write the table to this JSON file (make figures reads it)"
+    )
+
+
+def report(
+    json_path: Path | None, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Print the table, with the machine, and write it to ``json_path`` when one is given."""
+    print(f"machine: {machine()}")
+    print_table(title, header, rows)
+    if json_path is not None:
+        table = {
+            "title": title,
+            "header": list(header),
+            "rows": [[str(c) for c in r] for r in rows],
+        }
+        json_path.write_text(json.dumps(table, indent=1) + "\n")
 
 
 def trainer(max_epochs: int, validate: bool, **kwargs: Any) -> Any:

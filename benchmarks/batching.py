@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median_time, print_table
+from _common import add_json_option, median_time, report
 
 from mlstrategy.data import InMemoryBatches
 
@@ -31,6 +31,7 @@ def epoch(loader) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
@@ -52,8 +53,8 @@ def main() -> None:
                 f"{theirs_s / ours_s:.1f}x",
             ]
         )
-    print(f"machine: {machine()}")
-    print_table(
+    report(
+        args.json,
         f"batching: one shuffled epoch of {rows:,} x 64 float32 rows (median of {repeats})",
         ["batch", "DataLoader(TensorDataset) samples/s", "InMemoryBatches samples/s", "speed-up"],
         table,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median_time, print_table, quiet, trainer
+from _common import add_json_option, median_time, quiet, report, trainer
 
 
 def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int, validate: bool):
@@ -85,6 +85,7 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(parser)
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 epochs, 1 repeat")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -112,8 +113,8 @@ def main() -> None:
     for validate in (False, True):
         rows.append(case("MLP 64-128-64-10, digits", mlp, digits, epochs, repeats, validate))
         rows.append(case("CNN 1-D, MNIST-1D", cnn, mnist1d, epochs, repeats, validate))
-    print(f"machine: {machine()}")
-    print_table(
+    report(
+        args.json,
         f"loop overhead ({epochs} epochs, batch 64, Adam; median of {repeats})",
         ["case", "work", "hand loop s", "toolkit s", "ratio", "final train cost (both)"],
         rows,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, print_table, quiet, trainer
+from _common import add_json_option, quiet, report, trainer
 
 
 def one_size(rows: int) -> dict:
@@ -59,6 +59,7 @@ def one_size(rows: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -88,8 +89,8 @@ def main() -> None:
         ]
         for r in results
     ]
-    print(f"machine: {machine()}")
-    print_table(
+    report(
+        args.json,
         "scaling: DeepNet 64-128-64-10, batch 256, 80% of rows trained per epoch",
         ["rows", "epoch s", "us per row", "peak RSS MB", "extra bytes per row vs 1k"],
         table,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, print_table, quiet, trainer
+from _common import add_json_option, quiet, report, trainer
 
 
 def split(x: np.ndarray, y: np.ndarray):
@@ -92,6 +92,7 @@ def toolkit(make_model, x_tr, x_te, y_tr, y_te, target: float, max_epochs: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(parser)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -143,8 +144,8 @@ def main() -> None:
                 f"{tool_s / sk_s:.2f}x",
             ]
         )
-    print(f"machine: {machine()}")
-    print_table(
+    report(
+        args.json,
         f"time to scikit-learn's test accuracy (median of {repeats})",
         ["case", "target (sklearn test acc)", "sklearn fit s", "toolkit fit s", "epochs", "ratio"],
         rows,

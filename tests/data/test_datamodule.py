@@ -55,3 +55,23 @@ def test_nan_features_are_refused_with_the_fix(tmp_path):
 def test_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size=0 must be >= 1"):
         ArrayDataModule(BreastCancer(), batch_size=0)
+
+
+def test_the_splits_move_to_the_device_once_and_later_stages_reuse_them():
+    import lightning as L
+
+    from mlstrategy.models import LogisticRegression
+
+    dm = ArrayDataModule(BreastCancer(), batch_size=64, seed=0)
+    model = LogisticRegression(dm.input_shape, learning_rate=0.1)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    copies = []
+    for stage in (trainer.fit, trainer.validate, trainer.test):
+        stage(model, datamodule=dm, **({} if stage == trainer.fit else {"verbose": False}))
+        copies.append(dm._on_device)
+    # The first setup made the device copy; validate and test gathered from the same one (on
+    # the CPU `.to` returns the tensor itself, so the mapping's identity is what tells).
+    assert copies[0] is copies[1] is copies[2]
+    assert set(copies[0]) == {"train", "dev", "test"}

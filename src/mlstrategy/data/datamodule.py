@@ -144,12 +144,16 @@ class ArrayDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
-        splits = self.prepare()
         device = (
             self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         )
-        # In-memory data moves to the accelerator once; batches are then gathered on it.
+        # In-memory data moves to the accelerator once; batches are then gathered on it. Later
+        # stages (test, validate, predict, scoring) on the same device reuse that copy.
+        if getattr(self, "_device", None) == device:
+            return
+        splits = self.prepare()
         self._on_device = {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
+        self._device = device
 
     def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
         if not hasattr(self, "_on_device"):

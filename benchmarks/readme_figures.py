@@ -1,0 +1,374 @@
+"""Render the READMEs' measured figures from benchmarks/figures.json.
+
+Each figure a README quotes sits between two markers::
+
+    <!-- figures: NAME -->
+    ...rendered from figures.json by the template NAME below...
+    <!-- /figures -->
+
+`make figures` measures (benchmarks/figures.py) and then runs this script, which rewrites
+those sections. `--check` rewrites nothing and exits 1 when a section differs from what the
+file gives; the test suite runs that check, so no quoted figure can drift from its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = REPO / "benchmarks" / "figures.json"
+READMES = (REPO / "README.md", REPO / "benchmarks" / "README.md")
+SECTION = re.compile(r"(<!-- figures: (\S+) -->\n)(.*?)(<!-- /figures -->)", re.DOTALL)
+
+Figures = dict[str, Any]
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def _pts(x: float, digits: int = 2) -> str:
+    return f"{100 * x:.{digits}f}"
+
+
+def _section(figures: Figures, name: str) -> Any:
+    try:
+        return figures["sections"][name]["figures"]
+    except KeyError:
+        raise KeyError(
+            f"benchmarks/figures.json has no section {name!r}: run "
+            f"`python benchmarks/figures.py --only {name}`"
+        ) from None
+
+
+def _table(header: list[str], rows: list[list[Any]], align: str = "") -> str:
+    """A Markdown table; ``align`` has one letter per column (``l`` or ``r``)."""
+    rule = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    lines = [header, rule, *[[str(c) for c in r] for r in rows]]
+    return "".join("| " + " | ".join(line) + " |\n" for line in lines)
+
+
+def stamp(figures: Figures) -> str:
+    """Where and when the figures on the page were measured."""
+    sections = figures["sections"].values()
+    commits = sorted({s["commit"] for s in sections})
+    dates = sorted({s["date"] for s in sections})
+    minutes = sum(s["seconds"] for s in sections) / 60
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return (
+        f"Measured by `make figures` on {figures['machine']}; {when}, "
+        f"commit {', '.join(commits)}; {minutes:.0f} minutes in all. The numbers are in "
+        "`benchmarks/figures.json`.\n"
+    )
+
+
+def demo(figures: Figures) -> str:
+    """The scores `make demo` prints, drawn by the code that prints them."""
+    from rich.console import Console
+
+    from mlstrategy.reporting.tables import summary_table
+
+    run = _section(figures, "quickstart")["quickstart"]
+    console = Console(file=io.StringIO(), width=100, record=True, color_system=None)
+    console.print(summary_table({"splits": run["splits"]}))
+    return "```\n" + console.export_text().rstrip() + "\n```\n"
+
+
+def recipes(figures: Figures) -> str:
+    runs = _section(figures, "quickstart")
+    rows = [
+        [
+            "`recipes/quickstart.yaml`",
+            "logistic regression, batch gradient descent",
+            "breast cancer (569 x 30)",
+            f"{runs['quickstart']['splits']['test']['accuracy']:.3f}",
+        ],
+        [
+            "`recipes/softmax_digits.yaml`",
+            "softmax regression, Adam, mini-batch 64",
+            "digits (1,797 x 64)",
+            f"{runs['softmax_digits']['splits']['test']['accuracy']:.3f}",
+        ],
+    ]
+    return _table(["recipe", "model", "data", "test accuracy (measured)"], rows)
+
+
+def strategy(figures: Figures) -> str:
+    s = _section(figures, "strategy")
+    logistic, wide = s["runs"]["flower_logistic"], s["runs"]["flower_wide_net"]
+    lg, wd = logistic["diagnosis"], wide["diagnosis"]
+    cmp = s["comparison"]
+    return (
+        "`recipes/strategy/` is a study that shows both verdicts on the flower data (measured):\n"
+        f"logistic regression has train error {_pct(logistic['splits']['train']['error'])} "
+        f"against human {_pct(lg['human_error'], 0)}, so **{lg['largest'].replace('_', ' ')}** "
+        f"({_pts(lg['avoidable_bias'])}\npoints) is largest; a wide net gets train error "
+        f"{_pct(wide['splits']['train']['error'])} and dev error "
+        f"{_pct(wide['splits']['dev']['error'], 2)}, so **{wd['largest'].replace('_', ' ')}**\n"
+        f"({_pts(wd['variance'])} points) is largest. The study ends with the comparison table, "
+        f"and `{cmp['winner']}` wins\non {cmp['optimize']} ({cmp['value']:.3f}).\n"
+    )
+
+
+TRANSFER = ("1_scratch", "2_freeze", "3_finetune", "4_gradual")
+
+
+def transfer(figures: Figures) -> str:
+    s = _section(figures, "transfer")
+    seed0, seed1 = s["seed0"], s["seed1"]
+    rows = []
+    for name in TRANSFER:
+        r = seed0[name]
+        rows.append(
+            [
+                name.split("_", 1)[1],
+                f"{r['splits']['test']['f1']:.3f}",
+                _pct(r["splits"]["test"]["error"]),
+                f"{r['fit_seconds']:.1f}",
+                f"{r['trainable_params']:,}",
+            ]
+        )
+    pretrain = _pct(seed0["0_pretrain"]["splits"]["test"]["error"])
+    table = _table(
+        ["strategy", "test F1", "test error", "fit s", "trainable params (at the end)"], rows
+    )
+    again = " / ".join(f"{seed1[n]['splits']['test']['f1']:.3f}" for n in TRANSFER)
+    return (
+        f"`mlstrategy run recipes/transfer/` pretrains a ConvNet on digits 0-4 ({pretrain} test "
+        "error),\nthen learns digits 5-9 from 10 labelled images per class (measured, seed 0):\n\n"
+        f"{table}\nWith seed 1 (weights and data), test F1 in the same order: {again}.\n"
+    )
+
+
+MULTITASK = ("small_multitask", "small_single_task", "large_multitask", "large_single_task")
+
+
+def multitask(figures: Figures) -> str:
+    s = _section(figures, "multitask")
+    tasks = list(s[MULTITASK[0]]["test_f1"])
+    header = [
+        "test F1",
+        "multi-task, 200 scenes",
+        "single-task nets, 200",
+        "multi-task, 2,000",
+        "single-task nets, 2,000",
+    ]
+    rows = [[t.replace("_", " "), *(f"{s[r]['test_f1'][t]:.3f}" for r in MULTITASK)] for t in tasks]
+    rows.append(["mean", *(f"{s[r]['mean_test_f1']:.3f}" for r in MULTITASK)])
+    rows.append(["parameters", *(f"{s[r]['params']:,}" for r in MULTITASK)])
+    gaps = [s[r]["largest_gap"].get("pedestrian", "") for r in MULTITASK]
+    named = sum(g == "avoidable_bias" for g in gaps)
+    return (
+        _table(header, rows)
+        + "\nPer-task diagnosis of pedestrians, the hardest task: the largest gap is "
+        + ", ".join(g.replace("_", " ") for g in gaps)
+        + f" in these four runs (avoidable bias in {named} of 4).\n"
+    )
+
+
+def end_to_end(figures: Figures) -> str:
+    s = _section(figures, "end_to_end")
+    errors = s["test_error"]
+    names = list(errors)
+    header = ["m (training canvases)", *(n.replace("_", " ") for n in names)]
+    rows = [
+        [f"{m:,}", *(_pct(errors[n][i]) for n in names)] for i, m in enumerate(s["train_sizes"])
+    ]
+    crossings = "".join(f"- {c['summary']}\n" for c in s["crossover"].values())
+    return _table(header, rows, "r" * len(header)) + "\n" + crossings
+
+
+LESSONS = {
+    "init": ("zeros", "small_random", "he"),
+    "regularization": ("none", "dropout", "l2", "early_stopping"),
+    "optimizers": ("gd", "momentum", "rmsprop", "adam"),
+    "lr_decay": ("none", "exponential", "step", "inverse_sqrt", "inverse_time"),
+    "batch_norm": ("plain", "batch_norm"),
+}
+
+
+def lessons(figures: Figures) -> str:
+    s = _section(figures, "lessons")
+
+    def acc(lesson: str, run: str, split: str) -> str:
+        return _pct(s[lesson][run]["splits"][split]["accuracy"])
+
+    def each(lesson: str, text: Callable[[str], str]) -> str:
+        return ", ".join(f"{run} {text(run)}" for run in LESSONS[lesson])
+
+    epochs = {k: max(r["epochs"] for r in s[k].values()) for k in s}
+    rows = [
+        ["`init/`", "dev accuracy: " + each("init", lambda r: acc("init", r, "dev"))],
+        [
+            "`regularization/`",
+            "train / dev accuracy: "
+            + each(
+                "regularization",
+                lambda r: (
+                    f"{acc('regularization', r, 'train')} / {acc('regularization', r, 'dev')}"
+                ),
+            ),
+        ],
+        [
+            "`optimizers/`",
+            f"dev accuracy after {epochs['optimizers']} epochs: "
+            + each("optimizers", lambda r: acc("optimizers", r, "dev")),
+        ],
+        [
+            "`lr_decay/`",
+            f"mean training-batch cost in epoch {epochs['lr_decay']}: "
+            + each("lr_decay", lambda r: f"{s['lr_decay'][r]['final_train_cost']:.3f}"),
+        ],
+        [
+            "`batch_norm/`",
+            f"a 5-layer sigmoid net with plain GD, dev accuracy after "
+            f"{epochs['batch_norm']} epochs: "
+            + each("batch_norm", lambda r: acc("batch_norm", r, "dev")),
+        ],
+    ]
+    return _table(["`mlstrategy run recipes/deep/...`", "what it showed"], rows)
+
+
+def mnist1d(figures: Figures) -> str:
+    s = _section(figures, "mnist1d")
+    what = {
+        "logistic": ("`logistic.yaml` (softmax regression)", "32%"),
+        "mlp": ("`mlp.yaml` (256-256, dropout, L2, shift augmentation)", "68%"),
+        "cnn": ("`cnn.yaml` (32-32-64-64, batch norm)", "94%"),
+    }
+    rows = [
+        [recipe, paper, _pct(s[k]["splits"]["test"]["accuracy"]), f"{s[k]['fit_seconds']:.0f} s"]
+        for k, (recipe, paper) in what.items()
+    ]
+    rows.append(["human", "96%", "", ""])
+    return _table(["recipe", "paper", "measured test accuracy", "fit time"], rows)
+
+
+def _bench(figures: Figures, name: str) -> dict[str, Any]:
+    table = _section(figures, name)
+    return {"title": table["title"], "header": table["header"], "rows": table["rows"]}
+
+
+def _bench_table(figures: Figures, name: str) -> str:
+    t = _bench(figures, name)
+    return _table(t["header"], t["rows"])
+
+
+def performance(figures: Figures) -> str:
+    loop = _bench(figures, "loop_overhead")["rows"]
+    tta = _bench(figures, "time_to_accuracy")["rows"]
+    batching = _bench(figures, "batching")["rows"]
+    mlp = next(r for r in loop if r[0].startswith("MLP") and r[1] == "train only")
+    cnn = next(r for r in loop if r[0].startswith("CNN") and r[1] != "train only")
+    return (
+        f"Latest figures: the digits MLP reaches scikit-learn's `MLPClassifier` test accuracy in "
+        f"{tta[0][5]} its\nfit time; in-memory batching is {batching[0][3]} `DataLoader` at "
+        f"batch {batching[0][0]}; training costs {mlp[4]} a hand-written\nloop for the tiny "
+        f"64-128-64-10 MLP and {cnn[4]} for the MNIST-1D CNN (see the benchmarks page).\n"
+    )
+
+
+def loop_overhead(figures: Figures) -> str:
+    t = _bench(figures, "loop_overhead")
+    costs = {r[0].split(",")[0]: r[5] for r in t["rows"] if r[1] != "train only"}
+    return (
+        f"{t['title']}:\n\n{_table(t['header'], t['rows'])}\nFinal training costs agree to the "
+        f"printed digits ({costs.get('MLP 64-128-64-10')} for the MLP with dev scoring, "
+        f"{costs.get('CNN 1-D')} for the CNN): both sides do the same work.\n"
+    )
+
+
+def time_to_accuracy(figures: Figures) -> str:
+    t = _bench(figures, "time_to_accuracy")
+    logistic = t["rows"][1]
+    return (
+        f"{t['title']}:\n\n{_table(t['header'], t['rows'])}\nscikit-learn's L-BFGS solves the "
+        f"455 x 30 logistic regression in {float(logistic[2]) * 1000:.0f} ms, while gradient "
+        f"descent (Adam, full batch) needs {logistic[4]} steps.\n"
+    )
+
+
+def batching(figures: Figures) -> str:
+    t = _bench(figures, "batching")
+    return f"{t['title']}:\n\n{_table(t['header'], t['rows'])}"
+
+
+def scaling(figures: Figures) -> str:
+    t = _bench(figures, "scaling")
+    return f"{t['title']}:\n\n{_table(t['header'], t['rows'])}"
+
+
+TEMPLATES: dict[str, Callable[[Figures], str]] = {
+    f.__name__: f
+    for f in (
+        stamp,
+        demo,
+        recipes,
+        strategy,
+        transfer,
+        multitask,
+        end_to_end,
+        lessons,
+        mnist1d,
+        performance,
+        loop_overhead,
+        time_to_accuracy,
+        batching,
+        scaling,
+    )
+}
+
+
+def render(text: str, figures: Figures) -> str:
+    """``text`` with every marked section rendered from ``figures``.
+
+    Raises:
+        KeyError: a marker names no template, or the figures lack a section.
+    """
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in TEMPLATES:
+            raise KeyError(f"<!-- figures: {name} --> names no template; known: {list(TEMPLATES)}")
+        return match.group(1) + TEMPLATES[name](figures) + match.group(4)
+
+    return SECTION.sub(one, text)
+
+
+def drifted(figures: Figures, readmes: tuple[Path, ...] = READMES) -> list[str]:
+    """``FILE: section`` for each marked section that differs from what ``figures`` gives."""
+    out = []
+    for path in readmes:
+        text = path.read_text()
+        for match in SECTION.finditer(text):
+            if match.group(0) != render(match.group(0), figures):
+                out.append(f"{path.relative_to(REPO)}: {match.group(2)}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 on drift")
+    args = parser.parse_args()
+    figures = json.loads(FIGURES.read_text())
+    if args.check:
+        stale = drifted(figures)
+        for line in stale:
+            print(f"differs from benchmarks/figures.json: {line}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in READMES:
+        text = path.read_text()
+        path.write_text(render(text, figures))
+        print(f"rendered {len(SECTION.findall(text))} sections of {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
