@@ -20,6 +20,7 @@ def print_run(result: RunResult, console: Console) -> None:
     metrics, run_dir = result.metrics, result.run_dir
     title = f"{metrics['recipe']}  ({metrics['fit_seconds']:.1f} s fit)"
     console.print(summary_table(metrics, title=title))
+    print_sampling(result.splits, console)
     if result.task_diagnoses:
         console.print(task_renderable(result.splits, result.task_diagnoses))
     if isinstance(result.diagnosis, str):
@@ -33,6 +34,28 @@ def print_run(result: RunResult, console: Console) -> None:
         f"run folder: {run_dir}  ·  report: {run_dir / REPORT_FILE}  ·  "
         f"tensorboard --logdir {run_dir.parent.parent}"
     )
+
+
+def print_sampling(splits: dict, console: Console) -> None:
+    """One line: each split's error with its binomial standard error, and the smallest
+    difference in dev error two models need for this dev set to tell them apart at 95%."""
+    from mlstrategy.evaluation.sampling import split_sampling
+
+    sampling = split_sampling(splits)
+    if not sampling:
+        return
+    parts = [
+        f"{split} {100 * r['error']:.2f}% ± {100 * r['standard_error']:.2f}"
+        for split, r in sampling.items()
+    ]
+    line = "error ± standard error: " + ", ".join(parts)
+    if "dev" in sampling:
+        dev = sampling["dev"]
+        line += (
+            f"  ·  dev (n={dev['n']:,}) detects differences of "
+            f"{100 * dev['detectable_difference']:.2f} points or more (95%)"
+        )
+    console.print(line, highlight=False)
 
 
 def print_comparison(comparison: Comparison, console: Console, title: str | None = None) -> None:
@@ -50,6 +73,8 @@ def print_comparison(comparison: Comparison, console: Console, title: str | None
     # The rules on their own line: as a table title they would wrap to the table's width.
     console.print(f"[bold]{title or 'comparison'}[/]: {text}", highlight=False)
     console.print(compare_table(selection, columns=[*comparison.columns, "params"]))
+    for warning in comparison.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     # Multi-task runs: each task's F1 side by side (the table is empty for other runs).
     per_task = task_comparison_table(comparison.metrics)
     if len(per_task.columns) > 1:  # a column per multi-task run; none in other studies

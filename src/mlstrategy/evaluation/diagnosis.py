@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlstrategy.evaluation.sampling import dev_size_note, split_sampling
+
 GAPS = ("avoidable_bias", "variance", "data_mismatch", "dev_overfitting")
 
 GAP_TITLES = {
@@ -97,6 +99,9 @@ class Diagnosis:
             positive.
         remedies: The course's remedies for ``largest``.
         notes: Caveats, e.g. that no human-level error was given.
+        sampling: Per split, the error's binomial standard error and the smallest difference
+            in error that the split's size detects at 95% (see
+            :func:`~mlstrategy.evaluation.sampling.split_sampling`); empty without sizes.
     """
 
     train_error: float
@@ -111,6 +116,7 @@ class Diagnosis:
     largest: str
     remedies: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    sampling: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     @property
     def gaps(self) -> dict[str, float | None]:
@@ -161,7 +167,9 @@ def diagnose(
         human_error: Human-level error, the proxy for Bayes error; None uses 0 (then avoidable
             bias is an upper bound and a note says so).
         split_sizes: Examples per split (``{"train": m, "dev": ..., ...}``); when given, a note
-            warns if the largest gap is within two standard errors, i.e. may be sampling noise.
+            warns if the largest gap is within two standard errors, i.e. may be sampling noise,
+            another says how small a difference the dev set can detect, and
+            :attr:`Diagnosis.sampling` holds each split's standard error.
 
     Returns:
         A :class:`Diagnosis`.
@@ -206,6 +214,11 @@ def diagnose(
             "dev - train). Set data.init_args.train_dev_fraction to measure mismatch."
         )
     dev_overfitting = test_error - dev_error if test_error is not None else None
+    errors = {"train": train_error, "train_dev": train_dev_error, "dev": dev_error}
+    errors["test"] = test_error
+    sampling = split_sampling(
+        {s: {"error": e, "n": (split_sizes or {}).get(s)} for s, e in errors.items()}
+    )
     gaps = {
         "avoidable_bias": avoidable_bias,
         "variance": variance,
@@ -226,6 +239,9 @@ def diagnose(
                 f"errors ({100 * 2 * noise:.2f} points) of the errors it compares, so it may be "
                 "sampling noise; larger splits would tell."
             )
+    dev_note = dev_size_note(sampling)
+    if dev_note is not None:
+        notes.append(dev_note)
     return Diagnosis(
         train_error=train_error,
         dev_error=dev_error,
@@ -239,6 +255,7 @@ def diagnose(
         largest=largest,
         remedies=REMEDIES[largest],
         notes=tuple(notes),
+        sampling=sampling,
     )
 
 

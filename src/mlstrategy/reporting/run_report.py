@@ -26,6 +26,7 @@ from typing import Any
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, KNOBS, Diagnosis
 from mlstrategy.evaluation.multitask import diagnoses_to_dict
+from mlstrategy.evaluation.sampling import split_sampling
 from mlstrategy.evaluation.selection import Constraint, flatten_metrics, format_metric
 from mlstrategy.io import write_json_atomic, write_text_atomic
 from mlstrategy.metrics.names import AVERAGES
@@ -104,6 +105,7 @@ def _render(
     out = [
         *_header(metrics),
         *_scores_section(splits),
+        *_sampling_section(splits),
         *_diagnosis_section(diagnosis),
         *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
         *_selection_section(metrics, constraints, optimize),
@@ -162,6 +164,32 @@ def _scores_section(splits: Mapping[str, Any]) -> list[str]:
         out += ["", "Averages over classes (multi-class):", ""]
         cols = [f"{m}_{a}" for m in ("precision", "recall", "f1") for a in AVERAGES]
         out += md_table(["split", *cols], [[s, *(num(splits[s][c]) for c in cols)] for s in multi])
+    return [*out, ""]
+
+
+def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
+    """Each split's error with its standard error, and the difference its size can detect."""
+    sampling = split_sampling(splits)
+    if not sampling:
+        return []
+    out = [
+        "## How precise these errors are",
+        "",
+        "An error measured on n examples is a proportion: its standard error is "
+        "sqrt(e (1 - e) / n). The last column is the smallest difference in error between two "
+        "models that a split this size detects at 95% (pooled two-proportion z-test, the "
+        "better model at this error); on dev it is the smallest improvement worth comparing "
+        "runs on. Machine Learning Yearning: 10,000 dev examples detect about 0.1%.",
+        "",
+    ]
+    out += md_table(
+        ["split", "n", "error", "standard error", "detectable difference (95%)"],
+        [
+            [s, f"{r['n']:,}", pct(r["error"]), pct(r["standard_error"]),
+             pct(r["detectable_difference"])]
+            for s, r in sampling.items()
+        ],
+    )  # fmt: skip
     return [*out, ""]
 
 

@@ -5,11 +5,16 @@ Reads only the run folders' JSON and YAML, so ``mlstrategy compare`` starts with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from mlstrategy.evaluation.selection import Selection, flatten_metrics, select
+from mlstrategy.evaluation.sampling import (
+    detectable_difference,
+    errors_differ,
+    examples_needed,
+)
+from mlstrategy.evaluation.selection import SPLITS, Selection, flatten_metrics, select
 from mlstrategy.run_folder import load_metrics, load_settings, run_names
 
 GoalName = Literal["auto", "max", "min"]
@@ -42,6 +47,8 @@ class Comparison:
         names: ``{run folder: short display name}``.
         metrics: ``{display name: metrics.json content}``.
         columns: Extra metrics the recipes ask to show (``evaluation.columns``).
+        warnings: What the comparison cannot tell, e.g. that the dev set is too small to
+            separate the top two candidates (:func:`dev_set_warning`).
     """
 
     rules: Rules
@@ -49,6 +56,7 @@ class Comparison:
     names: dict[Path, str]
     metrics: dict[str, dict[str, Any]]
     columns: list[str]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def winner_dir(self) -> Path | None:
@@ -101,4 +109,58 @@ def compare_runs(run_dirs: list[Path], rules: Rules) -> Comparison:
     flat = {name: flatten_metrics(m) for name, m in metrics.items()}
     goal = None if rules.goal == "auto" else rules.goal
     selection = select(flat, rules.optimize, list(rules.satisfy), goal=goal)
-    return Comparison(rules, selection, names, metrics, columns)
+    warning = dev_set_warning(selection)
+    return Comparison(rules, selection, names, metrics, columns, [warning] if warning else [])
+
+
+def dev_set_warning(selection: Selection) -> str | None:
+    """A warning when the split that chose cannot separate the top two eligible candidates.
+
+    The optimizing metric's split (dev for ``dev/f1``) decides. Its error rates are compared:
+    the optimizing metric itself when it is an error or an accuracy, else that split's error
+    (the rate behind an F1 or a loss). When the two errors do not differ by more than sampling
+    noise (pooled two-proportion z-test at 95%,
+    :func:`~mlstrategy.evaluation.sampling.errors_differ`), the ranking is not evidence.
+
+    Example:
+        >>> from mlstrategy.evaluation.selection import select
+        >>> runs = {"a": {"dev/error": 0.05, "dev/n": 200}, "b": {"dev/error": 0.06, "dev/n": 200}}
+        >>> dev_set_warning(select(runs, "dev/error"))[:58]
+        'The dev set cannot separate the top two candidates: a and '
+        >>> runs["b"] |= {"dev/error": 0.2}
+        >>> dev_set_warning(select(runs, "dev/error")) is None
+        True
+    """
+    top = [c for c in selection.candidates if c.eligible][:2]
+    split = selection.optimize.split("/")[0]
+    if len(top) < 2 or split not in SPLITS:
+        return None
+    metric = f"{split}/error"
+    rates = []
+    for cand in top:
+        value, n = cand.values.get(selection.optimize), cand.values.get(f"{split}/n")
+        if selection.optimize == f"{split}/accuracy" and value is not None:
+            value = 1.0 - value
+        elif selection.optimize != metric:
+            value = cand.values.get(metric)
+        if value is None or not n:
+            return None
+        rates.append((float(value), int(n)))
+    (e1, n1), (e2, n2) = rates
+    if errors_differ(e1, e2, n1, n2):
+        return None
+    best = min(e1, e2)
+    need = detectable_difference(best, min(n1, n2))
+    gap = abs(e1 - e2)
+    judged = "" if selection.optimize in (metric, f"{split}/accuracy") else (
+        f" (judged on {metric}, the error rate behind {selection.optimize})"
+    )  # fmt: skip
+    more = f"about {examples_needed(gap, best):,}" if gap > 0 else "no number of"
+    return (
+        f"The {split} set cannot separate the top two candidates: {top[0].name} and "
+        f"{top[1].name} have {split} errors {100 * e1:.2f}% and {100 * e2:.2f}% "
+        f"({100 * gap:.2f} points apart, n={n1:,} and {n2:,}){judged}, below the "
+        f"{100 * need:.2f} points a {split} set this size detects at 95% (pooled "
+        f"two-proportion z-test). Treat them as tied (decide on the satisficing metrics), or "
+        f"get a bigger {split} set: {more} examples detect a difference this small."
+    )
