@@ -32,6 +32,10 @@ FAILED_FILE = "FAILED"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best"  # ModelCheckpoint's filename, without the .ckpt suffix
 LAST_CHECKPOINT = "last"
+# Written by `mlstrategy predict RUN_DIR` and `mlstrategy errors RUN_DIR` into the run folder.
+PREDICTIONS_FILE = "predictions.csv"
+ERRORS_FILE = "errors.csv"
+ERRORS_FIGURE = "errors.png"
 
 
 def checkpoint_path(run_dir: Path, which: str = BEST_CHECKPOINT) -> Path:

@@ -37,10 +37,16 @@ verbs:
                       error against size, say what more data would buy
   lr-find RECIPE      sweep the learning rate over a few steps and suggest one
                       (mlstrategy lr-find -h)
+  predict RUN_DIR [INPUT]
+                      a finished run's predictions on a CSV, an npz, an image folder or its
+                      test split: class names and probabilities (mlstrategy predict RUN_DIR -h)
+  errors RUN_DIR      errors.csv (misclassified dev examples to tag) and errors.png; with
+                      --tags errors.csv, the ceiling per tag (mlstrategy errors -h)
   fit                 LightningCLI: train           (mlstrategy fit --config RECIPE)
   validate            LightningCLI: score the dev split
   test                LightningCLI: score the test split (--ckpt_path CHECKPOINT)
-  predict             LightningCLI: class probabilities for the test split
+  predict --config RECIPE --ckpt_path CHECKPOINT
+                      LightningCLI: class probabilities for the test split
 
 Each LightningCLI verb takes --help, --config RECIPE (repeatable: later files override
 earlier ones) and dotted overrides such as --trainer.max_epochs=5 or
@@ -79,7 +85,7 @@ _DISK_FIXES = {
     errno.EEXIST: "A file stands where a folder should be: move or remove it",
 }
 # Verbs that read recipes or checkpoints, and so are vetted against the allowlist first.
-_VETTED = ("run", "learning-curve", "lr-find", *_LIGHTNING_VERBS)
+_VETTED = ("run", "learning-curve", "lr-find", "errors", *_LIGHTNING_VERBS)
 
 
 # Each toolkit verb's module under mlstrategy.cli; the LightningCLI verbs share cli.lightning.
@@ -89,13 +95,18 @@ _VERB_MODULES = {
     "compare": "compare",
     "learning-curve": "learning_curve",
     "lr-find": "lr_find",
+    "errors": "errors",
 }
 _TOOLKIT_VERBS = tuple(_VERB_MODULES)
 
 
 def _verb(name: str) -> Callable[[list[str], Console], int]:
     """The verb's ``main``, imported only when it is called."""
-    module = importlib.import_module(f"mlstrategy.cli.{_VERB_MODULES.get(name, 'lightning')}")
+    return _verb_module(_VERB_MODULES.get(name, "lightning"))
+
+
+def _verb_module(module_name: str) -> Callable[[list[str], Console], int]:
+    module = importlib.import_module(f"mlstrategy.cli.{module_name}")
     return module.main  # type: ignore[no-any-return]
 
 
@@ -155,6 +166,9 @@ def _dispatch(verb: str, tail: list[str], console: Console) -> int:
         # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users cannot act on it.
         os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
         quiet_known_warnings()
+    if verb == "predict" and tail and not tail[0].startswith("-"):
+        # `predict RUN_DIR [INPUT]` is the toolkit's verb; `predict --config ...` Lightning's.
+        return _verb_module("predict")(tail, console)
     if verb in _LIGHTNING_VERBS:
         tail = [verb, *tail]
     return _verb(verb)(tail, console)

@@ -1,0 +1,233 @@
+"""``mlstrategy errors RUN_DIR``: the error-analysis sheet, its contact sheet, and the tag table.
+
+:func:`write_error_sheet` writes ``errors.csv`` into the run folder: every misclassified dev
+example, worst (highest loss) first, with its dev index, true and predicted class, ``p_true``,
+``loss``, the input it came from (``input``: the image file, the CSV line, or the row of the
+data source) and an empty ``tags`` column to fill in. For images and signals it also draws the
+highest-loss ones in ``errors.png``. The per-example losses come from
+:func:`~mlstrategy.evaluation.error_analysis.analyze_errors`, the same analysis the run report
+lists, over the whole dev split.
+
+:func:`tag_report` reads the sheet back once tagged and computes the course's table (see
+:mod:`mlstrategy.evaluation.error_tags`), which also goes into ``report.md`` and TensorBoard.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlstrategy.data.datamodule import ArrayDataModule
+from mlstrategy.data.multitask import MultiTaskDataModule
+from mlstrategy.data.sources import read_csv_table
+from mlstrategy.data.splits import stratified_split
+from mlstrategy.evaluation.error_analysis import analyze_errors
+from mlstrategy.evaluation.error_tags import TagTable, parse_tags, tag_table
+from mlstrategy.io import write_text_atomic
+from mlstrategy.reporting.contact_sheet import SheetCell, contact_sheet_figure
+from mlstrategy.run_folder import (
+    ERRORS_FIGURE,
+    ERRORS_FILE,
+    REPORT_FILE,
+    find_run,
+    load_metrics,
+)
+from mlstrategy.runs.trained_run import LoadedRun, load_run, run_datamodule
+
+SHEET_COLUMNS = ["index", "input", "true", "predicted", "p_true", "loss", "tags"]
+FIGURE_EXAMPLES = 36  # the highest-loss errors drawn: 6 x 6 cells of about 250 px
+
+
+@dataclass
+class ErrorSheet:
+    """What ``errors`` wrote.
+
+    Attributes:
+        path: ``errors.csv``.
+        figure: ``errors.png``, or None (flat features have no picture).
+        rows: The sheet's rows, as written.
+        n_dev: Dev examples.
+    """
+
+    path: Path
+    figure: Path | None
+    rows: list[dict[str, Any]]
+    n_dev: int
+
+
+def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> ErrorSheet:
+    """Write ``errors.csv`` (and ``errors.png`` for images and signals) into the run folder.
+
+    Args:
+        run_path: A run folder, or a recipe's folder (its latest finished run).
+        top: How many of the highest-loss errors ``errors.png`` draws.
+    """
+    run = load_run(run_path)
+    datamodule = run_datamodule(run)
+    splits = run.metrics["splits"]
+    if "dev" not in splits:
+        raise ValueError(f"The run {run.run_dir} has no dev split to analyse.")
+    n_dev = int(splits["dev"]["n"])
+    analysis = analyze_errors(run.model, datamodule, splits, k=n_dev)
+    per_task = analysis.get("tasks")
+    found = per_task if per_task is not None else {"": analysis}
+    inputs = _inputs(datamodule, n_dev)
+    rows: list[dict[str, Any]] = []
+    for task, result in found.items():
+        for w in result.get("highest_loss") or []:
+            if w["true"] == w["predicted"]:
+                continue
+            row = {**({"task": task} if task else {}), **w}
+            row["input"] = w.get("file") or inputs[w["index"]]
+            rows.append(row)
+    columns = (["task"] if per_task is not None else []) + SHEET_COLUMNS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[r.get(c, "") for c in columns] for r in rows])
+    path = run.run_dir / ERRORS_FILE
+    write_text_atomic(path, buffer.getvalue())
+    figure = _draw(run, datamodule, analysis, rows[:top])
+    return ErrorSheet(path, figure, rows, n_dev)
+
+
+def _inputs(datamodule: Any, n_dev: int) -> list[str]:
+    """Where each dev example came from: the CSV line or the data source's row, when the split
+    can be retraced (checked against the dev split itself); else its dev index."""
+    fallback = [f"dev {i}" for i in range(n_dev)]
+    if not isinstance(datamodule, ArrayDataModule) or callable(
+        getattr(datamodule, "split_files", None)
+    ):
+        return fallback
+    source = datamodule.source
+    arrays = source.load(datamodule.seed)
+    multitask = isinstance(datamodule, MultiTaskDataModule)
+    own_test = not multitask and datamodule.use_source_test_split and arrays.x_test is not None
+    index = stratified_split(
+        np.zeros(len(arrays.y), dtype=np.int64) if multitask else arrays.y,
+        dev_fraction=datamodule.dev_fraction,
+        test_fraction=None if own_test else datamodule.test_fraction,
+        train_dev_fraction=datamodule.train_dev_fraction,
+        seed=datamodule.seed,
+    )
+    dev = index.get("dev")
+    x_dev = datamodule.prepare()["dev"][0].numpy()
+    if dev is None or len(dev) != n_dev or not np.array_equal(arrays.x[dev], x_dev, equal_nan=True):
+        return fallback
+    path = Path(str(getattr(source, "path", "")))
+    if path.suffix.lower() == ".csv" and path.is_file():
+        lines = read_csv_table(path).lines
+        return [f"{path.name} line {lines[r]}" for r in dev.tolist()]
+    return [f"{source!r} row {r}" for r in dev.tolist()]
+
+
+def _draw(
+    run: LoadedRun, datamodule: Any, analysis: dict[str, Any], rows: list[dict[str, Any]]
+) -> Path | None:
+    """``errors.png``: the highest-loss errors as pictures, when the examples are pictures."""
+    from mlstrategy.reporting.plots import save_figure
+
+    if not rows:
+        return None
+    if "highest_loss_x" in analysis:
+        order = {w["index"]: k for k, w in enumerate(analysis["highest_loss"])}
+        x = analysis["highest_loss_x"][[order[r["index"]] for r in rows]]
+    else:
+        prepare = getattr(datamodule, "prepare", None)
+        if not callable(prepare):
+            return None
+        x = prepare()["dev"][0].numpy()[[r["index"] for r in rows]]
+    x = _as_picture(x, datamodule)
+    cells = [
+        SheetCell(
+            r["index"],
+            f"{r['task']}={r['true']}" if "task" in r else r["true"],
+            r["predicted"],
+            r["p_true"],
+        )
+        for r in rows
+    ]
+    title = f"{run.run_dir}: the {len(rows)} misclassified dev examples with the highest loss"
+    fig = contact_sheet_figure(x, cells, title=title)
+    if fig is None:
+        return None
+    return save_figure(fig, run.run_dir / ERRORS_FIGURE)
+
+
+def _as_picture(x: np.ndarray, datamodule: Any) -> np.ndarray:
+    """Flat features of a known picture source drawn as one: 8x8 digits, MNIST-1D signals."""
+    if x.ndim != 2:
+        return x
+    name = type(getattr(datamodule, "source", None)).__name__
+    side = math.isqrt(x.shape[1])
+    if name == "Digits" and side * side == x.shape[1]:
+        return x.reshape(len(x), 1, side, side)
+    if name == "MNIST1D":
+        return x[:, None, :]
+    return x
+
+
+# --------------------------------------------------------------------------------- the tags
+def tag_report(run_path: str | Path, sheet: str | Path) -> list[TagTable]:
+    """The ceiling table of a tagged sheet, written into ``report.md`` and TensorBoard.
+
+    Args:
+        run_path: The run the sheet is of.
+        sheet: The tagged ``errors.csv``.
+
+    Returns:
+        One table, or one per task for a multi-task run's sheet.
+
+    Raises:
+        ValueError: no such run, or a sheet without a ``tags`` column or without any tag.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mlstrategy.reporting.error_tags import write_tag_report
+
+    run_dir = find_run(run_path)
+    dev = load_metrics(run_dir)["splits"].get("dev")
+    if not dev:
+        raise ValueError(f"The run {run_dir} has no dev split; its errors cannot be tagged.")
+    path = Path(sheet).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Tags file {str(path)!r} does not exist. Write the sheet with `mlstrategy errors "
+            f"{run_dir}` (it goes to {run_dir / ERRORS_FILE}), fill in its tags column, and "
+            "give it."
+        )
+    table = read_csv_table(path)
+    table.require(
+        ["tags"],
+        f"Give the {ERRORS_FILE} that `mlstrategy errors RUN_DIR` wrote, with its tags column "
+        "filled in (several tags per row separated by ';').",
+    )
+    col = table.header.index("tags")
+    task_col = table.header.index("task") if "task" in table.header else None
+    groups: dict[str | None, list[list[str]]] = {}
+    for row in table.rows:
+        task = row[task_col].strip() if task_col is not None else None
+        groups.setdefault(task, []).append(parse_tags(row[col]))
+    tagged = {task: tags for task, tags in groups.items() if any(tags)} or groups
+    tables = []
+    for task, tags in tagged.items():  # tag_table refuses a sheet without any tag
+        scores = dev if task is None else (dev.get("tasks") or {}).get(task)
+        if not scores or not scores.get("confusion_matrix"):
+            raise ValueError(
+                f"{path}: the run {run_dir} has no dev confusion matrix for "
+                f"{f'task {task!r}' if task else 'its dev split'}; is it this run's sheet?"
+            )
+        cm = np.asarray(scores["confusion_matrix"])
+        tables.append(tag_table(tags, int(cm.sum() - np.trace(cm)), int(cm.sum()), task))
+    writer = SummaryWriter(log_dir=str(run_dir))
+    try:
+        write_tag_report(run_dir / REPORT_FILE, tables, writer)
+    finally:
+        writer.close()
+    return tables

@@ -1,0 +1,158 @@
+"""``mlstrategy predict RUN_DIR [INPUT]``: probabilities equal the course's softmax of the
+trained weights on normalized inputs, columns are checked by name and order, and class names
+round-trip for string labels."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from sklearn.datasets import load_iris
+
+from conftest import write_recipe
+from mlstrategy.cli import main
+from mlstrategy.runs.predict import predict_run
+from mlstrategy.runs.run import run_recipe
+
+# Each module trains one small run (a few seconds) that its tests share.
+pytestmark = pytest.mark.slow
+
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory) -> Path:
+    """A finished softmax-regression run on iris with string labels, from a user's CSV."""
+    root = tmp_path_factory.mktemp("iris")
+    data = load_iris()
+    names = data.target_names
+    rows = [[*x, names[y]] for x, y in zip(data.data.tolist(), data.target, strict=True)]
+    train = _write_csv(root / "iris.csv", [*COLUMNS, "species"], rows)
+    recipe = write_recipe(
+        root / "iris.yaml",
+        model={
+            "class_path": "mlstrategy.models.SoftmaxRegression",
+            "init_args": {"optimizer": "adam", "learning_rate": 0.05},
+        },
+        data={
+            "class_path": "mlstrategy.data.ArrayDataModule",
+            "init_args": {
+                "source": {
+                    "class_path": "mlstrategy.data.ArrayFile",
+                    "init_args": {"path": str(train), "target": "species"},
+                },
+                "batch_size": 32,
+            },
+        },
+        trainer={"max_epochs": 5},
+    )
+    quiet = Console(file=io.StringIO())
+    return run_recipe([recipe], console=quiet, logs_dir=root / "logs").run_dir
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_probabilities_equal_a_manual_softmax_of_the_trained_weights(iris_run, tmp_path):
+    x = load_iris().data[[0, 55, 120, 149]]
+    new = _write_csv(
+        tmp_path / "new.csv", ["id", *COLUMNS], [[f"f{i}", *r] for i, r in enumerate(x)]
+    )
+    out = predict_run(iris_run, str(new))
+    assert out.path == iris_run / "predictions_new.csv"
+    rows = _read(out.path)
+    assert list(rows[0]) == ["id", "predicted", "p_setosa", "p_versicolor", "p_virginica"]
+    assert [r["id"] for r in rows] == ["f0", "f1", "f2", "f3"]
+    # The course's forward pass by hand, on the raw checkpoint tensors: standardize with the
+    # train split's statistics, z = W x + b, softmax.
+    state = torch.load(iris_run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    mean, std = state["input_norm.mean"].double().numpy(), state["input_norm.std"].double().numpy()
+    w, b = state["net.1.weight"].double().numpy(), state["net.1.bias"].double().numpy()
+    z = ((x - mean) / std) @ w.T + b
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    got = np.array(
+        [[float(r[f"p_{c}"]) for c in ("setosa", "versicolor", "virginica")] for r in rows]
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    assert [r["predicted"] for r in rows] == names[expected.argmax(axis=1)].tolist()
+
+
+def test_the_test_split_reproduces_the_runs_test_accuracy_with_class_names(iris_run):
+    rows = _read(predict_run(iris_run).path)
+    metrics = json.loads((iris_run / "metrics.json").read_text())
+    assert len(rows) == metrics["splits"]["test"]["n"]
+    assert {r["true"] for r in rows} == {"setosa", "versicolor", "virginica"}
+    assert all(r["correct"] == str(r["true"] == r["predicted"]).lower() for r in rows)
+    accuracy = np.mean([r["correct"] == "true" for r in rows])
+    assert accuracy == pytest.approx(metrics["splits"]["test"]["accuracy"], abs=1e-6)
+
+
+def test_labels_in_the_input_give_true_and_correct(iris_run, tmp_path):
+    data = load_iris()
+    rows = [
+        [*x, data.target_names[y]] for x, y in zip(data.data[::10], data.target[::10], strict=True)
+    ]
+    rows[0][-1] = ""  # an unlabelled row among labelled ones
+    given = _write_csv(
+        tmp_path / "labelled.csv", ["note", *COLUMNS, "species"], [["n", *r] for r in rows]
+    )
+    out = _read(predict_run(iris_run, str(given), output=str(tmp_path / "p.csv")).path)
+    assert (tmp_path / "p.csv").is_file() and len(out) == 15
+    assert out[0]["true"] == "" and out[0]["correct"] == ""
+    assert [r["true"] for r in out[1:]] == [data.target_names[y] for y in data.target[10::10]]
+
+
+def test_a_missing_or_misplaced_column_is_refused_by_name(iris_run, tmp_path):
+    x = load_iris().data[:3].tolist()
+    missing = _write_csv(tmp_path / "m.csv", COLUMNS[:3], [r[:3] for r in x])
+    with pytest.raises(ValueError, match=r"no column\(s\) \['petal_width'\]"):
+        predict_run(iris_run, str(missing))
+    order = [COLUMNS[1], COLUMNS[0], *COLUMNS[2:]]
+    swapped = _write_csv(tmp_path / "s.csv", order, [[r[1], r[0], *r[2:]] for r in x])
+    with pytest.raises(ValueError, match="column 'sepal_width' comes before 'sepal_length'"):
+        predict_run(iris_run, str(swapped))
+    unknown = _write_csv(tmp_path / "u.csv", [*COLUMNS, "species"], [[*x[0], "tulip"]])
+    with pytest.raises(ValueError, match="'tulip' is not one of the classes"):
+        predict_run(iris_run, str(unknown))
+
+
+def test_an_npz_input_is_checked_for_shape(iris_run, tmp_path):
+    x = load_iris().data[:5].astype(np.float32)
+    np.savez(tmp_path / "ok.npz", X=x)
+    rows = _read(predict_run(iris_run, str(tmp_path / "ok.npz")).path)
+    assert len(rows) == 5 and rows[0]["predicted"] == "setosa"
+    np.savez(tmp_path / "wide.npz", X=np.zeros((2, 5)))
+    with pytest.raises(
+        ValueError, match=r"shape \(5,\), but the model was trained on inputs of shape \(4,\)"
+    ):
+        predict_run(iris_run, str(tmp_path / "wide.npz"))
+
+
+def test_the_verb_dispatches_on_a_path_and_bad_input_exits_2(iris_run, tmp_path, capsys):
+    new = _write_csv(tmp_path / "one.csv", COLUMNS, [load_iris().data[0].tolist()])
+    out = tmp_path / "one_out.csv"
+    assert main(["predict", str(iris_run), str(new), "--output", str(out)]) == 0
+    assert f"1 predictions written to {out}" in capsys.readouterr().out.replace("\n", "")
+    assert main(["predict", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    assert main(["predict", str(unfinished)]) == 2
+    assert "has no metrics.json" in capsys.readouterr().err
+    assert main(["predict", str(iris_run), str(tmp_path / "absent.csv")]) == 2
