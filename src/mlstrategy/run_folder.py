@@ -32,6 +32,13 @@ FAILED_FILE = "FAILED"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best"  # ModelCheckpoint's filename, without the .ckpt suffix
 LAST_CHECKPOINT = "last"
+# A tune's study folder (logs/tune/<study>/): its Optuna storage (SQLite, by default), what the
+# study is (recipe, overrides, search space, storage, parent), the chosen recipe, the HParams rows.
+TUNE_STORAGE_FILE = "study.db"
+TUNE_STUDY_FILE = "study.json"
+TUNE_BEST_RECIPE = "best.yaml"
+TUNE_HPARAMS_DIR = "hparams"
+TUNE_DIR = "tune"  # logs/tune/<study>/
 # Written by `mlstrategy predict RUN_DIR` and `mlstrategy errors RUN_DIR` into the run folder.
 PREDICTIONS_FILE = "predictions.csv"
 ERRORS_FILE = "errors.csv"

@@ -106,6 +106,9 @@ class MLStrategyCLI(LightningCLI):
         # A typed section, so recipes keep working with the plain verbs (which ignore it)
         # and a typo in it fails before training.
         parser.add_class_arguments(EvaluationSettings, "evaluation")
+        # `mlstrategy tune`'s ranges (runs/search_space.py reads and checks them); a plain
+        # mapping here, so the plain verbs and `run` accept and ignore it.
+        parser.add_argument("--search", type=dict[str, Any] | None, default=None)
         parser.set_defaults(
             {
                 "checkpoint.monitor": "cost/dev",
