@@ -36,13 +36,102 @@ def test_cost_curve_has_one_point_per_epoch_and_a_resumed_fit_continues_it(tmp_p
     model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
     _fit(model, data, tmp_path, epochs=2)
     assert [p["epoch"] for p in model.cost_curve] == [0.0, 1.0]
-    assert set(model.cost_curve[0]) == {"epoch", "cost/train", "cost/dev", "lr"}
+    assert set(model.cost_curve[0]) == {"epoch", "cost/train", "cost/dev", "lr", "step_costs"}
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["cost_curve"] == model.cost_curve and "learning_curve" not in saved
     resumed = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
     _fit(resumed, data, tmp_path / "resumed", epochs=3, ckpt=tmp_path / "last.ckpt")
     assert resumed.cost_curve[:2] == model.cost_curve
     assert [p["epoch"] for p in resumed.cost_curve] == [0.0, 1.0, 2.0]
+
+
+class _BatchLosses(L.Callback):
+    """The loss each training step returned, read after the step (the test's own sync)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.sizes: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+        self.sizes.append(len(batch[1]))
+
+
+def test_each_epoch_keeps_its_per_step_costs_and_their_weighted_mean_is_cost_train():
+    data = ArrayDataModule(Moons(n_samples=100), batch_size=16)  # 60 train: 4 steps per epoch
+    model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
+    seen = _BatchLosses()
+    L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[seen],
+    ).fit(model, datamodule=data)
+    steps = [s for point in model.cost_curve for s in point["step_costs"]]
+    assert steps == pytest.approx(seen.losses, abs=1e-6)
+    for epoch, point in enumerate(model.cost_curve):
+        costs = torch.tensor(point["step_costs"])
+        sizes = torch.tensor(seen.sizes[4 * epoch : 4 * epoch + 4], dtype=torch.float32)
+        assert len(costs) == 4
+        assert float((costs * sizes).sum() / sizes.sum()) == pytest.approx(point["cost/train"])
+
+
+def _host_reads_during_fit(batch_size: int, monkeypatch) -> int:
+    """How often a fit reads a tensor back to the host (``.item()``, ``.tolist()``)."""
+    calls = {"n": 0}
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            calls["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    data = ArrayDataModule(Moons(n_samples=200), batch_size=batch_size)
+    # Plain gradient descent: torch's Adam reads its step counter with .item() on the CPU.
+    model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], optimizer="gd")
+    L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    ).fit(model, datamodule=data)
+    monkeypatch.undo()
+    assert sum(len(p["step_costs"]) for p in model.cost_curve) == 2 * -(-120 // batch_size)
+    return calls["n"]
+
+
+def test_recording_step_costs_adds_no_host_read_per_step(monkeypatch):
+    # 120 training examples: 2 steps per epoch at batch 64, 15 at batch 8; same host reads.
+    assert _host_reads_during_fit(8, monkeypatch) == _host_reads_during_fit(64, monkeypatch)
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed", "ignore:Be aware that when using")
+def test_a_fit_resumed_mid_epoch_keeps_the_steps_before_the_checkpoint(tmp_path):
+    data = ArrayDataModule(Moons(n_samples=100), batch_size=16)  # 4 steps per epoch
+
+    def fit(ckpt=None, every=None, where=tmp_path):
+        L.seed_everything(0)
+        model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
+        saver = ModelCheckpoint(dirpath=where, every_n_train_steps=every, save_top_k=-1)
+        L.Trainer(
+            max_epochs=2,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[saver],
+        ).fit(model, datamodule=data, ckpt_path=ckpt, weights_only=True)
+        return model
+
+    reference = fit(every=3)
+    resumed = fit(ckpt=tmp_path / "epoch=1-step=6.ckpt", where=tmp_path / "resumed")
+    assert len(reference.cost_curve) == len(resumed.cost_curve) == 2
+    for ours, theirs in zip(resumed.cost_curve, reference.cost_curve, strict=True):
+        assert ours["step_costs"] == pytest.approx(theirs["step_costs"], abs=1e-6)
 
 
 def test_a_checkpoint_written_before_the_rename_still_gives_its_cost_curve():

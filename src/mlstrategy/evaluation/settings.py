@@ -39,6 +39,10 @@ class EvaluationSettings:
             on a source task for transfer learning): it runs, but is left out of the comparison.
         columns: More metrics for the comparison table, e.g. ``[test/f1, fit_seconds,
             trainable_params]``.
+        smoothing_beta: ``beta`` of the exponentially weighted average (with bias correction)
+            that smooths the per-step training cost in the report's cost chart, in [0, 1): it
+            averages over about ``1 / (1 - beta)`` steps (0.9: ~10, 0.98: ~50); 0 draws the raw
+            cost only.
 
     Example:
         >>> s = EvaluationSettings(human_error=0.05, satisfy=["latency_ms<=5"])
@@ -55,6 +59,7 @@ class EvaluationSettings:
         latency_repeats: int = 50,
         candidate: bool = True,
         columns: list[str] | None = None,
+        smoothing_beta: float = 0.98,
     ) -> None:
         if human_error is not None and not 0.0 <= human_error <= 1.0:
             raise ValueError(
@@ -63,6 +68,12 @@ class EvaluationSettings:
             )
         if goal not in ("auto", "max", "min"):
             raise ValueError(f"evaluation.goal={goal!r}; use auto, max or min.")
+        if not 0.0 <= smoothing_beta < 1.0:
+            raise ValueError(
+                f"evaluation.smoothing_beta={smoothing_beta} must be in [0, 1): the weight of the "
+                "running average in v_t = beta v_(t-1) + (1 - beta) theta_t. It averages over "
+                "about 1 / (1 - beta) steps: 0.9 for ~10, 0.98 for ~50; 0 turns smoothing off."
+            )
         if latency_repeats < 1:
             raise ValueError(f"evaluation.latency_repeats={latency_repeats} must be >= 1.")
         self.human_error = human_error
@@ -72,6 +83,7 @@ class EvaluationSettings:
         self.latency_repeats = latency_repeats
         self.candidate = candidate
         self.columns = list(columns or [])
+        self.smoothing_beta = smoothing_beta
         self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
         # A name no run records would train a run that no comparison can choose.
         check_metric_name(optimize, "evaluation.optimize")
@@ -94,4 +106,5 @@ class EvaluationSettings:
             "satisfy": list(self.satisfy),
             "candidate": self.candidate,
             "columns": list(self.columns),
+            "smoothing_beta": self.smoothing_beta,
         }

@@ -16,6 +16,8 @@ from mlstrategy.models.optim import OptimizerName, build_optimizer
 from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_decay
 
 COST_CURVE_KEY = "cost_curve"  # where a checkpoint keeps the cost per epoch
+STEP_COSTS_KEY = "step_costs"  # each epoch's per-step training costs, in its cost-curve point
+_PENDING_STEPS_KEY = "pending_step_costs"  # a mid-epoch checkpoint's steps of the open epoch
 _OLD_COST_CURVE_KEY = "learning_curve"  # the same, in checkpoints written before the rename
 
 
@@ -31,7 +33,11 @@ class SupervisedModule(L.LightningModule):
     Logged per epoch: ``cost/train`` (mean training-batch cost of the epoch, without the L2
     term, so it reads on the same scale as dev) and ``cost/dev``, on one TensorBoard chart
     (Custom Scalars tab) with the epoch as x-axis, and ``lr`` (the rate the epoch trained with).
-    All three are kept in :attr:`cost_curve`, which checkpoints save and restore.
+    All three are kept in :attr:`cost_curve`, which checkpoints save and restore, with each
+    epoch's per-step training costs (``step_costs``: the cost of every mini-batch, without the
+    L2 term, in training order) for the report's smoothed per-step chart. The steps' costs stay
+    on the device in a tensor buffer during the epoch and reach the host once, at its end: no
+    step adds a host-device synchronization.
 
     Args:
         input_shape: Shape of one example; filled in from the data module by the CLI.
@@ -102,9 +108,13 @@ class SupervisedModule(L.LightningModule):
         # In the checkpoint, so an epoch resumed from a mid-epoch checkpoint logs the same cost.
         self.train_cost.persistent(True)
         self.dev_cost = MeanMetric()
-        self.cost_curve: list[dict[str, float]] = []
-        self._restored_curve: list[dict[str, float]] = []
+        self.cost_curve: list[dict[str, Any]] = []
+        self._restored_curve: list[dict[str, Any]] = []
         self._dev_cost_value: float | None = None
+        self._step_buffer = torch.zeros(0)  # this epoch's step costs, on the training device
+        self._steps_in_buffer = 0
+        self._steps_before: list[float] = []  # the open epoch's steps from a checkpoint
+        self._restored_steps: list[float] = []
 
     # ------------------------------------------------------------------------------- model
     def cost(self, outputs: Any, y: Tensor) -> Tensor:
@@ -182,9 +192,25 @@ class SupervisedModule(L.LightningModule):
         cost, _, y = self.model_step(batch)
         # cost/train logs the cost alone, on the same scale as cost/dev.
         self.train_cost.update(cost.detach(), len(y))
+        self._record_step_cost(cost.detach())
         if self.l2_lambda:
             return cost + self.l2_penalty(self.train_size or len(y))
         return cost
+
+    def _record_step_cost(self, cost: Tensor) -> None:
+        """Copy the step's cost into the device buffer (a device-side copy: no sync)."""
+        i = self._steps_in_buffer
+        if i == len(self._step_buffer) or self._step_buffer.device != cost.device:
+            grown = torch.zeros(max(64, 2 * i), dtype=torch.float32, device=cost.device)
+            grown[:i] = self._step_buffer[:i].to(cost.device)
+            self._step_buffer = grown
+        self._step_buffer[i] = cost.float()
+        self._steps_in_buffer = i + 1
+
+    def _epoch_step_costs(self) -> list[float]:
+        """The open epoch's step costs on the host (one copy from the device)."""
+        steps = self._step_buffer[: self._steps_in_buffer].tolist()
+        return [*self._steps_before, *steps]
 
     def on_train_start(self) -> None:
         self.train_size = _dataset_size(self.trainer.train_dataloader)
@@ -217,6 +243,8 @@ class SupervisedModule(L.LightningModule):
         self.train_cost.reset()
         self.log("cost/train", cost, prog_bar=True, logger=False)
         point = {"cost/train": cost.item()}
+        steps = self._epoch_step_costs()
+        self._steps_in_buffer, self._steps_before = 0, []
         if self._dev_cost_value is not None:
             point["cost/dev"] = self._dev_cost_value
             self._dev_cost_value = None
@@ -224,14 +252,17 @@ class SupervisedModule(L.LightningModule):
         point["lr"] = getattr(self, "_epoch_lr", None) or self._current_lr()
         for logger in self.loggers:
             logger.log_metrics(point, step=self.current_epoch)
-        self.cost_curve.append({"epoch": float(self.current_epoch), **point})
+        self.cost_curve.append({"epoch": float(self.current_epoch), **point, STEP_COSTS_KEY: steps})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[COST_CURVE_KEY] = list(self.cost_curve)
+        # A checkpoint taken inside an epoch keeps its steps so far (a sync, as saving is).
+        checkpoint[_PENDING_STEPS_KEY] = self._epoch_step_costs()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         curve = checkpoint.get(COST_CURVE_KEY, checkpoint.get(_OLD_COST_CURVE_KEY, []))
         self._restored_curve = list(curve)
+        self._restored_steps = list(checkpoint.get(_PENDING_STEPS_KEY, []))
 
     def on_fit_start(self) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -239,6 +270,8 @@ class SupervisedModule(L.LightningModule):
         # One cost curve per fit (a learning-rate search fits too); a resumed fit continues
         # the curve saved in its checkpoint.
         self.cost_curve, self._restored_curve = self._restored_curve, []
+        self._steps_before = self._restored_steps
+        self._restored_steps, self._steps_in_buffer = [], 0
 
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):

@@ -1,7 +1,8 @@
 """The report's figures: confusion matrices, the cost curve, the hardest dev examples, and the
 learning curve.
 
-The *cost curve* is train and dev cost per epoch of one training run; the *learning curve* is
+The *cost curve* is train and dev cost per epoch of one training run, beside the training cost
+of every step with its exponentially weighted average; the *learning curve* is
 training and dev error against the training-set size ``m`` over several runs (the
 ``learning-curve`` verb, *Machine Learning Yearning* ch. 28-32).
 
@@ -52,21 +53,58 @@ def confusion_matrix_figure(
     return fig
 
 
-def cost_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
-    """Train and dev cost per epoch on one chart: the course's picture of bias and variance.
+def exponentially_weighted_average(values: Sequence[float], beta: float) -> np.ndarray:
+    """The course's exponentially weighted average with bias correction.
+
+    ``v_0 = 0``, ``v_t = beta v_(t-1) + (1 - beta) theta_t``, and the corrected value
+    ``v_t / (1 - beta^t)``, which removes the pull towards ``v_0 = 0`` over the first
+    ``~1 / (1 - beta)`` steps. The recursion runs on the uncorrected ``v``; the correction
+    divides only what is returned (feeding corrected values back would over-weight every
+    step after the first).
 
     Args:
-        history: One dict per epoch with ``epoch``, ``cost/train`` and (when validated)
-            ``cost/dev``, as kept by ``SupervisedModule.cost_curve``.
+        values: ``theta_1 .. theta_T`` (e.g. the training cost of every step).
+        beta: In [0, 1); 0 returns the values unchanged.
+
+    Example:
+        >>> exponentially_weighted_average([1.0, 1.0, 1.0], 0.9).round(6).tolist()
+        [1.0, 1.0, 1.0]
+        >>> exponentially_weighted_average([2.0, 4.0], 0.5).round(4).tolist()  # (1, 2.5)/(.5, .75)
+        [2.0, 3.3333]
+    """
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta={beta} must be in [0, 1) (0.9 averages ~10 steps, 0.98 ~50).")
+    theta = np.asarray(values, dtype=np.float64)
+    v = np.empty_like(theta)
+    running = 0.0
+    for t, value in enumerate(theta):
+        running = beta * running + (1.0 - beta) * value
+        v[t] = running
+    return v / (1.0 - beta ** np.arange(1, len(theta) + 1))
+
+
+def cost_curve_figure(history: Sequence[dict[str, Any]], beta: float = 0.98) -> Figure:
+    """Train and dev cost per epoch on one chart: the course's picture of bias and variance;
+    beside it, when the epochs kept their ``step_costs``, the training cost of every step with
+    its bias-corrected exponentially weighted average (:func:`exponentially_weighted_average`).
+
+    Args:
+        history: One dict per epoch with ``epoch``, ``cost/train``, (when validated)
+            ``cost/dev`` and ``step_costs``, as kept by ``SupervisedModule.cost_curve``.
+        beta: The smoothing's ``beta`` (the recipe's ``evaluation.smoothing_beta``).
 
     Example:
         >>> h = [{"epoch": 0, "cost/train": 0.7, "cost/dev": 0.69},
         ...      {"epoch": 1, "cost/train": 0.5, "cost/dev": 0.55}]
         >>> [line.get_label() for line in cost_curve_figure(h).axes[0].get_lines()]
         ['train cost', 'dev cost', 'lowest dev cost (epoch 1)']
+        >>> h[0]["step_costs"], h[1]["step_costs"] = [0.8, 0.6], [0.55, 0.45]
+        >>> [line.get_label() for line in cost_curve_figure(h, 0.9).axes[1].get_lines()]
+        ['cost of each step', 'smoothed (EWA, beta=0.9, bias-corrected)']
     """
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-    ax = fig.subplots()
+    steps = [float(c) for h in history for c in h.get("step_costs") or []]
+    fig = Figure(figsize=(11.0 if steps else 6.0, 4.0), layout="constrained")
+    ax, *step_ax = fig.subplots(1, 2 if steps else 1, squeeze=False)[0]
     for key, label in (("cost/train", "train cost"), ("cost/dev", "dev cost")):
         points = [(h["epoch"], h[key]) for h in history if key in h]
         if points:
@@ -81,7 +119,24 @@ def cost_curve_figure(history: Sequence[dict[str, float]]) -> Figure:
     ax.set_title("cost per epoch")
     ax.grid(alpha=0.3)
     ax.legend()
+    if step_ax:
+        _step_cost_axes(step_ax[0], steps, beta)
     return fig
+
+
+def _step_cost_axes(ax: Any, steps: Sequence[float], beta: float) -> None:
+    """The raw per-step training cost, faint, and its smoothed curve on top."""
+    t = np.arange(1, len(steps) + 1)
+    ax.plot(t, steps, color="tab:blue", alpha=0.3, linewidth=0.8, label="cost of each step")
+    if beta > 0:
+        smooth = exponentially_weighted_average(steps, beta)
+        label = f"smoothed (EWA, beta={beta:g}, bias-corrected)"
+        ax.plot(t, smooth, color="tab:blue", linewidth=2.0, label=label)
+    ax.set_xlabel("step (mini-batch)")
+    ax.set_ylabel("training cost J (no L2 term)")
+    ax.set_title(f"training cost per step ({len(steps):,} steps)")
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def learning_curve_figure(points: Sequence[CurvePoint], human_error: float | None = None) -> Figure:

@@ -40,6 +40,8 @@ from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
 from mlstrategy.reporting.tasks import render_task_report
 from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
 
+DEFAULT_SMOOTHING_BETA = 0.98  # EvaluationSettings.smoothing_beta's default
+
 FIGURE_FILES = {
     "confusion_matrix": "confusion_matrix.png",
     "cost_curve": "cost_curve.png",
@@ -109,7 +111,7 @@ def _render(
         *_diagnosis_section(diagnosis),
         *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
         *_selection_section(metrics, constraints, optimize),
-        *_figures_section(images),
+        *_figures_section(images, _has_step_costs(metrics)),
         *_per_class_section(splits),
     ]
     if "highest_loss" in analysis:
@@ -253,10 +255,23 @@ def _selection_section(
     return [*out, ""]
 
 
-def _figures_section(images: Mapping[str, str]) -> list[str]:
+def _has_step_costs(metrics: Mapping[str, Any]) -> bool:
+    return any(h.get("step_costs") for h in metrics.get("cost_curve") or [])
+
+
+def _figures_section(images: Mapping[str, str], step_costs: bool = False) -> list[str]:
     out = []
     if "cost_curve" in images:
         out += ["## Cost per epoch", "", f"![train and dev cost per epoch]({images['cost_curve']})"]
+        if step_costs:
+            out += [
+                "",
+                "Right: the training cost of every step (faint) and its exponentially weighted "
+                "average with bias correction, v_t = beta v_(t-1) + (1 - beta) theta_t reported "
+                "as v_t / (1 - beta^t) (beta: evaluation.smoothing_beta). Mini-batch costs are "
+                "noisy; the smoothed curve shows the trend: still falling means train longer, "
+                "flat and high means avoidable bias.",
+            ]
         out.append("")
     if "confusion_matrix" in images:
         out += ["## Confusion matrices", "", f"![confusion matrices]({images['confusion_matrix']})"]
@@ -322,7 +337,8 @@ def write_run_report(
 
     analysis = dict(analysis or {})
     examples = analysis.pop("highest_loss_x", None)
-    figures = _figures(metrics, analysis, examples)
+    beta = float((settings or {}).get("smoothing_beta", DEFAULT_SMOOTHING_BETA))
+    figures = _figures(metrics, analysis, examples, beta)
     written = {key: save_figure(fig, run_dir / FIGURE_FILES[key]) for key, fig in figures.items()}
     images = {k: p.name for k, p in written.items()}
 
@@ -356,7 +372,10 @@ def write_run_report(
 
 
 def _figures(
-    metrics: Mapping[str, Any], analysis: Mapping[str, Any], examples: Any
+    metrics: Mapping[str, Any],
+    analysis: Mapping[str, Any],
+    examples: Any,
+    beta: float = 0.98,
 ) -> dict[str, Any]:
     """The report's figures, by :data:`FIGURE_FILES` key: those the run has data for."""
     from mlstrategy.reporting.plots import (
@@ -374,7 +393,7 @@ def _figures(
         figures["confusion_matrix"] = confusion_matrix_figure(matrices, names)
     history = metrics.get("cost_curve") or []
     if history:
-        figures["cost_curve"] = cost_curve_figure(history)
+        figures["cost_curve"] = cost_curve_figure(history, beta)
     if examples is not None:
         captions = [
             f"#{w['index']} {w['true']}->{w['predicted']}" for w in analysis.get("highest_loss", [])
