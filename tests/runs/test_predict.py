@@ -156,3 +156,46 @@ def test_the_verb_dispatches_on_a_path_and_bad_input_exits_2(iris_run, tmp_path,
     assert main(["predict", str(unfinished)]) == 2
     assert "has no metrics.json" in capsys.readouterr().err
     assert main(["predict", str(iris_run), str(tmp_path / "absent.csv")]) == 2
+
+
+def test_a_multitask_run_gets_one_column_group_per_task(tmp_path):
+    from mlstrategy.runs.error_sheet import write_error_sheet
+
+    recipe = write_recipe(
+        tmp_path / "scenes.yaml",
+        model={
+            "class_path": "mlstrategy.models.MultiTaskNet",
+            "init_args": {
+                "heads": {"pedestrian": {"kind": "binary"}, "car": {"kind": "binary"}},
+                "layer_dims": [16],
+            },
+        },
+        data={
+            "class_path": "mlstrategy.data.MultiTaskDataModule",
+            "init_args": {
+                "source": {
+                    "class_path": "mlstrategy.data.StreetScenes",
+                    "init_args": {"n_samples": 300, "image_size": 16, "missing_fraction": 0.3},
+                },
+            },
+        },
+        trainer={"max_epochs": 2},
+    )
+    run_dir = run_recipe([recipe], console=Console(file=io.StringIO()), logs_dir=tmp_path).run_dir
+    rows = _read(predict_run(run_dir).path)
+    header = list(rows[0])
+    for task in ("pedestrian", "car"):  # one group per task, side by side
+        group = [f"{task}_{c}" for c in ("predicted", "p_absent", "p_present", "true", "correct")]
+        start = header.index(group[0])
+        assert header[start : start + 5] == group
+    test = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]["tasks"]
+    for task in ("pedestrian", "car"):
+        labelled = [r for r in rows if r[f"{task}_true"]]  # missing labels stay empty
+        assert len(labelled) == test[task]["n"]
+        wrong = sum(r[f"{task}_correct"] == "false" for r in labelled)
+        assert wrong / len(labelled) == pytest.approx(test[task]["error"], abs=1e-6)
+    sheet = write_error_sheet(run_dir)
+    dev = json.loads((run_dir / "metrics.json").read_text())["splits"]["dev"]["tasks"]
+    for task in ("pedestrian", "car"):
+        cm = np.array(dev[task]["confusion_matrix"])
+        assert sum(r["task"] == task for r in sheet.rows) == cm.sum() - np.trace(cm)

@@ -86,6 +86,7 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
             row = {**({"task": task} if task else {}), **w}
             row["input"] = w.get("file") or inputs[w["index"]]
             rows.append(row)
+    rows.sort(key=lambda r: -r["loss"])  # stable: a multi-task sheet mixes its tasks by loss
     columns = (["task"] if per_task is not None else []) + SHEET_COLUMNS
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
