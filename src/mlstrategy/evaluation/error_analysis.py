@@ -199,7 +199,10 @@ def analyze_errors(
     if "test" in data:
         x_test, y_test = data["test"]
         out["same_distribution"] = compare_distributions(
-            (x_dev.numpy(), y_dev.numpy()), (x_test.numpy(), y_test.numpy()), num_classes
+            (x_dev.numpy(), y_dev.numpy()),
+            (x_test.numpy(), y_test.numpy()),
+            num_classes,
+            train_x=data["train"][0].numpy() if "train" in data else None,
         )
     return out
 
