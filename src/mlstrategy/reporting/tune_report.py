@@ -35,7 +35,7 @@ def history_figure(records: Sequence[Any], optimize: str, goal: str) -> Figure:
         >>> rs = [T(number=i, stage=1, state="complete", value=v, feasible=True)
         ...       for i, v in enumerate([0.3, 0.2, 0.25])]
         >>> fig = history_figure(rs, "dev/error", "min")
-        >>> list(fig.axes[0].get_lines()[-1].get_ydata())
+        >>> [float(y) for y in fig.axes[0].get_lines()[-1].get_ydata()]
         [0.3, 0.2, 0.2]
     """
     fig = Figure(figsize=(7.0, 4.0), layout="constrained")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -75,32 +77,46 @@ def open_storage(url: str) -> BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     connect: dict[str, Any] = {} if scheme == "sqlite" else {"connect_timeout": 10}
+    if url.startswith("postgresql://") and not find_spec("psycopg") and find_spec("psycopg2"):
+        # SQLAlchemy 2.1 reads postgresql:// as psycopg 3; the dev extra installs psycopg2.
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     if scheme == "sqlite" and url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            # Heartbeats are "experimental" in Optuna 5; the toolkit relies on them knowingly.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs={"connect_args": connect} if connect else None,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=_mark_interrupted,
-            )
-    except ModuleNotFoundError as err:
-        driver = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL (URL mysql+pymysql://)"}
-        raise ValueError(
-            f"--storage {_hide_password(url)}: the database driver {err.name!r} is not installed. "
-            f"pip install {driver.get(scheme, err.name)}."
-        ) from None
-    except Exception as err:  # sqlalchemy's OperationalError and friends: not reachable
-        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise ValueError(
-            f"--storage {_hide_password(url)}: cannot reach the database ({reason}). Check that "
-            "the server runs and accepts connections from this machine, and the user, password "
-            "and database name in the URL."
-        ) from None
+    for attempt in range(3):
+        try:
+            return _rdb(url, connect)
+        except ImportError:
+            driver = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL (URL mysql+pymysql://)"}
+            raise ValueError(
+                f"--storage {_hide_password(url)}: the database driver for {scheme} is not "
+                f"installed. pip install {driver.get(scheme, 'the driver SQLAlchemy names')}."
+            ) from None
+        except Exception as err:  # sqlalchemy's OperationalError and friends: not reachable
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            if attempt < 2 and ("duplicate key" in reason or "already exists" in reason):
+                # Workers started together all create Optuna's tables; the losers retry and
+                # find them made.
+                time.sleep(1.0 + attempt)
+                continue
+            raise ValueError(
+                f"--storage {_hide_password(url)}: cannot reach the database ({reason}). Check "
+                "that the server runs and accepts connections from this machine, and the user, "
+                "password and database name in the URL."
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _rdb(url: str, connect: dict[str, Any]) -> RDBStorage:
+    with warnings.catch_warnings():
+        # Heartbeats are "experimental" in Optuna 5; the toolkit relies on them knowingly.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url,
+            engine_kwargs={"connect_args": connect} if connect else None,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=_mark_interrupted,
+        )
 
 
 def _hide_password(url: str) -> str:

@@ -1,0 +1,177 @@
+"""`mlstrategy tune`: one tiny study run once, read by several tests; continue, refine, rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+from mlstrategy.cli import main
+from mlstrategy.run_folder import load_metrics
+from mlstrategy.runs.run import run_recipe
+from mlstrategy.runs.tune import continue_study, refine, tune
+from mlstrategy.runs.tune_storage import open_storage
+
+# A 4-unit net on breast cancer, 2 epochs a trial. The learning rate 1e30 turns the cost NaN:
+# that trial must be recorded failed while the study goes on. With seed 16 the trials draw
+# 0.01, 1e30, 0.1 (then 0.1 for a fourth, 0.01 for a fifth).
+RECIPE = {
+    "model": {
+        "class_path": "mlstrategy.models.DeepNet",
+        "init_args": {"layer_dims": [4], "optimizer": "adam", "learning_rate": 0.01},
+    },
+    "data": {
+        "class_path": "mlstrategy.data.ArrayDataModule",
+        "init_args": {"source": {"class_path": "mlstrategy.data.BreastCancer"}, "batch_size": 64},
+    },
+    "trainer": {"max_epochs": 2},
+    "evaluation": {"optimize": "dev/error", "satisfy": ["dev/recall>=0.5"], "latency_repeats": 3},
+    "search": {
+        "model.init_args.learning_rate": {"choices": [0.01, 0.1, 1.0e30]},
+        "model.init_args.l2_lambda": {"low": 0.01, "high": 10.0, "log": True},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("tune")
+    before = Path.cwd()
+    os.chdir(root)
+    try:
+        recipe = root / "small.yaml"
+        recipe.write_text(yaml.safe_dump(RECIPE))
+        result = tune(recipe, trials=3, seed=16)
+        yield root, recipe, result
+    finally:
+        os.chdir(before)
+
+
+def _trial_runs(study_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in study_dir.glob("trial_*/*/*/metrics.json"))
+
+
+@pytest.mark.slow
+def test_the_study_folder_holds_storage_trial_runs_report_figures_and_best_recipe(study):
+    _, _, result = study
+    d = result.study_dir
+    for name in (
+        "study.db",
+        "study.json",
+        "report.md",
+        "best.yaml",
+        "optimization_history.png",
+        "params_vs_dev.png",
+    ):
+        assert (d / name).is_file(), name
+    assert (d / "optimization_history.png").read_bytes()[:4] == b"\x89PNG"
+    assert [r.state for r in result.records] == ["complete", "failed", "complete"]
+    assert "NonFiniteError" in (result.records[1].error or "")
+    assert len(_trial_runs(d)) == 2  # two finished runs; the NaN one is marked FAILED
+    assert list(d.glob("trial_001/*/*/FAILED"))
+    report = (d / "report.md").read_text()
+    assert "![optimization history](optimization_history.png)" in report
+    assert "| trial 0 |" in report and "| trial 2 |" in report
+
+
+@pytest.mark.slow
+def test_the_chosen_trial_is_the_lowest_dev_error_among_the_trials_runs(study):
+    _, _, result = study
+    dev = {
+        Path(r).name: load_metrics(r)["splits"]["dev"]["error"]
+        for r in _trial_runs(result.study_dir)
+    }
+    best_dir = Path(result.best.run_dir)
+    assert dev[best_dir.name] == min(dev.values()) == pytest.approx(result.best.value)
+    # Test is read for the chosen trial only; no trial records a test score in the storage.
+    stored = optuna.load_study(study_name="small", storage=open_storage(result.setup.storage))
+    assert not any(
+        k.startswith("test/") for t in stored.trials for k in t.user_attrs.get("metrics", {})
+    )
+    assert result.test["error"] == load_metrics(best_dir)["splits"]["test"]["error"]
+
+
+@pytest.mark.slow
+def test_hparams_has_one_row_per_trial_with_its_sampled_values_and_no_hp_metric(study):
+    _, _, result = study
+    rows = sorted((result.study_dir / "hparams").iterdir())
+    assert [r.name for r in rows] == [f"stage1_trial_{n:03d}" for n in range(3)]
+    tags: set[str] = set()
+    for events in result.study_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(events)).Load():
+            tags |= {v.tag for v in event.summary.value}
+    assert "hp_metric" not in tags
+    assert "tune/dev/error" in tags and "_hparams_/session_start_info" in tags
+
+
+@pytest.mark.slow
+def test_running_again_continues_the_study_without_losing_a_finished_trial(study):
+    _, recipe, first = study
+    again = tune(recipe, trials=4, seed=16)
+    assert [r.number for r in again.records] == [0, 1, 2, 3]
+    assert [r.values for r in again.records[:3]] == [r.values for r in first.records]
+    assert [r.value for r in again.records[:3]] == [r.value for r in first.records]
+    same = continue_study(first.study_dir, trials=4)
+    assert len(same.records) == 4  # the budget is reached: nothing more runs
+
+
+@pytest.mark.slow
+def test_refine_narrows_around_the_best_trials_records_its_parent_and_reports_both(study):
+    _, _, first = study
+    child = refine(first.study_dir, trials=1, top=2)
+    setup = json.loads((child.study_dir / "study.json").read_text())
+    assert setup["parent"] == str(first.study_dir) and setup["stage"] == 2
+    l2 = setup["search"]["model.init_args.l2_lambda"]
+    used = [r.values["model.init_args.l2_lambda"] for r in first.records if r.state == "complete"]
+    assert l2["log"] is True and 0.01 <= l2["low"] <= min(used) and max(used) <= l2["high"] <= 10
+    assert 1e30 not in setup["search"]["model.init_args.learning_rate"]["choices"]
+    assert len(child.parents) >= 3 and child.records[0].stage == 2
+    report = (child.study_dir / "report.md").read_text()
+    assert "refines" in report and "| 2:trial 0 |" in report
+
+
+@pytest.mark.slow
+def test_best_yaml_reproduces_the_chosen_trials_dev_scores(study, in_tmp):
+    root, _, result = study
+    rerun = run_recipe([root / result.best_recipe])
+    chosen = load_metrics(root / result.best.run_dir)["splits"]["dev"]
+    assert rerun.splits["dev"]["error"] == chosen["error"]
+    assert rerun.splits["dev"]["loss"] == pytest.approx(chosen["loss"], rel=1e-6)
+    assert "search" not in yaml.safe_load((root / result.best_recipe).read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"search": {"model.init_args.lerning_rate": {"low": 0.1, "high": 1.0}}},
+            "closest real key is 'model.init_args.learning_rate'",
+        ),
+        (
+            {"search": {"model.init_args.learning_rate": {"low": 0.0, "high": 1.0, "log": True}}},
+            "log scale needs low > 0",
+        ),
+        ({"evaluation": {"optimize": "test/error"}}, "dev set only"),
+    ],
+)
+def test_bad_input_gets_exit_2_and_one_paragraph(in_tmp, capsys, change, message):
+    recipe = in_tmp / "bad.yaml"
+    recipe.write_text(yaml.safe_dump({**RECIPE, **change}))
+    assert main(["tune", str(recipe), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()) and "Traceback" not in err
+    assert not (in_tmp / "logs" / "tune").exists() or not any(
+        (in_tmp / "logs/tune").rglob("trial_*")
+    )
+
+
+def test_an_unknown_storage_scheme_gets_exit_2(in_tmp, capsys):
+    recipe = in_tmp / "small.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    assert main(["tune", str(recipe), "--storage", "mongodb://x/y"]) == 2
+    assert "unknown scheme 'mongodb'" in capsys.readouterr().err
