@@ -43,6 +43,10 @@ TUNE_DIR = "tune"  # logs/tune/<study>/
 PREDICTIONS_FILE = "predictions.csv"
 ERRORS_FILE = "errors.csv"
 ERRORS_FIGURE = "errors.png"
+# Written by `mlstrategy suspects RUN_DIR`: every train and dev example ranked by how unlikely
+# its given label is, and the contact sheet of the most suspect ones (image data).
+SUSPECTS_FILE = "suspect_labels.csv"
+SUSPECTS_FIGURE = "suspect_labels.png"
 
 
 def checkpoint_path(run_dir: Path, which: str = BEST_CHECKPOINT) -> Path:

@@ -42,6 +42,9 @@ verbs:
                       test split: class names and probabilities (mlstrategy predict RUN_DIR -h)
   errors RUN_DIR      errors.csv (misclassified dev examples to tag) and errors.png; with
                       --tags errors.csv, the ceiling per tag (mlstrategy errors -h)
+  suspects RUN_DIR    refit the recipe on K folds of train + dev and rank every label by how
+                      unlikely the fit that never saw it finds it: suspect_labels.csv
+                      (mlstrategy suspects -h)
   tune RECIPE         hyperparameter search on Optuna over the recipe's search: ranges
                       (random, log scales, median pruning; mlstrategy tune -h)
   tune STUDY_DIR      continue a study; --refine: coarse to fine around its best trials
@@ -63,6 +66,7 @@ examples:
   mlstrategy compare logs/strategy --optimize dev/f1 --satisfy "latency_ms<=5"
   mlstrategy learning-curve recipes/strategy/flower_wide_net.yaml --sizes 0.25,0.5,1.0
   mlstrategy tune recipes/tune/mlp.yaml --trials 20
+  mlstrategy suspects logs/softmax_digits --folds 5
   tensorboard --logdir logs
 
 Safety: recipes may name classes from mlstrategy, torch, torchvision, torchmetrics and
@@ -89,7 +93,7 @@ _DISK_FIXES = {
     errno.EEXIST: "A file stands where a folder should be: move or remove it",
 }
 # Verbs that read recipes or checkpoints, and so are vetted against the allowlist first.
-_VETTED = ("run", "learning-curve", "lr-find", "errors", "tune", *_LIGHTNING_VERBS)
+_VETTED = ("run", "learning-curve", "lr-find", "errors", "tune", "suspects", *_LIGHTNING_VERBS)
 
 
 # Each toolkit verb's module under mlstrategy.cli; the LightningCLI verbs share cli.lightning.
@@ -101,6 +105,7 @@ _VERB_MODULES = {
     "lr-find": "lr_find",
     "errors": "errors",
     "tune": "tune",
+    "suspects": "suspects",
 }
 _TOOLKIT_VERBS = tuple(_VERB_MODULES)
 
