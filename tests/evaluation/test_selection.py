@@ -151,7 +151,10 @@ def test_recipe_settings_validate_and_resolve_the_goal():
     assert s.resolved_goal == "min"
     assert s.constraints == [Constraint("latency_ms", "<=", 5.0)]
     assert s.to_dict()["satisfy"] == ["latency_ms<=5"]
-    with pytest.raises(ValueError, match="human_error=5"):
-        EvaluationSettings(human_error=5)
+    with pytest.raises(ValueError, match="human_error=5"):  # a classifier's: a fraction
+        EvaluationSettings(human_error=5).fit_model(regression=False)
+    EvaluationSettings(human_error=5).fit_model(regression=True)  # an RMSE of 5: fine
+    with pytest.raises(ValueError, match="human_error=-1"):
+        EvaluationSettings(human_error=-1)
     with pytest.raises(ValueError, match="Write METRIC OP NUMBER"):
         EvaluationSettings(satisfy=["fast"])

@@ -53,7 +53,7 @@ def main(argv: list[str], console: Console) -> int:
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
     if is_multitask_run(splits):
         console.print(task_renderable(splits, diagnose_tasks(splits, human_error)))
-    diagnosis = diagnose_run(splits, human_error)
+    diagnosis = diagnose_run(splits, human_error, load_settings(run_dir).get("error_metric"))
     if isinstance(diagnosis, str):
         console.print(f"diagnosis skipped: {diagnosis}.")
     else:

@@ -342,13 +342,17 @@ class ArrayFile(ArraySource):
         self.features = features
 
     def load(self, seed: int) -> Arrays:
+        x, y, path = self.load_raw()
+        return Arrays(x, *_encode_labels(y, path))  # y as classes 0..K-1, and their names
+
+    def load_raw(self) -> tuple[np.ndarray, np.ndarray, Path]:
+        """Features, the target as stored (a regression reads it as numbers) and the path."""
         path = check_data_file(self.path, (".npz", ".csv"), "ArrayFile")
         if path.suffix.lower() == ".npz":
             x, y = self._load_npz(path)
         else:
             x, y = self._load_csv(path)
-        y, class_names = _encode_labels(y, path)
-        return Arrays(x=x, y=y, class_names=class_names)
+        return x, y, path
 
     def _load_npz(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         import zipfile

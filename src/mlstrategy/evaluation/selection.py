@@ -28,8 +28,9 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONSTRAINT = re.compile(r"^\s*(?P<metric>[^<>=!]+?)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>[^<>=]+)$")
-# Smaller is better for these; everything else (accuracy, precision, recall, f1) is maximized.
-_MINIMIZED = re.compile(r"(error|loss|latency_ms|params|seconds|epochs)(_\w+)?$")
+# Smaller is better for these (a regression's squared and absolute errors too); everything
+# else (accuracy, precision, recall, f1, r2) is maximized.
+_MINIMIZED = re.compile(r"(error|loss|latency_ms|params|seconds|epochs|^r?mse|^mae)(_\w+)?$")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def default_goal(metric: str) -> Goal:
     Example:
         >>> default_goal("dev/error"), default_goal("dev/f1"), default_goal("latency_ms")
         ('min', 'max', 'min')
+        >>> [default_goal(f"dev/{m}") for m in ("rmse", "mse", "mae", "r2")]
+        ['min', 'min', 'min', 'max']
     """
     parts = metric.split("/")
     name = parts[1] if len(parts) == 3 else parts[-1]  # split/metric/class: the metric part
@@ -112,6 +115,8 @@ SPLIT_METRICS = (
     "loss",
     "mse",
     "mae",
+    "rmse",
+    "r2",
     *(f"{m}_{a}" for m in ("precision", "recall", "f1") for a in ("micro", "macro", "weighted")),
 )
 
@@ -128,8 +133,8 @@ def check_metric_name(name: str, where: str) -> None:
         Traceback (most recent call last):
         ...
         ValueError: evaluation.satisfy names the metric 'dev/speed', which no run records: \
-'speed' is not one of n, error, accuracy, precision, recall, f1, loss, mse, mae, \
-precision_micro, precision_macro, precision_weighted, recall_micro, recall_macro, \
+'speed' is not one of n, error, accuracy, precision, recall, f1, loss, mse, mae, rmse, \
+r2, precision_micro, precision_macro, precision_weighted, recall_micro, recall_macro, \
 recall_weighted, f1_micro, f1_macro, f1_weighted.
     """
     parts = name.split("/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from mlstrategy.evaluation.selection import (
@@ -11,6 +12,10 @@ from mlstrategy.evaluation.selection import (
     default_goal,
     parse_constraint,
 )
+from mlstrategy.metrics.names import REGRESSION_ERRORS, REGRESSION_NAMES
+
+ErrorMetric = Literal["auto", "error", "rmse", "mse", "mae"]
+DEFAULT_OPTIMIZE = {False: "dev/f1", True: "dev/rmse"}  # by "is the model a regressor"
 
 
 class EvaluationSettings:
@@ -25,11 +30,14 @@ class EvaluationSettings:
           satisfy: ["latency_ms<=5"] # satisficing constraints
 
     Args:
-        human_error: Human-level error on this task, a fraction in [0, 1], used as the proxy
-            for Bayes error in the diagnosis (avoidable bias = train error - human_error).
-            null: not known (0 is then used and avoidable bias is an upper bound).
+        human_error: Human-level error on this task, used as the proxy for Bayes error in the
+            diagnosis (avoidable bias = train error - human_error): for a classifier a fraction
+            in [0, 1]; for a regressor in the units of ``error_metric`` (an RMSE in the
+            target's units, e.g. the noise's standard deviation). null: not known (0 is then
+            used and avoidable bias is an upper bound).
         optimize: The optimizing metric for comparing runs (``mlstrategy compare`` and the
-            table after a study), e.g. ``dev/f1``, ``dev/error``, ``test/recall/malignant``.
+            table after a study), e.g. ``dev/f1``, ``dev/error``, ``test/recall/malignant``,
+            ``dev/rmse``; null: ``dev/f1`` for a classifier, ``dev/rmse`` for a regressor.
         goal: Whether ``optimize`` is maximized or minimized; ``auto`` minimizes errors,
             losses, latency and sizes and maximizes the rest.
         satisfy: Satisficing constraints ``METRIC OP NUMBER`` (OP: <=, >=, <, >, ==) that a
@@ -43,28 +51,41 @@ class EvaluationSettings:
             that smooths the per-step training cost in the report's cost chart, in [0, 1): it
             averages over about ``1 / (1 - beta)`` steps (0.9: ~10, 0.98: ~50); 0 draws the raw
             cost only.
+        error_metric: The error the diagnosis subtracts: ``error`` (the error rate, a
+            classifier's), or for a regressor ``rmse``, ``mse`` or ``mae`` in the target's
+            units; ``auto``: ``error`` for a classifier, ``rmse`` for a regressor.
 
     Example:
         >>> s = EvaluationSettings(human_error=0.05, satisfy=["latency_ms<=5"])
         >>> s.constraints, s.resolved_goal
         ([Constraint(metric='latency_ms', op='<=', threshold=5.0)], 'max')
+        >>> s = EvaluationSettings(human_error=0.2)
+        >>> s.fit_model(regression=True)
+        >>> s.optimize, s.error_metric, s.resolved_goal
+        ('dev/rmse', 'rmse', 'min')
     """
 
     def __init__(
         self,
         human_error: float | None = None,
-        optimize: str = "dev/f1",
+        optimize: str | None = None,
         goal: Literal["auto", "max", "min"] = "auto",
         satisfy: list[str] | None = None,
         latency_repeats: int = 50,
         candidate: bool = True,
         columns: list[str] | None = None,
         smoothing_beta: float = 0.98,
+        error_metric: ErrorMetric = "auto",
     ) -> None:
-        if human_error is not None and not 0.0 <= human_error <= 1.0:
+        if human_error is not None and not (math.isfinite(human_error) and human_error >= 0):
             raise ValueError(
-                f"evaluation.human_error={human_error} is not an error rate; give a fraction "
-                "in [0, 1] (5% -> 0.05), or null when it is not known."
+                f"evaluation.human_error={human_error} is not an error; give a fraction in "
+                "[0, 1] for a classifier (5% -> 0.05), an RMSE >= 0 in the target's units for "
+                "a regressor, or null when it is not known."
+            )
+        if error_metric not in ("auto", "error", *REGRESSION_ERRORS):
+            raise ValueError(
+                f"evaluation.error_metric={error_metric!r}; use auto, error, rmse, mse or mae."
             )
         if goal not in ("auto", "max", "min"):
             raise ValueError(f"evaluation.goal={goal!r}; use auto, max or min.")
@@ -84,18 +105,68 @@ class EvaluationSettings:
         self.candidate = candidate
         self.columns = list(columns or [])
         self.smoothing_beta = smoothing_beta
+        self.error_metric = error_metric
         self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
         # A name no run records would train a run that no comparison can choose.
-        check_metric_name(optimize, "evaluation.optimize")
+        if optimize is not None:
+            check_metric_name(optimize, "evaluation.optimize")
         for c in self.constraints:
             check_metric_name(c.metric, "evaluation.satisfy")
         for column in self.columns:
             check_metric_name(column, "evaluation.columns")
 
+    def fit_model(self, regression: bool) -> None:
+        """Resolve the defaults that depend on the model, and refuse settings that do not fit
+        it, before anything trains.
+
+        A regressor gets ``dev/rmse`` and ``rmse`` for ``optimize`` and ``error_metric`` left
+        to default; a classifier ``dev/f1`` and ``error``.
+
+        Raises:
+            ValueError: a classification metric (error, accuracy, precision, recall, F1) named
+                for a regressor, a regression error for a classifier's diagnosis, or a
+                classifier's ``human_error`` outside [0, 1].
+        """
+        if self.optimize is None:
+            self.optimize = DEFAULT_OPTIMIZE[regression]
+        if self.error_metric == "auto":
+            self.error_metric = "rmse" if regression else "error"
+        if regression:
+            if self.error_metric == "error":
+                raise ValueError(
+                    "evaluation.error_metric=error is a classifier's error rate; this run's "
+                    "model is a regressor. Use rmse (the default), mse or mae."
+                )
+            named = [("evaluation.optimize", self.optimize)]
+            named += [("evaluation.satisfy", c.metric) for c in self.constraints]
+            named += [("evaluation.columns", c) for c in self.columns]
+            for where, metric in named:
+                parts = metric.split("/")
+                if len(parts) > 1 and parts[1] not in (*REGRESSION_NAMES, "loss", "n"):
+                    raise ValueError(
+                        f"{where} names {metric!r}, a classification metric, but this run's "
+                        f"model is a regressor, which records no {parts[1]!r}. Use "
+                        f"{parts[0]}/rmse, {parts[0]}/mse, {parts[0]}/mae or {parts[0]}/r2 "
+                        "(rmse, mse and mae minimized, r2 maximized)."
+                    )
+            return
+        if self.error_metric != "error":
+            raise ValueError(
+                f"evaluation.error_metric={self.error_metric} is a regression error; this "
+                "run's model is a classifier, diagnosed on its error rate (error_metric: error "
+                "or auto)."
+            )
+        if self.human_error is not None and self.human_error > 1.0:
+            raise ValueError(
+                f"evaluation.human_error={self.human_error} is not an error rate; give a "
+                "fraction in [0, 1] (5% -> 0.05), or null when it is not known."
+            )
+
     @property
     def resolved_goal(self) -> Goal:
         """``goal``, with ``auto`` resolved from the metric's name."""
-        return default_goal(self.optimize) if self.goal == "auto" else self.goal
+        optimize = self.optimize or DEFAULT_OPTIMIZE[False]
+        return default_goal(optimize) if self.goal == "auto" else self.goal
 
     def to_dict(self) -> dict[str, object]:
         """The settings as given, for ``diagnosis.json``."""
@@ -107,4 +178,5 @@ class EvaluationSettings:
             "candidate": self.candidate,
             "columns": list(self.columns),
             "smoothing_beta": self.smoothing_beta,
+            "error_metric": self.error_metric,
         }

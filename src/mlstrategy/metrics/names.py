@@ -7,3 +7,7 @@ from typing import Literal
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1")
 AVERAGES: tuple[Literal["micro", "macro", "weighted"], ...] = ("micro", "macro", "weighted")
 PER_CLASS_NAMES = ("precision", "recall", "f1")
+# A regressor's scores per split (metrics.regression), and which of them is an error in the
+# target's units that the diagnosis can subtract (R^2 is a ratio, not an error).
+REGRESSION_NAMES = ("mse", "rmse", "mae", "r2")
+REGRESSION_ERRORS = ("rmse", "mse", "mae")

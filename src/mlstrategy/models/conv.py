@@ -22,6 +22,7 @@ from mlstrategy.models.deep import (
     make_activation,
 )
 from mlstrategy.models.init import InitName, check_init, initialize
+from mlstrategy.models.regressor import RegressorModule
 
 PoolName = Literal["max", "avg"]
 GlobalPoolName = Literal["avg", "max", "flatten"]
@@ -195,6 +196,62 @@ class ConvNet(ClassifierModule):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        pool: PoolName = "max",
+        pool_sizes: int | Sequence[int] = 2,
+        global_pool: GlobalPoolName = "avg",
+        hidden_dims: Sequence[int] = (),
+        activation: Activation = "relu",
+        keep_prob: float | Sequence[float] = 1.0,
+        batch_norm: bool = False,
+        init: InitName = "he",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(input_shape, num_classes, **kwargs)
+        self.net = CNN(
+            self.input_shape,
+            self.output_units,
+            channels=channels,
+            kernel_size=kernel_size,
+            pool=pool,
+            pool_sizes=pool_sizes,
+            global_pool=global_pool,
+            hidden_dims=hidden_dims,
+            activation=activation,
+            keep_prob=keep_prob,
+            batch_norm=batch_norm,
+            init=init,
+        )
+
+
+class ConvRegressor(RegressorModule):
+    """A convolutional network with one linear output unit, for a number per sequence or image.
+
+    The network of :class:`ConvNet` (the same :class:`CNN`, ``keep_prob``, ``batch_norm``,
+    ``init``, ``l2_lambda`` on every convolution and dense weight) trained on the squared
+    error of :class:`~mlstrategy.models.regressor.RegressorModule`.
+
+    Args:
+        input_shape: ``(channels, length)`` or ``(channels, height, width)``; from the data.
+        num_classes: 0 (a real-valued target); from the data.
+        channels: Output channels of each conv block, e.g. ``[32, 64]``.
+        kernel_size: Filter size of every convolution ("same" padding, stride 1).
+        pool: ``max`` or ``avg`` pooling inside the blocks.
+        pool_sizes: Pooling window after each block: one value for all, or one per block.
+        global_pool: ``avg`` or ``max`` over the last feature map's positions, or ``flatten``.
+        hidden_dims: Dense hidden layers between the conv features and the output unit.
+        activation: ``relu``, ``tanh``, ``sigmoid`` or ``leaky_relu``.
+        keep_prob: Inverted-dropout keep probability in (0, 1].
+        batch_norm: Batch-normalize every convolution's and hidden layer's ``Z``.
+        init: ``he``, ``xavier``, ``small_random`` or ``zeros``.
+        **kwargs: Settings of :class:`~mlstrategy.models.regressor.RegressorModule`.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int = 0,
         channels: Sequence[int] = (32, 64),
         kernel_size: int = 3,
         pool: PoolName = "max",

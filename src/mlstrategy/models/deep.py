@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mlstrategy.models.classifier import ClassifierModule
 from mlstrategy.models.init import InitName, check_init, initialize
+from mlstrategy.models.regressor import RegressorModule
 
 Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -196,6 +197,49 @@ class DeepNet(ClassifierModule):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
+        layer_dims: Sequence[int] = (64, 32),
+        activation: Activation = "relu",
+        keep_prob: float | Sequence[float] = 1.0,
+        batch_norm: bool = False,
+        init: InitName = "he",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(input_shape, num_classes, **kwargs)
+        self.net = MLP(
+            math.prod(self.input_shape),
+            layer_dims,
+            self.output_units,
+            activation=activation,
+            keep_prob=keep_prob,
+            batch_norm=batch_norm,
+            init=init,
+        )
+
+
+class DeepRegressor(RegressorModule):
+    """An L-layer deep neural network with one linear output unit: ``y_hat = Z[L]``.
+
+    The network of :class:`DeepNet` (the same :class:`MLP`, hidden layers ``LINEAR -> (BATCH
+    NORM) -> ACTIVATION -> (DROPOUT)``, He init, L2 by ``l2_lambda``) trained on the squared
+    error of :class:`~mlstrategy.models.regressor.RegressorModule` instead of cross-entropy.
+
+    Args:
+        input_shape: Shape of one example (flattened to ``n_x`` inputs); from the data.
+        num_classes: 0 (a real-valued target); from the data.
+        layer_dims: Hidden-layer sizes, e.g. ``[64, 64]``.
+        activation: Hidden activation: ``relu``, ``tanh``, ``sigmoid`` or ``leaky_relu``.
+        keep_prob: Inverted-dropout keep probability in (0, 1], one value or one per hidden
+            layer; 1 = no dropout.
+        batch_norm: Batch-normalize each hidden ``Z`` before the activation.
+        init: ``he``, ``xavier``, ``small_random`` or ``zeros``.
+        **kwargs: Settings of :class:`~mlstrategy.models.regressor.RegressorModule`
+            (``standardize_target``, ``optimizer``, ``learning_rate``, ``l2_lambda``, ...).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int = 0,
         layer_dims: Sequence[int] = (64, 32),
         activation: Activation = "relu",
         keep_prob: float | Sequence[float] = 1.0,

@@ -11,10 +11,11 @@ from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
 from mlstrategy.evaluation.selection import Selection, format_metric
-from mlstrategy.metrics.names import METRIC_NAMES
+from mlstrategy.metrics.names import METRIC_NAMES, REGRESSION_NAMES
 from mlstrategy.reporting.markdown import num, pct
 
 SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
+REGRESSION_SPLIT_COLUMNS = (*REGRESSION_NAMES, "loss")  # a regressor's row
 
 
 def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table:
@@ -29,11 +30,25 @@ def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     table.add_column("n", justify="right")
-    for col in SPLIT_COLUMNS:
+    regression = any("rmse" in r and "tasks" not in r for r in metrics["splits"].values())
+    columns = REGRESSION_SPLIT_COLUMNS if regression else SPLIT_COLUMNS
+    for col in columns:
         table.add_column(col, justify="right")
     for split, row in metrics["splits"].items():
-        table.add_row(split, str(row["n"]), *(num(row[c]) for c in SPLIT_COLUMNS))
+        table.add_row(split, str(row["n"]), *(num(row.get(c)) for c in columns))
     return table
+
+
+def gap_value(d: Diagnosis, value: float | None) -> str:
+    """An error or gap of ``d`` as the tables show it: a percentage for error rates, a number
+    in the metric's units for a regression.
+
+    Example:
+        >>> from mlstrategy.evaluation.diagnosis import diagnose
+        >>> gap_value(diagnose(0.08, 0.1), 0.02), gap_value(diagnose(3.0, 4.0, metric="rmse"), 1.0)
+        ('2.00%', '1')
+    """
+    return pct(value) if d.metric == "error" else num(value)
 
 
 def gap_formulas(d: Diagnosis) -> dict[str, str]:
@@ -44,22 +59,26 @@ def gap_formulas(d: Diagnosis) -> dict[str, str]:
         >>> gap_formulas(diagnose(0.08, 0.1, human_error=0.01))["avoidable_bias"]
         'train 8.00% - human 1.00%'
     """
-    human = f"human {pct(d.human_error)}" if d.human_error is not None else "0 (no human_error)"
+
+    def fmt(value: float | None) -> str:  # a regression's errors are in its metric's units
+        return gap_value(d, value)
+
+    human = f"human {fmt(d.human_error)}" if d.human_error is not None else "0 (no human_error)"
     train_dev = d.train_dev_error
     return {
-        "avoidable_bias": f"train {pct(d.train_error)} - {human}",
+        "avoidable_bias": f"train {fmt(d.train_error)} - {human}",
         "variance": (
-            f"train-dev {pct(train_dev)} - train {pct(d.train_error)}"
+            f"train-dev {fmt(train_dev)} - train {fmt(d.train_error)}"
             if train_dev is not None
-            else f"dev {pct(d.dev_error)} - train {pct(d.train_error)}"
+            else f"dev {fmt(d.dev_error)} - train {fmt(d.train_error)}"
         ),
         "data_mismatch": (
-            f"dev {pct(d.dev_error)} - train-dev {pct(train_dev)}"
+            f"dev {fmt(d.dev_error)} - train-dev {fmt(train_dev)}"
             if train_dev is not None
             else "needs a train-dev split"
         ),
         "dev_overfitting": (
-            f"test {pct(d.test_error)} - dev {pct(d.dev_error)}"
+            f"test {fmt(d.test_error)} - dev {fmt(d.dev_error)}"
             if d.test_error is not None
             else "needs a test split"
         ),
@@ -83,7 +102,7 @@ def diagnosis_table(d: Diagnosis, title: str = "diagnosis") -> Table:
     for gap, value in d.gaps.items():
         mark = "<- largest" if gap == d.largest else ""
         style = "bold" if gap == d.largest else None
-        table.add_row(GAP_TITLES[gap], pct(value), formulas[gap], mark, style=style)
+        table.add_row(GAP_TITLES[gap], gap_value(d, value), formulas[gap], mark, style=style)
     return table
 
 
