@@ -127,15 +127,86 @@ def test_divergence_after_good_epochs_names_the_last_good_checkpoint(in_tmp, cap
     assert f"cost/dev={float(state['best_model_score']):.4g}" in err
 
 
-def test_guard_stops_on_a_nan_cost_before_backward():
+def _guarded_step(guard, trainer, model, optimizer, cost):
+    """One step as Lightning runs it: the cost, gradients, the guard's hook, the update."""
+    guard.on_before_backward(trainer, model, cost)
+    guard.on_before_optimizer_step(trainer, model, optimizer)
+    optimizer.step()
+
+
+def test_guard_skips_a_nan_cost_step_on_the_device_and_stops_at_the_next_check():
     from mlstrategy.models import LogisticRegression
 
     guard = NonFiniteGuard()
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     model = LogisticRegression((3,), learning_rate=0.5)
-    with pytest.raises(NonFiniteError, match=r"at epoch 0, step 0\..*learning_rate=0\.05"):
-        guard.on_before_backward(trainer, model, torch.tensor(float("nan")))
-    guard.on_before_backward(trainer, model, torch.tensor(0.5))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("nan"))
+    _guarded_step(guard, trainer, model, optimizer, torch.tensor(float("nan")))
+    # No exception yet (that would be a host sync); the update was skipped on the device.
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 0, step 0;.*=0\.05"):
+        guard.check(trainer, model)
+    guard.check(trainer, model)  # each step is reported once
+
+
+def test_guard_names_a_non_finite_gradient_and_fused_adam_skips_the_step_exactly():
+    from mlstrategy.models import LogisticRegression
+
+    guard = NonFiniteGuard()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    model = LogisticRegression((3,), learning_rate=0.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    _guarded_step(guard, trainer, model, optimizer, torch.tensor(0.5))
+    guard.check(trainer, model)  # a finite step: nothing to say
+    state = {k: v.clone() for k, v in optimizer.state_dict()["state"][0].items()}
+    weights = [p.detach().clone() for p in model.parameters()]
+    next(iter(model.parameters())).grad[0] = float("inf")
+    _guarded_step(guard, trainer, model, optimizer, torch.tensor(0.5))
+    # Weights, moments and the step count are those before the skipped step.
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
+    for key, value in optimizer.state_dict()["state"][0].items():
+        assert torch.equal(value, state[key]), key
+    with pytest.raises(NonFiniteError, match=r"A gradient became non-finite .* step 0;"):
+        guard.check(trainer, model)
+
+
+@pytest.mark.slow
+def test_a_nan_mid_epoch_is_skipped_named_at_its_step_and_leaves_good_checkpoints(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mlstrategy.data import BreastCancer
+    from mlstrategy.models import LogisticRegression
+
+    class NanAtStep(LogisticRegression):
+        def training_step(self, batch, batch_idx):
+            cost = super().training_step(batch, batch_idx)
+            return cost * float("nan") if self.global_step == 12 else cost
+
+    L.seed_everything(0)
+    model = NanAtStep(input_shape=(30,), optimizer="gd", learning_rate=0.1)
+    data = ArrayDataModule(BreastCancer(), batch_size=64)  # 341 train examples: 6 steps
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="cost/dev", save_last=True)
+    trainer = L.Trainer(
+        max_epochs=4,
+        callbacks=[NonFiniteGuard(), checkpoint],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    seen = []
+    real = model.on_train_batch_end
+    model.on_train_batch_end = lambda *a: (seen.append(model.global_step), real(*a))[1]
+    with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 2, step 12;") as err:
+        trainer.fit(model, datamodule=data)
+    assert seen[-1] == 18  # it trained to the end of epoch 2, then stopped
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "The last good checkpoint is" in str(err.value) and "(epoch 1)" in str(err.value)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
 def _fit(tmp_path, max_epochs, ckpt_path=None, every=None):

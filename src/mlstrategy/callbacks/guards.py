@@ -23,14 +23,25 @@ _CAUSES = (
 
 
 class NonFiniteGuard(Callback):
-    """Stop training within one step of a NaN / Inf cost or gradient norm, before the update,
-    and never let a checkpoint be written whose weights or monitored score are not finite.
+    """Skip the update of a step whose cost or gradient is NaN or infinite, on the device, and
+    stop at the next check (every validation, epoch end, checkpoint and the end of the fit),
+    naming that step; never let a checkpoint be written whose weights or monitored score are
+    not finite.
 
-    The cost is checked before ``backward`` and the gradient norm before the optimizer step, so
-    a non-finite gradient never reaches the weights. A finite gradient times a huge learning
-    rate can still blow the weights up: then the dev cost comes out NaN or infinite, and the
-    guard stops at the end of that validation, before any checkpoint callback saves the epoch
-    (Lightning runs those last) and would keep it as ``best`` with a score of ``inf``. A
+    No step waits for the host. Before each optimizer step one kernel
+    (``torch._amp_foreach_non_finite_check_and_unscale_``, GradScaler's check, at scale 1)
+    looks at every gradient and the step's cost and writes 0 or 1 into a device-side flag.
+    The update is then skipped on the device: a fused optimizer (``fused=True`` Adam, AdamW
+    or SGD) receives the flag as its ``found_inf`` and leaves weights, moments and step count
+    untouched, exactly as under GradScaler; any other optimizer gets the step's gradients
+    zeroed (plain gradient descent then does not move; momentum, RMSprop and Adam take one
+    finite step from their running averages). Either way the weights never take a
+    non-finite update. The flags are read at the next natural synchronization: validation
+    end (before any checkpoint callback saves the epoch, as Lightning runs those last),
+    epoch end, a checkpoint being saved, the end of the fit.
+
+    A finite gradient times a huge learning rate can still blow the weights up: then the dev
+    cost comes out NaN or infinite, and the guard stops at the end of that validation. A
     checkpoint whose weights or monitored value are non-finite is refused before it is
     written, whatever saves it. So every checkpoint left behind is a good one; the error names
     the last of them, or says there is none and what to change.
@@ -45,27 +56,94 @@ class NonFiniteGuard(Callback):
 
     def __init__(self) -> None:
         self.saved_epoch: int | None = None
+        self._flags = torch.zeros(0)  # 1.0 where a step was non-finite, on the device
+        self._where: list[tuple[int, int]] = []  # (epoch, step) of each flag
+        self._costs: list[torch.Tensor | None] = []  # each step's cost (on the device, unread)
+        self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._where, self._costs, self._pending = [], [], []
+        self._flags = torch.zeros(0)
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        if not torch.isfinite(loss.detach()).all():
-            self._stop(trainer, pl_module, f"The training cost became {loss.item()}")
+        self._pending.append(loss.detach())
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if not grads:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        costs, self._pending = self._pending, []
+        checked = [*grads, *(c.reshape(1) for c in costs if c.is_floating_point())]
+        if not checked:
             return
-        norm = torch.nn.utils.get_total_norm(grads)
-        if not torch.isfinite(norm):
-            self._stop(trainer, pl_module, f"The gradient norm became {norm.item()}")
+        found = self._next_flag(checked[0].device)
+        by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for t in checked:
+            by_kind.setdefault((t.device, t.dtype), []).append(t)
+        one = torch.ones((), device=found.device)
+        for (device, _), tensors in by_kind.items():
+            flag = found if device == found.device else torch.zeros_like(found, device=device)
+            # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets flag to 1.0
+            # if any element is NaN or infinite; no host sync.
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, flag, one.to(device))
+            if flag is not found:
+                found.copy_(flag.to(found.device), non_blocking=True)
+        self._where.append((trainer.current_epoch, trainer.global_step))
+        self._costs.append(costs[-1] if costs else None)
+        if all(g.get("fused") for g in optimizer.param_groups) and _takes_found_inf(optimizer):
+            optimizer.found_inf = found  # type: ignore[attr-defined]  # the step is skipped
+        elif grads:
+            bad = found.bool()
+            for grad in grads:
+                grad.masked_fill_(bad, 0.0)
+
+    def _next_flag(self, device: torch.device) -> torch.Tensor:
+        """A zeroed element (a view) of the flag buffer for this step (grown as needed)."""
+        i = len(self._where)
+        if i >= len(self._flags) or self._flags.device != device:
+            grown = torch.zeros(max(64, 2 * len(self._flags)), device=device)
+            grown[: min(i, len(self._flags))] = self._flags[:i].to(device)
+            self._flags = grown
+        return self._flags[i]  # a 0-dim view, as GradScaler's found_inf
+
+    def check(self, trainer: L.Trainer, pl_module: L.LightningModule, saved: str = "") -> None:
+        """Read the steps' flags since the last check (one host sync) and raise for the first
+        non-finite one."""
+        n = len(self._where)
+        if not n:
+            return
+        flags = self._flags[:n]
+        if not bool(flags.any()):
+            self._flags[:n].zero_()
+            self._where, self._costs = [], []
+            return
+        i = int(flags.argmax())
+        epoch, step = self._where[i]
+        cost = self._costs[i]
+        if cost is not None and not bool(torch.isfinite(cost).all()):
+            what = f"The training cost became {float(cost)}"
+        else:
+            what = "A gradient became non-finite (NaN or inf)"
+        self._where, self._costs = [], []
+        skipped = f"; its update was skipped and training stopped at step {trainer.global_step}"
+        raise NonFiniteError(
+            f"{what} at epoch {epoch}, step {step}{saved or skipped}. {_CAUSES} "
+            f"{last_good_checkpoint(trainer, pl_module, self.saved_epoch)}"
+        )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs before every ModelCheckpoint's on_validation_end (Lightning orders those last).
         if trainer.sanity_checking:
             return
+        self.check(trainer, pl_module, "; this epoch was not saved")
         bad = _non_finite_monitors(trainer)
         if bad:
             self._stop(trainer, pl_module, f"The monitored {bad}", "; this epoch was not saved")
@@ -73,6 +151,7 @@ class NonFiniteGuard(Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self.check(trainer, pl_module, _REFUSED)
         bad = [
             k
             for k, v in checkpoint["state_dict"].items()
@@ -92,6 +171,11 @@ class NonFiniteGuard(Callback):
             f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}{saved}. "
             f"{_CAUSES} {last_good_checkpoint(trainer, pl_module, self.saved_epoch)}"
         )
+
+
+def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:
+    """True for the optimizers whose fused kernels skip a step given ``found_inf``."""
+    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD))
 
 
 _REFUSED = "; the checkpoint was not written"

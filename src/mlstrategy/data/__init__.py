@@ -3,8 +3,11 @@
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule
 from mlstrategy.data.images import DigitImages, ImageFolderDataModule
+from mlstrategy.data.mismatch import MismatchDataModule
+from mlstrategy.data.mismatch_images import MismatchImageFolderDataModule
 from mlstrategy.data.multitask import LabelledArrays, LabelsFile, MultiTaskDataModule
 from mlstrategy.data.normalization import Standardize
+from mlstrategy.data.phone_digits import PhoneDigits
 from mlstrategy.data.scenes import StreetScenes
 from mlstrategy.data.sources import (
     MNIST1D,
@@ -17,6 +20,7 @@ from mlstrategy.data.sources import (
     Moons,
 )
 from mlstrategy.data.splits import stratified_split
+from mlstrategy.data.synthesis import Shift, TargetContrast, TargetNoise
 
 __all__ = [
     "MNIST1D",
@@ -32,9 +36,15 @@ __all__ = [
     "InMemoryBatches",
     "LabelledArrays",
     "LabelsFile",
+    "MismatchDataModule",
+    "MismatchImageFolderDataModule",
     "Moons",
     "MultiTaskDataModule",
+    "PhoneDigits",
+    "Shift",
     "Standardize",
     "StreetScenes",
+    "TargetContrast",
+    "TargetNoise",
     "stratified_split",
 ]

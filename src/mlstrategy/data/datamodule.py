@@ -234,3 +234,9 @@ def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
         raise ValueError(
             f"{source!r}: all labels are the same; a classifier needs at least 2 classes."
         )
+
+
+def check_arrays(arrays: Arrays, source: ArraySource) -> None:
+    """Refuse arrays that would train silently wrong (the checks :meth:`ArrayDataModule.prepare`
+    runs on its source), naming the source and the fix; other data modules reuse them."""
+    _check_arrays(arrays, source)

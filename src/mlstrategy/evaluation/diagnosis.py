@@ -124,6 +124,26 @@ class Diagnosis:
         return {g: getattr(self, g) for g in GAPS}
 
     @property
+    def gap_standard_errors(self) -> dict[str, float | None]:
+        """Each gap's standard error: the binomial standard errors of the two errors it
+        subtracts, added in quadrature (human-level error is given, not sampled); None where a
+        split's size is unknown or the gap is not measured."""
+        variance_splits = ("train", "train_dev" if self.train_dev_error is not None else "dev")
+        pairs = {
+            "avoidable_bias": ("train",),
+            "variance": variance_splits,
+            "data_mismatch": ("dev", "train_dev"),
+            "dev_overfitting": ("dev", "test"),
+        }
+        out: dict[str, float | None] = {}
+        for gap, splits in pairs.items():
+            ses = [self.sampling.get(s, {}).get("standard_error") for s in splits]
+            known = [float(v) for v in ses if v is not None]
+            measured = self.gaps[gap] is not None and len(known) == len(ses)
+            out[gap] = math.sqrt(sum(v * v for v in known)) if measured else None
+        return out
+
+    @property
     def verdict(self) -> str:
         """One sentence: the largest gap and its size, in percentage points."""
         if self.largest == "none":
@@ -138,6 +158,7 @@ class Diagnosis:
         out["remedies"] = list(self.remedies)
         out["notes"] = list(self.notes)
         out["verdict"] = self.verdict
+        out["gap_standard_errors"] = self.gap_standard_errors
         return out
 
 

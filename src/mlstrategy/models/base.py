@@ -21,6 +21,22 @@ _PENDING_STEPS_KEY = "pending_step_costs"  # a mid-epoch checkpoint's steps of t
 _OLD_COST_CURVE_KEY = "learning_curve"  # the same, in checkpoints written before the rename
 
 
+class _WeightedMean(MeanMetric):
+    """``MeanMetric`` whose ``update`` never waits for the host.
+
+    torchmetrics' ``update`` checks for NaN with ``if nans.any()`` (a host sync each call);
+    its ``nan_strategy="disable"``, which skips the check, also drops the weight (it replaces
+    it by ones), so a batch of 5 would count as much as a batch of 64. This adds
+    ``value * weight`` and ``weight`` to the same states, unchecked (the non-finite guard
+    watches the cost). Sum-reduced across processes like ``MeanMetric``.
+    """
+
+    def update(self, value: Tensor | float, weight: Tensor | float | None = None) -> None:
+        weight = 1.0 if weight is None else weight
+        self.mean_value += value * weight
+        self.weight += weight
+
+
 class SupervisedModule(L.LightningModule):
     """Trains ``self.net`` (a plain ``nn.Module``) on labelled examples; the shared base of
     :class:`~mlstrategy.models.ClassifierModule` and :class:`~mlstrategy.models.MultiTaskNet`.
@@ -104,10 +120,10 @@ class SupervisedModule(L.LightningModule):
             weight_decay,
         )
         self.input_norm = Standardize(self.input_shape)
-        self.train_cost = MeanMetric()
+        self.train_cost = _WeightedMean()
         # In the checkpoint, so an epoch resumed from a mid-epoch checkpoint logs the same cost.
         self.train_cost.persistent(True)
-        self.dev_cost = MeanMetric()
+        self.dev_cost = _WeightedMean()
         self.cost_curve: list[dict[str, Any]] = []
         self._restored_curve: list[dict[str, Any]] = []
         self._dev_cost_value: float | None = None

@@ -36,6 +36,7 @@ from mlstrategy.reporting.error_analysis import (
     task_error_analysis_lines,
 )
 from mlstrategy.reporting.markdown import md_table, num, pct
+from mlstrategy.reporting.mismatch import ladder_lines, mismatch_figures, sources_lines
 from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
 from mlstrategy.reporting.tasks import render_task_report
 from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
@@ -46,6 +47,7 @@ FIGURE_FILES = {
     "confusion_matrix": "confusion_matrix.png",
     "cost_curve": "cost_curve.png",
     "dev_examples": "dev_highest_loss.png",
+    "mismatch_errors": "mismatch_errors.png",  # two distributions (reporting.mismatch)
 }
 
 
@@ -110,6 +112,7 @@ def _render(
         *_sampling_section(splits),
         *_diagnosis_section(diagnosis),
         *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
+        *sources_lines(analysis.get("sources"), images.get("mismatch_errors")),
         *_selection_section(metrics, constraints, optimize),
         *_figures_section(images, _has_step_costs(metrics)),
         *_per_class_section(splits),
@@ -200,6 +203,8 @@ def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
         return ["## Diagnosis", "", f"Skipped: {diagnosis}.", ""]
     human = pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
     out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
+    if getattr(diagnosis, "metric", "error") == "error":  # the course's ladder of error rates
+        out += ladder_lines(diagnosis)
     formulas = gap_formulas(diagnosis)
     out += md_table(
         ["gap", "value", "computed as", ""],
@@ -339,6 +344,7 @@ def write_run_report(
     examples = analysis.pop("highest_loss_x", None)
     beta = float((settings or {}).get("smoothing_beta", DEFAULT_SMOOTHING_BETA))
     figures = _figures(metrics, analysis, examples, beta)
+    figures |= mismatch_figures(diagnosis, analysis)  # two distributions: the five errors
     written = {key: save_figure(fig, run_dir / FIGURE_FILES[key]) for key, fig in figures.items()}
     images = {k: p.name for k, p in written.items()}
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
+    Callback,
     ModelCheckpoint,
     ProgressBar,
     RichProgressBar,
@@ -50,6 +51,9 @@ def quiet_known_warnings() -> None:
         r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
         # `run` hands LightningCLI the recipe as args on purpose.
         r".*LightningCLI's args parameter is intended.*",
+        # The toolkit's epoch-level values are torchmetrics results, already summed over
+        # processes; sync_dist would only average equal numbers again.
+        r".*It is recommended to use `self.log\('(cost/|lr|train/|train_dev/|dev/|dev_test/|test/).*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -186,32 +190,33 @@ class MLStrategyCLI(LightningCLI):
             self._checkpoint = None
         config = self._get(self.config_init, "trainer", default={})
         run_dir = self._run_dir()
-        reserved: Path | None = None
-        try:
-            if config.get("logger") in (None, True):
-                if run_dir is not None:
-                    save_dir, name, version = (
-                        run_dir.parent.parent,
-                        run_dir.parent.name,
-                        run_dir.name,
-                    )
-                else:
-                    save_dir, name = self.logs_dir.resolve(), self._recipe_name()
-                    version = new_run_version(save_dir, name)
-                    reserved = save_dir / name / version
-                kwargs["logger"] = TensorBoardLogger(
-                    save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
-                )
-            # Always on, and outside the recipe's callbacks list so recipes keep their own.
-            kwargs["callbacks"] = [*self._callbacks(config), NonFiniteGuard(), RNGState()]
-            if not config.get("plugins"):
-                kwargs["plugins"] = [AtomicCheckpointIO()]
-            return super().instantiate_trainer(**kwargs)
-        except BaseException:
-            if reserved is not None:
-                with contextlib.suppress(OSError):
-                    reserved.rmdir()  # only while empty: a folder nothing was written into
-            raise
+        if config.get("logger") in (None, True):
+            if run_dir is not None:
+                save_dir, name, version = run_dir.parent.parent, run_dir.parent.name, run_dir.name
+            else:
+                # Named once the trainer knows this process's rank (below): nothing is
+                # created before then, so a trainer that fails to build leaves no folder.
+                save_dir, name = self.logs_dir.resolve(), self._recipe_name()
+                version = _PENDING_VERSION
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
+            )
+        # Always on, and outside the recipe's callbacks list so recipes keep their own.
+        kwargs["callbacks"] = [*self._callbacks(config), NonFiniteGuard(), RNGState()]
+        kwargs["callbacks"].append(SharedRunFolder())
+        if not config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        trainer = super().instantiate_trainer(**kwargs)
+        logger = trainer.logger
+        if (
+            isinstance(logger, TensorBoardLogger)
+            and logger.version == _PENDING_VERSION
+            and trainer.global_rank == 0
+        ):
+            # Only global rank 0 reserves (creates) a folder; the others learn its name from
+            # rank 0 once the process group is up (SharedRunFolder).
+            logger._version = new_run_version(Path(logger.save_dir), logger.name)
+        return trainer
 
     def _callbacks(self, config: Any) -> list[Any]:
         """The recipe's callbacks, plus a progress bar and the verb's own writer or scorer."""
@@ -227,6 +232,21 @@ class MLStrategyCLI(LightningCLI):
         if self.subcommand == "test":
             callbacks.append(SplitScorer("test"))  # test/error, test/f1, ... as before
         return callbacks
+
+
+_PENDING_VERSION = "pending-run-folder"  # a non-zero rank's version until rank 0's arrives
+
+
+class SharedRunFolder(Callback):
+    """One run folder for every process of a distributed run: when the process group is up,
+    rank 0 broadcasts its run folder's name and every other rank logs (and checkpoints) into
+    it. Before that no rank but 0 has a folder, and none but 0 ever writes into it.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if trainer.world_size > 1 and isinstance(logger, TensorBoardLogger):
+            logger._version = trainer.strategy.broadcast(logger.version, src=0)
 
 
 def with_study_bases(args: list[str]) -> list[str]:

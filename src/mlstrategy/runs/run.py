@@ -215,6 +215,9 @@ def _fit_and_report(
         result.analysis = analyze_errors(model, datamodule, splits)
     except Exception as err:  # an extra section of the report: never lose the run to it
         console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
+    describe = getattr(datamodule, "describe_sources", None)
+    if callable(describe):  # two distributions: where each split's examples came from
+        result.analysis["sources"] = describe()
     _log_hyperparameters(trainer, model, datamodule, splits)
     write_run_report(
         run_dir,

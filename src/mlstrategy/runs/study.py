@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mlstrategy.reporting.mismatch import write_mismatch_study
 from mlstrategy.run_folder import LOGS_DIR
 from mlstrategy.runs.compare import Comparison, compare_runs, recorded_rules
 from mlstrategy.runs.run import RunResult, run_recipe
@@ -60,4 +61,10 @@ def run_study(
         results.append(result)
     run_dirs = [r.run_dir for r in results]
     comparison = compare_runs(run_dirs, recorded_rules(run_dirs))
+    # Runs on two distributions (a source and a target): their five errors side by side.
+    names = [comparison.names.get(r.run_dir, r.run_dir.parent.name) for r in results]
+    runs = [(n, r.diagnosis, r.analysis) for n, r in zip(names, results, strict=True)]
+    written = write_mismatch_study(study_logs, runs)
+    if written and console is not None:
+        console.print(f"two distributions: {written['report']} and {written['figure']}")
     return StudyResult(study_logs, results, comparison)
