@@ -38,6 +38,7 @@ TUNE_STORAGE_FILE = "study.db"
 TUNE_STUDY_FILE = "study.json"
 TUNE_BEST_RECIPE = "best.yaml"
 TUNE_HPARAMS_DIR = "hparams"
+TUNE_TEST_FILE = "test.json"  # the chosen trial's test scores, scored once
 TUNE_DIR = "tune"  # logs/tune/<study>/
 # Written by `mlstrategy predict RUN_DIR` and `mlstrategy errors RUN_DIR` into the run folder.
 PREDICTIONS_FILE = "predictions.csv"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -65,6 +66,7 @@ def test_the_study_folder_holds_storage_trial_runs_report_figures_and_best_recip
         "study.json",
         "report.md",
         "best.yaml",
+        "test.json",
         "optimization_history.png",
         "params_vs_dev.png",
     ):
@@ -88,12 +90,56 @@ def test_the_chosen_trial_is_the_lowest_dev_error_among_the_trials_runs(study):
     }
     best_dir = Path(result.best.run_dir)
     assert dev[best_dir.name] == min(dev.values()) == pytest.approx(result.best.value)
-    # Test is read for the chosen trial only; no trial records a test score in the storage.
+    # No trial records a test score, in the storage or in its run folder.
     stored = optuna.load_study(study_name="small", storage=open_storage(result.setup.storage))
     assert not any(
         k.startswith("test/") for t in stored.trials for k in t.user_attrs.get("metrics", {})
     )
-    assert result.test["error"] == load_metrics(best_dir)["splits"]["test"]["error"]
+
+
+@pytest.mark.slow
+def test_no_trial_is_scored_on_test_its_run_folder_holds_train_and_dev_only(study):
+    _, _, result = study
+    for run in _trial_runs(result.study_dir):
+        assert list(load_metrics(run)["splits"]) == ["train", "dev"], run
+        diagnosis = json.loads((run / "diagnosis.json").read_text())
+        assert diagnosis["test_error"] is None and diagnosis["dev_overfitting"] is None
+        tags = {
+            v.tag
+            for events in run.glob("events.out.tfevents.*")
+            for event in EventFileLoader(str(events)).Load()
+            for v in event.summary.value
+        }
+        assert tags and not any("test" in t for t in tags), run
+
+
+@pytest.mark.slow
+def test_the_study_scores_test_once_for_the_chosen_trial_as_its_best_checkpoint_scores(study):
+    root, _, result = study
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from mlstrategy.data import ArrayDataModule, BreastCancer
+    from mlstrategy.models import DeepNet
+
+    best_dir = root / result.best.run_dir
+    checkpoint = best_dir / "checkpoints" / "best.ckpt"
+    model = DeepNet.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    x, y = ArrayDataModule(BreastCancer(), batch_size=64).prepare()["test"]  # the recipe's data
+    with torch.no_grad():
+        proba = model.predict_proba(model(x)).numpy()
+    assert result.test["n"] == len(y)
+    assert result.test["error"] == pytest.approx(1 - accuracy_score(y, proba.argmax(1)), abs=1e-6)
+    assert result.test["loss"] == pytest.approx(log_loss(y, proba, labels=[0, 1]), rel=1e-4)
+    stored = json.loads((result.study_dir / "test.json").read_text())
+    assert stored["trial"] == result.best.name and stored["run_dir"] == result.best.run_dir
+    assert stored["test"]["error"] == result.test["error"]
+    assert stored["checkpoint"].endswith("best.ckpt")
+    report = (result.study_dir / "report.md").read_text()
+    assert "Test (scored once, for this trial only; never used to choose)" in report
+
+
+def _dev_error(run: Path) -> float:
+    return load_metrics(run)["splits"]["dev"]["error"]
 
 
 @pytest.mark.slow
@@ -110,14 +156,43 @@ def test_hparams_has_one_row_per_trial_with_its_sampled_values_and_no_hp_metric(
 
 
 @pytest.mark.slow
-def test_running_again_continues_the_study_without_losing_a_finished_trial(study):
+def test_running_again_continues_the_study_and_test_scores_never_change_the_choice(
+    study, monkeypatch
+):
     _, recipe, first = study
     again = tune(recipe, trials=4, seed=16)
     assert [r.number for r in again.records] == [0, 1, 2, 3]
     assert [r.values for r in again.records[:3]] == [r.values for r in first.records]
     assert [r.value for r in again.records[:3]] == [r.value for r in first.records]
-    same = continue_study(first.study_dir, trials=4)
+    # Test rows that would choose another trial in every trial's metrics.json, and the stored
+    # test score of the chosen trial changed by hand: the choice stays, and a rerun reads the
+    # stored score rather than scoring test again.
+    saved = {}
+    worst_first = sorted(_trial_runs(first.study_dir), key=lambda r: -_dev_error(r))
+    for rank, run in enumerate(worst_first):
+        path = run / "metrics.json"
+        saved[path] = path.read_text()
+        metrics = json.loads(saved[path])
+        metrics["splits"]["test"] = {"error": 0.01 * rank, "f1": 1 - 0.01 * rank}
+        path.write_text(json.dumps(metrics))
+    test_file = first.study_dir / "test.json"
+    saved[test_file] = test_file.read_text()
+    perturbed = json.loads(saved[test_file])
+    perturbed["test"]["error"] = 0.5
+    test_file.write_text(json.dumps(perturbed))
+
+    def never(*args):
+        raise AssertionError("the test split was scored again")
+
+    monkeypatch.setattr("mlstrategy.runs.tune_test.score_test", never)
+    try:
+        same = continue_study(first.study_dir, trials=4)
+    finally:
+        for path, text in saved.items():
+            path.write_text(text)
     assert len(same.records) == 4  # the budget is reached: nothing more runs
+    assert same.best.name == again.best.name
+    assert same.test["error"] == 0.5  # read back from test.json, not scored again
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""Workers sharing one study: two `mlstrategy tune` processes on a journal file, and on a real
-PostgreSQL server started from Debian's binaries; N trials in all, none lost or duplicated."""
+"""Workers sharing one study: two `mlstrategy tune` workers (a process of its own and this
+one) on a journal file, and on a real PostgreSQL server started from Debian's binaries; N
+trials in all, none lost or duplicated."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import optuna
 import pytest
 import yaml
 
+from mlstrategy.cli import main
 from mlstrategy.runs.tune_storage import open_storage
 
 RECIPE = {
@@ -34,35 +36,42 @@ RECIPE = {
 }
 
 
-def _two_workers(cwd: Path, storage: str, trials: int) -> list[subprocess.CompletedProcess]:
+def _two_workers(cwd: Path, storage: str, trials: int) -> list[tuple[int, str]]:
+    """Two workers on one study: an `mlstrategy tune` process, and this process running the
+    same command once that one holds a trial, so that both run trials, side by side."""
     recipe = cwd / "shared.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
+    args = ["tune", str(recipe), "--trials", str(trials), "--storage", storage]
+    args += ["--study", "shared", "--pruner", "none"]
     exe = Path(sys.executable).with_name("mlstrategy")
-    command = [
-        str(exe),
-        "tune",
-        str(recipe),
-        "--trials",
-        str(trials),
-        "--storage",
-        storage,
-        "--study",
-        "shared",
-        "--pruner",
-        "none",
-    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [
-        subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for _ in range(2)
-    ]
-    done = []
-    for w in workers:
-        out, _ = w.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(command, w.returncode, out))
-    return done
+    other = subprocess.Popen(
+        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for_a_running_trial(storage, other)
+        here = main(args)
+        out, _ = other.communicate(timeout=300)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    return [(other.returncode, out), (here, "")]
+
+
+def _wait_for_a_running_trial(storage: str, worker: subprocess.Popen) -> None:
+    """Until the worker process has taken a trial of the study (or has stopped)."""
+    deadline = time.monotonic() + 240
+    opened = None
+    while worker.poll() is None and time.monotonic() < deadline:
+        try:
+            opened = opened or open_storage(storage)
+            study = optuna.load_study(study_name="shared", storage=opened)
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                return
+        except (KeyError, ValueError):  # the study (or its tables) does not exist yet
+            pass
+        time.sleep(0.2)
 
 
 def _check_shared_study(storage: str, trials: int, cwd: Path) -> None:
@@ -80,8 +89,8 @@ def _check_shared_study(storage: str, trials: int, cwd: Path) -> None:
 @pytest.mark.slow
 def test_two_workers_on_one_journal_file_run_n_trials_in_all(in_tmp):
     storage = f"journal:{in_tmp / 'study.journal'}"
-    for worker in _two_workers(in_tmp, storage, trials=4):
-        assert worker.returncode == 0, worker.stdout[-3000:]
+    for returncode, out in _two_workers(in_tmp, storage, trials=4):
+        assert returncode == 0, out[-3000:]
     _check_shared_study(f"journal:{in_tmp / 'study.journal'}", 4, in_tmp)
 
 
@@ -111,19 +120,22 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[str]:
         shutil.chown(root, "postgres", "postgres")
     data = root / "data"
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        # -N: no fsync of a throwaway cluster (initdb's slowest part).
+        _as_postgres(
+            [str(bindir / "initdb"), "-N", "-D", str(data), "-A", "trust", "-U", "postgres"]
+        ),
         check=True,
         capture_output=True,
     )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w"]
     subprocess.run(_as_postgres([*ctl, "-o", options, "start"]), check=True, capture_output=True)
 
     def stop() -> None:
-        subprocess.run(_as_postgres([*ctl, "-m", "fast", "stop"]), capture_output=True)
+        subprocess.run(_as_postgres([*ctl, "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
     request.addfinalizer(stop)
@@ -137,6 +149,6 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_two_workers_on_a_postgresql_server_share_one_study(in_tmp, postgres):
-    for worker in _two_workers(in_tmp, postgres, trials=2):
-        assert worker.returncode == 0, worker.stdout[-3000:]
+    for returncode, out in _two_workers(in_tmp, postgres, trials=2):
+        assert returncode == 0, out[-3000:]
     _check_shared_study(postgres, 2, in_tmp)

@@ -84,6 +84,15 @@ def main(argv: list[str], console: Console) -> int:
         f"best: {best.name}, {result.setup and _objective(result)}={best.value:.4g} "
         f"on dev; values {best.values}"
     )
+    if result.test:
+        from mlstrategy.reporting.tune_report import chosen_test_line
+
+        console.print(
+            f"test (scored once, for {best.name} only; never used to choose): "
+            f"{chosen_test_line(result.test)}"
+        )
+    else:
+        console.print(f"test: not scored ({result.test_note})")
     console.print(f"report: {result.report}")
     console.print(f"recipe: mlstrategy run {result.best_recipe}")
     return 0

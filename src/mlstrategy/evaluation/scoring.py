@@ -158,12 +158,18 @@ class SplitScorer(Callback):
 
 
 def evaluate_splits(
-    trainer: L.Trainer, model: L.LightningModule, datamodule: Any, ckpt_path: str | None
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: Any,
+    ckpt_path: str | None,
+    only: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``model`` on every split of ``datamodule``, in eval mode, over whole splits.
 
-    The test split goes first, through ``trainer.test(ckpt_path=...)``, which loads the
-    checkpoint's weights; train, train-dev and dev are then scored with those same weights.
+    The first split scored (test, when the data module has one) goes through
+    ``trainer.test(ckpt_path=...)``, which loads the checkpoint's weights; the other splits
+    are then scored with those same weights. A data module without a test split (a tune's
+    trial withholds it) is scored on the rest.
     Train error is therefore measured like the others (dropout off, final weights), never as a
     running average of training batches. Each split is scored by a :class:`SplitScorer`
     added to the trainer's callbacks for that call, so Lightning's devices and strategies apply.
@@ -173,6 +179,11 @@ def evaluate_splits(
         model: A single-task classifier or a multi-task model.
         datamodule: Its data (``split_names``, ``eval_dataloader(split)``).
         ckpt_path: The checkpoint to score (the best one), or None for the model as it is.
+        only: Score these splits alone (``["test"]``: the chosen trial of a tune), in the
+            data module's order; default: every split.
+
+    Raises:
+        ValueError: ``only`` names a split the data module does not have.
 
     Returns:
         Single task: ``{split: {"error", "accuracy", "precision", "recall", "f1", ..., "loss",
@@ -181,7 +192,14 @@ def evaluate_splits(
         row}}}``.
     """
     splits = list(datamodule.split_names)
-    order = ["test", *[s for s in splits if s != "test"]]
+    missing = [s for s in only or () if s not in splits]
+    if missing:
+        raise ValueError(
+            f"No {missing[0]!r} split to score; this data module has {splits}. Score one of "
+            "those, or give the data module that split."
+        )
+    splits = [s for s in splits if only is None or s in only]
+    order = sorted(splits, key=lambda s: s != "test")  # test first where there is one
     names = class_names(datamodule, model)
     results: dict[str, dict[str, Any]] = {}
     for i, split in enumerate(order):

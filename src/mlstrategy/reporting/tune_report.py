@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from mlstrategy.io import write_text_atomic
 from mlstrategy.reporting.markdown import md_table, num
 from mlstrategy.reporting.plots import save_figure
-from mlstrategy.run_folder import REPORT_FILE, TUNE_BEST_RECIPE, TUNE_HPARAMS_DIR
+from mlstrategy.run_folder import REPORT_FILE, TUNE_BEST_RECIPE, TUNE_HPARAMS_DIR, TUNE_TEST_FILE
 
 HISTORY_FIGURE = "optimization_history.png"
 PARAMS_FIGURE = "params_vs_dev.png"
@@ -112,7 +112,7 @@ def write_tune_report(study_dir: Path, result: Any, rules: Any) -> Path:
     Args:
         study_dir: The study folder.
         result: The tune's result: ``setup``, ``records``, ``parents``, ``best``, ``test``,
-            ``selection``, ``epochs_saved``.
+            ``test_note``, ``selection``, ``epochs_saved``.
         rules: The selection rules (``optimize``, ``satisfy``).
     """
     setup = result.setup
@@ -175,12 +175,29 @@ def _chosen(result: Any, rules: Any) -> list[str]:
     lines += md_table(["recipe key", "value"], [[f"`{k}`", v] for k, v in best.values.items()])
     test = result.test
     if test:
-        shown = {k: test[k] for k in ("error", "accuracy", "f1", "loss") if k in test}
-        scores = ", ".join(f"{k} {num(v)}" for k, v in shown.items())
-        lines += ["", f"Test (scored once, for this trial only; never used to choose): {scores}."]
+        shown = chosen_test_line(test)
+        lines += ["", f"Test (scored once, for this trial only; never used to choose): {shown}."]
     else:
-        lines += ["", "Test: the chosen trial's run folder is on the machine that ran it."]
+        lines += ["", f"Test: not scored ({getattr(result, 'test_note', None) or 'no scores'})."]
+    lines += [
+        "",
+        "Every trial was trained and scored with its test split withheld: the trials' run "
+        f"folders hold train and dev scores only, and the test scores above (`{TUNE_TEST_FILE}`) "
+        "come from the chosen trial's best checkpoint, after the choice.",
+    ]
     return lines
+
+
+def chosen_test_line(test: dict[str, Any]) -> str:
+    """The chosen trial's test scores in one line.
+
+    Example:
+        >>> chosen_test_line({"error": 0.0625, "accuracy": 0.9375, "n": 64})
+        'error 0.0625, accuracy 0.9375 (64 examples)'
+    """
+    shown = {k: test[k] for k in ("error", "accuracy", "f1", "loss", "mse") if k in test}
+    line = ", ".join(f"{k} {num(v)}" for k, v in shown.items())
+    return line + (f" ({test['n']} examples)" if "n" in test else "")
 
 
 def _top_table(records: Sequence[Any], rules: Any, goal: str) -> list[str]:

@@ -9,9 +9,10 @@ budget in all: the same command run again (after a kill, or on another machine s
 storage) continues the study until N trials have run. ``refine(study_dir)`` starts a child
 study with the ranges narrowed around the best trials.
 
-The chosen trial is the best feasible one on dev. Every trial's run scores its splits as
-``run_recipe`` does, but the study records and reads train and dev only; the report shows the
-test score of the chosen trial alone.
+The chosen trial is the best feasible one on dev. Every trial trains and is scored with its
+test split withheld (:mod:`mlstrategy.runs.tune_test`), so no trial's run folder holds a test
+score; once the study has chosen, the chosen trial alone is scored on test, once, into the
+study folder's ``test.json`` and report.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from mlstrategy.run_folder import (
     TUNE_BEST_RECIPE,
     TUNE_DIR,
     TUNE_STUDY_FILE,
-    load_metrics,
 )
 from mlstrategy.runs.compare import Rules
 from mlstrategy.runs.recipes import one_recipe, recipe_configs
@@ -63,6 +63,7 @@ from mlstrategy.runs.tune_storage import (
     storage_url,
     worker_id,
 )
+from mlstrategy.runs.tune_test import chosen_test_scores, withhold_test
 from mlstrategy.runs.tune_trials import (
     SURPLUS_ATTR,
     TrialRecord,
@@ -90,7 +91,10 @@ class TuneResult:
         records: Its trials (those that ran), by number; parents: the parent stages' trials.
         selection: The trials compared on dev (None: no trial completed).
         best: The chosen trial (None: no trial met every constraint).
-        test: The chosen trial's test scores (None when its run folder is on another machine).
+        test: The chosen trial's test scores, scored once after choosing (None: see
+            test_note).
+        test_note: Why there are no test scores (its run folder is on another machine, the
+            data has no test split).
         best_recipe: ``best.yaml``, or None without a chosen trial.
         report: ``report.md``.
     """
@@ -102,6 +106,7 @@ class TuneResult:
     selection: Selection | None = None
     best: TrialRecord | None = None
     test: dict[str, Any] | None = None
+    test_note: str | None = None
     best_recipe: Path | None = None
     report: Path | None = None
 
@@ -311,7 +316,7 @@ def _optimize(
         values = space.values(sampled)
         trial.set_user_attr("values", values)
         trial.set_user_attr("max_epochs", values.get("trainer.max_epochs", max_epochs))
-        return _run_trial(trial, setup, space, sampled, rules, study_dir, failed)
+        return _run_trial(trial, setup, space, sampled, rules, study_dir, failed, console)
 
     def after(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         record = to_record(frozen, setup.stage)
@@ -349,6 +354,7 @@ def _run_trial(
     rules: Rules,
     study_dir: Path,
     failed: list[str],
+    console: Console,
 ) -> float:
     key = register(trial)
     logs = study_dir / f"trial_{trial.number:03d}"
@@ -357,7 +363,8 @@ def _run_trial(
         overrides.append(pruning_override(key))
     configs = [Path(c) for c in setup.configs]
     try:
-        result = run_recipe(configs, overrides, Console(quiet=True), logs_dir=logs)
+        hook = withhold_test(console)  # a trial never sees test: dev chooses
+        result = run_recipe(configs, overrides, Console(quiet=True), logs_dir=logs, before_fit=hook)
     except optuna.TrialPruned:
         _record_folder(trial, logs)
         raise
@@ -418,8 +425,10 @@ def _finish(setup: StudySetup, study_dir: Path, rules: Rules, goal: str) -> Tune
     result.selection = choose(result.records, rules, goal)
     if result.selection is not None and result.selection.winner is not None:
         result.best = next(r for r in result.records if r.name == result.selection.winner)
-        result.test = _test_scores(result.best)
         result.best_recipe = _write_best(setup, study_dir, result.best, rules)
+        # Only now, after choosing on dev: the chosen trial's test split, scored once.
+        test = chosen_test_scores(study_dir, result.best.name, result.best.run_dir)
+        result.test, result.test_note = test.scores, test.note
     result.report = write_tune_report(study_dir, result, rules)
     return result
 
@@ -435,14 +444,6 @@ def _write_best(setup: StudySetup, study_dir: Path, best: TrialRecord, rules: Ru
         "dev scores on the CPU)."
     )
     return write_best_recipe(study_dir / TUNE_BEST_RECIPE, config, header)
-
-
-def _test_scores(best: TrialRecord) -> dict[str, Any] | None:
-    """The chosen trial's test scores: read once, for this trial only, never to choose."""
-    if best.run_dir is None or not Path(best.run_dir).is_dir():
-        return None
-    test = load_metrics(Path(best.run_dir))["splits"].get("test")
-    return {k: v for k, v in (test or {}).items() if isinstance(v, (int, float))} or None
 
 
 def _parent_records(setup: StudySetup) -> list[TrialRecord]:
