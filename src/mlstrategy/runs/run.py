@@ -124,6 +124,10 @@ def run_recipe(
     console = console or Console()
     cli = build_run(configs, overrides, logs_dir or LOGS_DIR, resume)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    if not trainer.is_global_zero:
+        # A distributed run's other processes train and score with rank 0, silently: rank 0
+        # prints, and writes every file of the one run folder.
+        console.quiet = True
     run_dir = shown(run_dir_of(trainer))
     try:
         if before_fit is not None:
@@ -135,7 +139,8 @@ def run_recipe(
             # The same loader as every other path: damaged, crafted or another model's
             # checkpoint is named before Lightning reads it.
             check_checkpoint_matches(load_checkpoint(last), model, f"The checkpoint {last}")
-            clear_failed(run_dir)
+            if trainer.is_global_zero:
+                clear_failed(run_dir)
             console.print(f"resuming from {last}")
         return _fit_and_report(
             trainer, model, datamodule, settings, configs, run_dir, last, console
@@ -145,7 +150,7 @@ def run_recipe(
         # a folder that holds nothing yet is removed.
         command = ["mlstrategy", "run", str(configs[-1]), *overrides]
         reason = failure_reason(err, run_dir, command if before_fit is None else None)
-        if abandon(run_dir, reason):
+        if trainer.is_global_zero and abandon(run_dir, reason):
             console.print(f"[red]run failed[/]; {run_dir} is incomplete, see {FAILED_FILE}")
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
             console.print(f"[bold red]{reason}[/]", highlight=False, soft_wrap=True)
@@ -189,6 +194,7 @@ def _fit_and_report(
     # Checkpoints hold tensors and plain values only: never unpickle anything else.
     trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - start
+    run_dir = shown(run_dir_of(trainer))  # every rank's, now rank 0's (a collective)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
     # Timed where the model trained (Lightning moves it back to the CPU after testing).
@@ -218,6 +224,8 @@ def _fit_and_report(
     describe = getattr(datamodule, "describe_sources", None)
     if callable(describe):  # two distributions: where each split's examples came from
         result.analysis["sources"] = describe()
+    if not trainer.is_global_zero:
+        return result  # rank 0 writes the run folder
     _log_hyperparameters(trainer, model, datamodule, splits)
     write_run_report(
         run_dir,
