@@ -1,5 +1,6 @@
 """Data: sources, splits, normalization and fast in-memory batches."""
 
+from mlstrategy.data.augment import HorizontalFlipPerExample, RandomCropPerExample
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule
 from mlstrategy.data.images import DigitImages, ImageFolderDataModule
@@ -21,8 +22,12 @@ from mlstrategy.data.sources import (
 )
 from mlstrategy.data.splits import stratified_split
 from mlstrategy.data.synthesis import Shift, TargetContrast, TargetNoise
+from mlstrategy.data.vision import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
 __all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "MNIST",
     "MNIST1D",
     "ArrayDataModule",
     "ArrayFile",
@@ -31,7 +36,9 @@ __all__ = [
     "BreastCancer",
     "DigitImages",
     "Digits",
+    "FashionMNIST",
     "Flower",
+    "HorizontalFlipPerExample",
     "ImageFolderDataModule",
     "InMemoryBatches",
     "LabelledArrays",
@@ -41,6 +48,7 @@ __all__ = [
     "Moons",
     "MultiTaskDataModule",
     "PhoneDigits",
+    "RandomCropPerExample",
     "Shift",
     "Standardize",
     "StreetScenes",

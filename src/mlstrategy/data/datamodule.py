@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -15,6 +15,7 @@ from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
 
 SPLITS = ("train", "train_dev", "dev", "test")
+NormalizeMode = Literal["per_feature", "per_channel"]
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -38,17 +39,23 @@ class ArrayDataModule(L.LightningDataModule):
         batch_size: Mini-batch size; null = the whole train split in one batch (batch gradient
             descent); 1 = stochastic gradient descent.
         eval_batch_size: Batch size for evaluation (no gradients, so it can be large).
-        normalize: Standardize inputs with statistics from the train split.
+        normalize: Standardize inputs with statistics from the train split: ``per_feature``
+            (a mean and std per input: per pixel for images), ``per_channel`` (one pair per
+            channel, over every position) or ``false``. ``true`` is ``per_channel`` for
+            ``uint8`` images (the torchvision sources, e.g. ``mlstrategy.data.CIFAR10``) and
+            ``per_feature`` otherwise.
         seed: Seed of data generation, the split and the shuffle order.
         augment: Data augmentation for the train batches only, e.g. ``[{class_path:
             torchvision.transforms.v2.RandomAffine, init_args: {degrees: 10}}]``: transforms
             applied in order to each training batch of raw inputs (before normalization), on
             the device the batch is on. A torchvision v2 transform draws its random parameters
             once per call, so every example of a batch gets the same draw and each batch a new
-            one (no per-example Python loop). Dev, test and evaluation batches are never
-            augmented. ``normalize`` standardizes each pixel on its own, so a translation that
-            moves ink onto border pixels (train std near 0) makes huge inputs: for such images
-            prefer small rotations, or set ``normalize: false``.
+            one (no per-example Python loop). For a draw per example use
+            ``mlstrategy.data.RandomCropPerExample`` and ``HorizontalFlipPerExample``. Dev,
+            test and evaluation batches are never augmented. Per-feature normalization
+            standardizes each pixel on its own, so a translation that moves ink onto border
+            pixels (train std near 0) makes huge inputs: for such images set ``normalize:
+            per_channel``.
     """
 
     def __init__(
@@ -60,7 +67,7 @@ class ArrayDataModule(L.LightningDataModule):
         use_source_test_split: bool = True,
         batch_size: int | None = 64,
         eval_batch_size: int = 4096,
-        normalize: bool = True,
+        normalize: bool | NormalizeMode = True,
         seed: int = 0,
         augment: list[nn.Module] | None = None,
     ) -> None:
@@ -72,6 +79,11 @@ class ArrayDataModule(L.LightningDataModule):
             )
         if eval_batch_size < 1:
             raise ValueError(f"eval_batch_size={eval_batch_size} must be >= 1.")
+        if normalize not in (True, False, "per_feature", "per_channel"):
+            raise ValueError(
+                f"normalize={normalize!r} is not one of [true, false, 'per_feature', "
+                "'per_channel']."
+            )
         self.save_hyperparameters(ignore=["source", "augment"])
         self.hparams["source"] = repr(source)
         # Kept as text: checkpoints must load with weights_only=True, which refuses objects.
@@ -138,8 +150,12 @@ class ArrayDataModule(L.LightningDataModule):
         """A :class:`Standardize` fit on the train split, or None when ``normalize`` is false."""
         if not self.normalize:
             return None
+        x = self.prepare()["train"][0]
+        per_channel = self.normalize == "per_channel" or (
+            self.normalize is True and x.dtype == torch.uint8
+        )
         norm = Standardize(self.input_shape)
-        norm.fit(self.prepare()["train"][0])
+        norm.fit(x, per_channel=per_channel)
         return norm
 
     # ----------------------------------------------------------------------- Lightning hooks
@@ -202,6 +218,8 @@ class ArrayDataModule(L.LightningDataModule):
 
 def check_finite_features(x: np.ndarray, where: str) -> None:
     """Refuse NaN or infinite features, naming the first rows and the fix."""
+    if not np.issubdtype(x.dtype, np.inexact):
+        return  # integers (uint8 images) are always finite
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
