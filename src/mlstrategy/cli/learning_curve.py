@@ -27,7 +27,7 @@ def main(argv: list[str], console: Console) -> int:
     """Measure the recipe's learning curve; print each point, the table and the reading."""
     from rich.table import Table
 
-    from mlstrategy.evaluation.learning_curve import CurvePoint, parse_sizes
+    from mlstrategy.evaluation.learning_curve import CurvePoint, format_error, parse_sizes
     from mlstrategy.runs.learning_curve import learning_curve
     from mlstrategy.runs.recipes import one_recipe
 
@@ -49,7 +49,8 @@ def main(argv: list[str], console: Console) -> int:
     def show(point: CurvePoint) -> None:
         console.print(
             f"  {100 * point.fraction:5.1f}% of train, m={point.m:>6}: training error "
-            f"{100 * point.train_error:6.2f}%, dev error {100 * point.dev_error:6.2f}%"
+            f"{format_error(point.train_error, point.metric):>7}, dev error "
+            f"{format_error(point.dev_error, point.metric):>7}"
         )
 
     curve = learning_curve(path, parse_sizes(args.sizes), overrides, on_point=show)
@@ -57,12 +58,13 @@ def main(argv: list[str], console: Console) -> int:
     for col in ("fraction", "m", "training error", "dev error", "dev - train"):
         table.add_column(col, justify="right")
     for p in curve.points:
+        gap = p.dev_error - p.train_error
         table.add_row(
             f"{p.fraction:g}",
             str(p.m),
-            f"{100 * p.train_error:.2f}%",
-            f"{100 * p.dev_error:.2f}%",
-            f"{100 * (p.dev_error - p.train_error):.2f}",
+            format_error(p.train_error, p.metric),
+            format_error(p.dev_error, p.metric),
+            f"{100 * gap:.2f}" if p.metric == "error" else f"{gap:.4g}",
         )
     console.print(table)
     console.print(f"[bold]{curve.reading['message']}[/]")

@@ -95,5 +95,10 @@ def main(argv: list[str], console: Console) -> int:
         return 0
     study = run_study(path, recipes, overrides, console, on_run=lambda r: print_run(r, console))
     print_comparison(study.comparison, console, title=f"study {path}")
+    console.print("largest gap per run:")
+    for result in study.runs:  # each run's verdict, for the study's story at a glance
+        d = result.diagnosis
+        verdict = f"diagnosis skipped: {d}" if isinstance(d, str) else d.verdict
+        console.print(f"  {result.run_dir.parent.name}: {verdict}", highlight=False)
     console.print(f"compare again: mlstrategy compare {study.logs_dir}")
     return 0

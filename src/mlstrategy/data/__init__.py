@@ -9,6 +9,7 @@ from mlstrategy.data.mismatch_images import MismatchImageFolderDataModule
 from mlstrategy.data.multitask import LabelledArrays, LabelsFile, MultiTaskDataModule
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.phone_digits import PhoneDigits
+from mlstrategy.data.regression import Diabetes, NoisyCurve, RegressionDataModule
 from mlstrategy.data.scenes import StreetScenes
 from mlstrategy.data.sources import (
     MNIST1D,
@@ -34,6 +35,7 @@ __all__ = [
     "ArraySource",
     "Arrays",
     "BreastCancer",
+    "Diabetes",
     "DigitImages",
     "Digits",
     "FashionMNIST",
@@ -47,8 +49,10 @@ __all__ = [
     "MismatchImageFolderDataModule",
     "Moons",
     "MultiTaskDataModule",
+    "NoisyCurve",
     "PhoneDigits",
     "RandomCropPerExample",
+    "RegressionDataModule",
     "Shift",
     "Standardize",
     "StreetScenes",

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlstrategy.evaluation.sampling import dev_size_note, split_sampling
+from mlstrategy.metrics.names import REGRESSION_ERRORS
 
 GAPS = ("avoidable_bias", "variance", "data_mismatch", "dev_overfitting")
 
@@ -100,8 +101,11 @@ class Diagnosis:
         remedies: The course's remedies for ``largest``.
         notes: Caveats, e.g. that no human-level error was given.
         sampling: Per split, the error's binomial standard error and the smallest difference
-            in error that the split's size detects at 95% (see
-            :func:`~mlstrategy.evaluation.sampling.split_sampling`); empty without sizes.
+            in error that would be significant at 95% on a split its size (two-sided z-test; see
+            :func:`~mlstrategy.evaluation.sampling.split_sampling`); empty without sizes. For
+            a regression, each split's bootstrap standard error of ``metric``.
+        metric: What the errors are: ``error`` (error rates, fractions) or a regression's
+            ``rmse``, ``mse`` or ``mae`` in the target's units.
     """
 
     train_error: float
@@ -117,6 +121,7 @@ class Diagnosis:
     remedies: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
     sampling: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    metric: str = "error"
 
     @property
     def gaps(self) -> dict[str, float | None]:
@@ -145,12 +150,19 @@ class Diagnosis:
 
     @property
     def verdict(self) -> str:
-        """One sentence: the largest gap and its size, in percentage points."""
+        """One sentence: the largest gap and its size, in percentage points (a regression:
+        in its metric's units, e.g. ``0.4 RMSE``)."""
         if self.largest == "none":
             return "No gap is positive: the model is at the human-level proxy on every split."
         value = self.gaps[self.largest]
         assert value is not None
-        return f"The largest gap is {GAP_TITLES[self.largest]} ({100 * value:.2f} points)."
+        size = f"{100 * value:.2f} points" if self.metric == "error" else f"{value:.4g} {self.unit}"
+        return f"The largest gap is {GAP_TITLES[self.largest]} ({size})."
+
+    @property
+    def unit(self) -> str:
+        """How the errors read: ``points`` of error rate, or the regression metric's name."""
+        return "points" if self.metric == "error" else self.metric.upper()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the content of ``diagnosis.json``)."""
@@ -162,7 +174,11 @@ class Diagnosis:
         return out
 
 
-def _check_error(name: str, value: float | None) -> None:
+def _check_error(name: str, value: float | None, metric: str = "error") -> None:
+    if metric != "error":  # a regression's error: any number >= 0, in the target's units
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value} is not a {metric.upper()}; it must be >= 0.")
+        return
     if value is not None and not 0.0 <= value <= 1.0:
         raise ValueError(
             f"{name}={value} is not an error rate; give a fraction in [0, 1] (5% -> 0.05)."
@@ -176,6 +192,8 @@ def diagnose(
     train_dev_error: float | None = None,
     human_error: float | None = None,
     split_sizes: Mapping[str, int] | None = None,
+    metric: str = "error",
+    standard_errors: Mapping[str, float] | None = None,
 ) -> Diagnosis:
     """Compute the course's gaps between errors and name the largest.
 
@@ -189,14 +207,19 @@ def diagnose(
             bias is an upper bound and a note says so).
         split_sizes: Examples per split (``{"train": m, "dev": ..., ...}``); when given, a note
             warns if the largest gap is within two standard errors, i.e. may be sampling noise,
-            another says how small a difference the dev set can detect, and
+            another gives the smallest difference in dev error that would be significant at
+            95% (two-sided z-test), and
             :attr:`Diagnosis.sampling` holds each split's standard error.
+        metric: ``error`` (error rates) or a regression's ``rmse``, ``mse`` or ``mae``: then
+            every error and ``human_error`` is in that metric's units (>= 0, no upper bound).
+        standard_errors: A regression's ``{split: bootstrap standard error of metric}``; they
+            replace the binomial ones in the sampling-noise note and :attr:`Diagnosis.sampling`.
 
     Returns:
         A :class:`Diagnosis`.
 
     Raises:
-        ValueError: an error rate outside [0, 1].
+        ValueError: an error rate outside [0, 1] (a regression's error below 0).
 
     Example:
         >>> d = diagnose(train_error=0.08, dev_error=0.10, human_error=0.01)
@@ -215,7 +238,7 @@ def diagnose(
         ("train_dev_error", train_dev_error),
         ("human_error", human_error),
     ):
-        _check_error(name, value)
+        _check_error(name, value, metric)
     notes: list[str] = []
     bayes = human_error if human_error is not None else 0.0
     if human_error is None:
@@ -237,9 +260,7 @@ def diagnose(
     dev_overfitting = test_error - dev_error if test_error is not None else None
     errors = {"train": train_error, "train_dev": train_dev_error, "dev": dev_error}
     errors["test"] = test_error
-    sampling = split_sampling(
-        {s: {"error": e, "n": (split_sizes or {}).get(s)} for s, e in errors.items()}
-    )
+    sampling = _sampling(errors, split_sizes or {}, metric, standard_errors)
     gaps = {
         "avoidable_bias": avoidable_bias,
         "variance": variance,
@@ -252,15 +273,12 @@ def diagnose(
     largest = max(known, key=lambda k: round(known[k], 9))
     if known[largest] <= 0:
         largest = "none"
-    elif split_sizes:
-        noise = _noise(largest, split_sizes, train_error, dev_error, test_error, train_dev_error)
+    elif split_sizes or standard_errors:
+        errs = (train_error, dev_error, test_error, train_dev_error)
+        noise = _noise(largest, split_sizes or {}, *errs, standard_errors)
         if noise is not None and known[largest] < 2 * noise:
-            notes.append(
-                f"The largest gap ({100 * known[largest]:.2f} points) is within two standard "
-                f"errors ({100 * 2 * noise:.2f} points) of the errors it compares, so it may be "
-                "sampling noise; larger splits would tell."
-            )
-    dev_note = dev_size_note(sampling)
+            notes.append(_noise_note(known[largest], noise, metric))
+    dev_note = dev_size_note(sampling) if metric == "error" else None
     if dev_note is not None:
         notes.append(dev_note)
     return Diagnosis(
@@ -277,7 +295,38 @@ def diagnose(
         remedies=REMEDIES[largest],
         notes=tuple(notes),
         sampling=sampling,
+        metric=metric,
     )
+
+
+def _noise_note(gap: float, noise: float, metric: str) -> str:
+    return (
+        f"The largest gap ({_shown(gap, metric)}) is within two standard errors "
+        f"({_shown(2 * noise, metric)}) of the errors it compares, so it may be sampling "
+        "noise; larger splits would tell."
+    )
+
+
+def _shown(value: float, metric: str) -> str:
+    """A gap as the notes write it: points of error rate, or the regression metric's units."""
+    return f"{100 * value:.2f} points" if metric == "error" else f"{value:.4g} {metric.upper()}"
+
+
+def _sampling(
+    errors: Mapping[str, float | None],
+    sizes: Mapping[str, int],
+    metric: str,
+    standard_errors: Mapping[str, float] | None,
+) -> dict[str, dict[str, float | int]]:
+    """Each split's standard error: binomial for error rates, bootstrap (given) otherwise."""
+    if metric == "error":
+        return split_sampling({s: {"error": e, "n": sizes.get(s)} for s, e in errors.items()})
+    out: dict[str, dict[str, float | int]] = {}
+    for split, value in errors.items():
+        se = (standard_errors or {}).get(split)
+        if value is not None and se is not None:
+            out[split] = {"n": int(sizes.get(split, 0)), metric: value, "standard_error": se}
+    return out
 
 
 def _noise(
@@ -287,8 +336,10 @@ def _noise(
     dev: float,
     test: float | None,
     train_dev: float | None,
+    standard_errors: Mapping[str, float] | None = None,
 ) -> float | None:
-    """Standard error of the difference of the two errors a gap subtracts (binomial)."""
+    """Standard error of the difference of the two errors a gap subtracts: binomial, or from
+    the splits' given (bootstrap) standard errors; the splits are independent samples."""
     table: dict[str, list[tuple[str, float | None]]] = {
         "avoidable_bias": [("train", train)],  # human-level error is given, not sampled
         "variance": [
@@ -300,6 +351,12 @@ def _noise(
     }
     variance = 0.0
     for split, error in table[gap]:
+        if standard_errors is not None:
+            se = standard_errors.get(split)
+            if error is None or se is None:
+                return None
+            variance += se**2
+            continue
         n = sizes.get(split)
         if error is None or not n:
             return None
@@ -308,39 +365,61 @@ def _noise(
 
 
 def diagnose_splits(
-    splits: dict[str, dict[str, Any]], human_error: float | None = None
+    splits: dict[str, dict[str, Any]], human_error: float | None = None, metric: str = "error"
 ) -> Diagnosis:
     """:func:`diagnose` on the ``splits`` of a run's ``metrics.json``.
 
     Args:
         splits: ``{split: {"error": ..., ...}}`` with at least ``train`` and ``dev``.
         human_error: Human-level error, or None.
+        metric: The error to diagnose: ``error``, or a regressor's ``rmse``, ``mse`` or
+            ``mae`` (each row's ``standard_errors`` give the bootstrap standard errors).
 
     Example:
         >>> splits = {"train": {"error": 0.2}, "dev": {"error": 0.22}, "test": {"error": 0.23}}
         >>> diagnose_splits(splits, human_error=0.05).largest
         'avoidable_bias'
+        >>> curve = {"train": {"rmse": 0.7, "n": 600}, "dev": {"rmse": 0.72, "n": 200}}
+        >>> diagnose_splits(curve, human_error=0.2, metric="rmse").verdict
+        'The largest gap is avoidable bias (0.5 RMSE).'
     """
-    missing = [s for s in ("train", "dev") if splits.get(s, {}).get("error") is None]
+    missing = [s for s in ("train", "dev") if splits.get(s, {}).get(metric) is None]
     if missing:
         raise ValueError(
-            f"The run has no error for split(s) {missing} (it has {sorted(splits)}); the "
-            "diagnosis needs train and dev errors. Run the recipe again with `mlstrategy run`."
+            f"The run has no {metric} for split(s) {missing} (it has {sorted(splits)}); the "
+            f"diagnosis needs train and dev {metric}. Run the recipe again with `mlstrategy run`."
         )
 
     def error(split: str) -> float | None:
         row = splits.get(split)
-        return float(row["error"]) if row and "error" in row else None
+        return float(row[metric]) if row and row.get(metric) is not None else None
 
     sizes = {s: int(row["n"]) for s, row in splits.items() if row.get("n")}
+    errors = {
+        s: float(se)
+        for s, row in splits.items()
+        if (se := (row.get("standard_errors") or {}).get(metric)) is not None
+    }
     return diagnose(
-        train_error=float(splits["train"]["error"]),
-        dev_error=float(splits["dev"]["error"]),
+        train_error=float(splits["train"][metric]),
+        dev_error=float(splits["dev"][metric]),
         test_error=error("test"),
         train_dev_error=error("train_dev"),
         human_error=human_error,
         split_sizes=sizes,
+        metric=metric,
+        standard_errors=errors if metric != "error" else None,
     )
+
+
+def is_regression_run(splits: Mapping[str, Mapping[str, Any]]) -> bool:
+    """True when a run's scored splits are a single-task regressor's (they hold ``rmse``).
+
+    Example:
+        >>> is_regression_run({"dev": {"rmse": 0.3}}), is_regression_run({"dev": {"error": 0.1}})
+        (True, False)
+    """
+    return any("rmse" in row and "tasks" not in row for row in splits.values())
 
 
 def no_error_rate(splits: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -376,10 +455,14 @@ def no_error_rate(splits: Mapping[str, Mapping[str, Any]]) -> str | None:
 
 
 def diagnose_run(
-    splits: dict[str, dict[str, Any]], human_error: float | None = None
+    splits: dict[str, dict[str, Any]],
+    human_error: float | None = None,
+    error_metric: str | None = None,
 ) -> Diagnosis | str:
     """The diagnosis of a run (:func:`diagnose_splits`), or why it has none: a multi-task run
-    without an error rate (see :func:`no_error_rate`) is skipped with that reason.
+    without an error rate (see :func:`no_error_rate`) is skipped with that reason. A
+    regressor's run is diagnosed on ``error_metric`` (``rmse``, ``mse`` or ``mae``; default
+    ``rmse``), with ``human_error`` in the same units.
 
     Example:
         >>> diagnose_run({"train": {"error": 0.2}, "dev": {"error": 0.22}}).largest
@@ -388,5 +471,8 @@ def diagnose_run(
         ...               "dev": {"error": None, "tasks": {"y": {"kind": "regression"}}}})[:27]
         'no task is a classification'
     """
+    if is_regression_run(splits):
+        metric = error_metric if error_metric in REGRESSION_ERRORS else "rmse"
+        return diagnose_splits(splits, human_error, metric)
     reason = no_error_rate(splits)
     return reason if reason is not None else diagnose_splits(splits, human_error)

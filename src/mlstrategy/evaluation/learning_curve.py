@@ -29,6 +29,8 @@ class CurvePoint:
         train_error: Error on those ``m`` examples (eval mode).
         dev_error: Error on the whole dev split.
         run_dir: The run folder of that training run.
+        metric: What the errors are: ``error`` (error rates) or a regressor's ``rmse``,
+            ``mse`` or ``mae`` (in the target's units).
     """
 
     fraction: float
@@ -36,6 +38,17 @@ class CurvePoint:
     train_error: float
     dev_error: float
     run_dir: str = ""
+    metric: str = "error"
+
+
+def format_error(value: float, metric: str = "error") -> str:
+    """An error as the curve reports it: a percentage, or a regression error in its units.
+
+    Example:
+        >>> format_error(0.1234), format_error(0.2085, "rmse")
+        ('12.34%', '0.2085 RMSE')
+    """
+    return f"{100 * value:.2f}%" if metric == "error" else f"{value:.4g} {metric.upper()}"
 
 
 def parse_sizes(text: str) -> list[float]:
@@ -122,26 +135,35 @@ def what_more_data_buys(
     gap = last.dev_error - last.train_error
     bias = last.train_error - desired
     sizes = f"m={prev.m} to m={last.m}"
-    if bias > max(gap, 0.0) and bias > 0.01:
+    # What counts as a real gap: 1 point of error rate; for a regression error (in the
+    # target's units) 2% of the dev error.
+    small = 0.01 if last.metric == "error" else 0.02 * abs(last.dev_error)
+
+    def amount(value: float) -> str:  # a difference: points of error rate, or the units
+        return f"{100 * value:.1f} points" if last.metric == "error" else f"{value:.4g}"
+
+    if bias > max(gap, 0.0) and bias > small:
         verdict = "high_bias"
         message = (
-            f"More data alone will not get dev error to {100 * desired:.1f}%: training error "
-            f"({100 * last.train_error:.1f}%) is already {100 * bias:.1f} points above it and "
-            "only rises with m. Reduce avoidable bias first (bigger network, train longer)."
+            f"More data alone will not get dev error to {format_error(desired, last.metric)}: "
+            f"training error ({format_error(last.train_error, last.metric)}) is already "
+            f"{amount(bias)} above it and only rises with m. Reduce avoidable bias first "
+            "(bigger network, train longer)."
         )
-    elif dev_drop > 0.005 and gap > 0.01:
+    elif dev_drop > small / 2 and gap > small:
         verdict = "more_data_helps"
         message = (
-            f"More data should help: dev error fell {100 * dev_drop:.1f} points from {sizes} "
-            f"and is still {100 * gap:.1f} points above training error (variance). Doubling m "
-            "again is the next thing to try, or regularize if data is expensive."
+            f"More data should help: dev error fell {amount(dev_drop)} from {sizes} and is still "
+            f"{amount(gap)} above training error (variance). Doubling m again is the next thing "
+            "to try, or regularize if data is expensive."
         )
     else:
         verdict = "flat"
+        drop = f"{100 * -dev_drop:+.1f} points" if last.metric == "error" else f"{-dev_drop:+.4g}"
         message = (
-            f"Dev error changed by {100 * -dev_drop:+.1f} points from {sizes}: more data of this "
-            f"kind buys little. The gap to training error is {100 * gap:.1f} points; work on "
-            "the largest gap of the diagnosis instead."
+            f"Dev error changed by {drop} from {sizes}: more data of this kind buys little. The "
+            f"gap to training error is {amount(gap)}; work on the largest gap of the diagnosis "
+            "instead."
         )
     return {"verdict": verdict, "message": message, "dev_drop": dev_drop, "gap": gap}
 

@@ -10,7 +10,10 @@ micro, macro and weighted too), loss, per-class scores and the confusion matrix.
 models are scored per task, each on the examples whose label for it is present, so a missing
 label is neither right nor wrong; each split's row keeps the usual keys, averaged over the
 classification tasks (each task counts the same; ``loss`` is the weighted multi-task cost; None
-where no classification task has labels), and adds ``"tasks": {task: row}``.
+where no classification task has labels), and adds ``"tasks": {task: row}``. Single-task
+regressors get per-split MSE, RMSE, MAE, R^2 and loss, and ``"standard_errors"``: each
+score's bootstrap standard error (:func:`~mlstrategy.evaluation.sampling.
+bootstrap_standard_errors`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mlstrategy.evaluation.sampling import bootstrap_standard_errors
 from mlstrategy.metrics.classification import ClassificationScores, per_class_table
+from mlstrategy.metrics.regression import RegressionScores
 from mlstrategy.metrics.tasks import TaskScores, summarize_tasks
 
 
@@ -46,6 +51,16 @@ def is_multitask(model: Any) -> bool:
         False
     """
     return isinstance(getattr(model, "tasks", None), list)
+
+
+def is_regressor(model: Any) -> bool:
+    """True for a single-task regressor (a ``RegressorModule``: it predicts a number).
+
+    Example:
+        >>> is_regressor(torch.nn.Linear(2, 1))
+        False
+    """
+    return getattr(model, "regression", False) is True
 
 
 class SplitScorer(Callback):
@@ -82,6 +97,7 @@ class SplitScorer(Callback):
         self.details: dict[str, Any] = {}
         self._scores: ClassificationScores | None = None  # single task
         self._task_scores: dict[str, TaskScores] = {}  # multi-task: one per task
+        self._values: RegressionScores | None = None  # single-task regressor
         self._tasks: list[ScoredTask] = []
         self._names: Sequence[str] | Mapping[str, Any] = []
 
@@ -95,7 +111,10 @@ class SplitScorer(Callback):
         given = self.class_names
         datamodule = getattr(trainer, "datamodule", None)
         self._names = given if given is not None else class_names(datamodule, model)
-        if is_multitask(model):
+        self._values = None
+        if is_regressor(model):
+            self._scores, self._values = None, RegressionScores().to(pl_module.device)
+        elif is_multitask(model):
             self._tasks, self._scores = list(model.tasks), None
             self._task_scores = {
                 t.name: TaskScores(t.kind, t.num_classes, t.class_column).to(pl_module.device)
@@ -116,6 +135,9 @@ class SplitScorer(Callback):
         if self._scores is not None:
             self._scores.update(outputs["cost"], outputs["preds"], outputs["targets"])
             return
+        if self._values is not None:
+            self._values.update(outputs["cost"], outputs["preds"], outputs["targets"])
+            return
         for name, scores in self._task_scores.items():
             scores.update(outputs["outputs"][name], outputs["targets"][name])
 
@@ -132,6 +154,9 @@ class SplitScorer(Callback):
             }
             pl_module.log_dict({f"{self.split}/{k}": v for k, v in scalars.items()})
             return
+        if self._values is not None:
+            self._score_values(pl_module)
+            return
         tasks = self._task_rows()
         self.summary = summarize_tasks(tasks)
         self.details = {"tasks": tasks}
@@ -143,6 +168,16 @@ class SplitScorer(Callback):
         }
         if logged:
             pl_module.log_dict(logged)
+
+    def _score_values(self, pl_module: L.LightningModule) -> None:
+        """A regressor's split: MSE, RMSE, MAE, R^2, loss, and their bootstrap standard
+        errors (the predictions are resampled with replacement, 1,000 times)."""
+        assert self._values is not None
+        scalars, (preds, targets) = self._values.compute()
+        self.summary = {k: float(v) for k, v in scalars.items()}
+        errors = bootstrap_standard_errors(preds.numpy(), targets.numpy())
+        self.details = {"standard_errors": errors}
+        pl_module.log_dict({f"{self.split}/{k}": v for k, v in scalars.items()})
 
     def _task_rows(self) -> dict[str, dict[str, Any]]:
         given = self._names if isinstance(self._names, Mapping) else {}

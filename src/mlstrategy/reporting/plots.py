@@ -154,13 +154,15 @@ def learning_curve_figure(points: Sequence[CurvePoint], human_error: float | Non
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     m = [p.m for p in points]
-    ax.plot(m, [p.train_error for p in points], marker="o", label="training error")
-    ax.plot(m, [p.dev_error for p in points], marker="o", label="dev error")
+    metric = points[0].metric if points else "error"
+    name = "error" if metric == "error" else metric.upper()  # a regressor's: RMSE, MSE, MAE
+    ax.plot(m, [p.train_error for p in points], marker="o", label=f"training {name}")
+    ax.plot(m, [p.dev_error for p in points], marker="o", label=f"dev {name}")
     if human_error is not None:
         ax.axhline(human_error, color="gray", linestyle="--", label="human-level error")
     ax.set_xscale("log")
     ax.set_xlabel("training examples m")
-    ax.set_ylabel("error")
+    ax.set_ylabel(name if metric == "error" else f"{name} (target's units)")
     ax.set_title("learning curve")
     ax.grid(alpha=0.3)
     ax.legend()

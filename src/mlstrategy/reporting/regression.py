@@ -99,7 +99,7 @@ def regression_scores_lines(splits: Mapping[str, Any]) -> list[str]:
         >>> row = {"n": 9, "mse": 0.04, "rmse": 0.2, "mae": 0.15, "r2": 0.9, "loss": 0.1,
         ...        "standard_errors": {"rmse": 0.01}}
         >>> regression_scores_lines({"dev": row})[4]
-        '| dev | 9 | 0.04 | 0.2 ± 0.01 | 0.15 | 0.9 | 0.1 |'
+        '| dev | 9 | 0.0400 | 0.2000 ± 0.0100 | 0.1500 | 0.9000 | 0.1000 |'
     """
     out = ["## Scores per split", ""]
     rows = []

@@ -37,7 +37,12 @@ from mlstrategy.reporting.error_analysis import (
 )
 from mlstrategy.reporting.markdown import md_table, num, pct
 from mlstrategy.reporting.mismatch import ladder_lines, mismatch_figures, sources_lines
-from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas
+from mlstrategy.reporting.regression import (
+    regression_figures,
+    regression_figures_lines,
+    regression_scores_lines,
+)
+from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas, gap_value
 from mlstrategy.reporting.tasks import render_task_report
 from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
 
@@ -48,6 +53,8 @@ FIGURE_FILES = {
     "cost_curve": "cost_curve.png",
     "dev_examples": "dev_highest_loss.png",
     "mismatch_errors": "mismatch_errors.png",  # two distributions (reporting.mismatch)
+    "predicted_vs_true": "predicted_vs_true.png",  # a regressor's (reporting.regression)
+    "residuals": "residuals.png",
 }
 
 
@@ -108,13 +115,14 @@ def _render(
     splits = metrics["splits"]
     out = [
         *_header(metrics),
-        *_scores_section(splits),
+        *(regression_scores_lines(splits) if _regression(splits) else _scores_section(splits)),
         *_sampling_section(splits),
         *_diagnosis_section(diagnosis),
         *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
         *sources_lines(analysis.get("sources"), images.get("mismatch_errors")),
         *_selection_section(metrics, constraints, optimize),
         *_figures_section(images, _has_step_costs(metrics)),
+        *regression_figures_lines(images),
         *_per_class_section(splits),
     ]
     if "highest_loss" in analysis:
@@ -131,6 +139,11 @@ def _render(
         tasks += "\n".join(["", *task_error_analysis_lines(analysis.get("tasks") or {})])
         tasks = tasks.rstrip() + "\n"
     return body, tasks
+
+
+def _regression(splits: Mapping[str, Any]) -> bool:
+    """A single-task regressor's splits: scored by RMSE and friends, not by an error rate."""
+    return any("rmse" in r and "tasks" not in r for r in splits.values())
 
 
 def _task_class_names(splits: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -173,7 +186,7 @@ def _scores_section(splits: Mapping[str, Any]) -> list[str]:
 
 
 def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
-    """Each split's error with its standard error, and the difference its size can detect."""
+    """Each split's error with its standard error, and the smallest significant difference."""
     sampling = split_sampling(splits)
     if not sampling:
         return []
@@ -182,13 +195,15 @@ def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
         "",
         "An error measured on n examples is a proportion: its standard error is "
         "sqrt(e (1 - e) / n). The last column is the smallest difference in error between two "
-        "models that a split this size detects at 95% (pooled two-proportion z-test, the "
-        "better model at this error); on dev it is the smallest improvement worth comparing "
-        "runs on. Machine Learning Yearning: 10,000 dev examples detect about 0.1%.",
+        "models that would be significant at 95% on a split this size (two-sided pooled "
+        "two-proportion z-test, the better model at this error); a true difference of that "
+        "size is detected only about half the time. On dev it is the smallest improvement "
+        "worth comparing runs on. Machine Learning Yearning: 10,000 dev examples detect about "
+        "0.1%.",
         "",
     ]
     out += md_table(
-        ["split", "n", "error", "standard error", "detectable difference (95%)"],
+        ["split", "n", "error", "standard error", "significant difference (95%)"],
         [
             [s, f"{r['n']:,}", pct(r["error"]), pct(r["standard_error"]),
              pct(r["detectable_difference"])]
@@ -201,7 +216,10 @@ def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
 def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
     if not isinstance(diagnosis, Diagnosis):
         return ["## Diagnosis", "", f"Skipped: {diagnosis}.", ""]
-    human = pct(diagnosis.human_error) if diagnosis.human_error is not None else "not given"
+    d = diagnosis
+    human = gap_value(d, d.human_error) if d.human_error is not None else "not given"
+    if d.metric != "error":
+        human += f" ({d.metric.upper()}, in the target's units: every error below is a {d.unit})"
     out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
     if getattr(diagnosis, "metric", "error") == "error":  # the course's ladder of error rates
         out += ladder_lines(diagnosis)
@@ -209,7 +227,7 @@ def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
     out += md_table(
         ["gap", "value", "computed as", ""],
         [
-            [GAP_TITLES[g], pct(v), formulas[g], "**largest**" if g == diagnosis.largest else ""]
+            [GAP_TITLES[g], gap_value(d, v), formulas[g], "**largest**" if g == d.largest else ""]
             for g, v in diagnosis.gaps.items()
         ],
     )
@@ -232,7 +250,7 @@ def _knobs_section(diagnosis: Diagnosis) -> list[str]:
     gaps = diagnosis.gaps
     rows = []
     for i, (goal, gap, knobs) in enumerate(KNOBS, start=1):
-        size = pct(gaps.get(gap)) if gap in gaps else "-"
+        size = gap_value(diagnosis, gaps.get(gap)) if gap in gaps else "-"
         mark = "**work on this**" if gap == diagnosis.largest else ""
         title = GAP_TITLES[gap] if gap != "none" else "-"
         rows.append([f"{i}. {goal}", title, size, knobs, mark])
@@ -345,6 +363,8 @@ def write_run_report(
     beta = float((settings or {}).get("smoothing_beta", DEFAULT_SMOOTHING_BETA))
     figures = _figures(metrics, analysis, examples, beta)
     figures |= mismatch_figures(diagnosis, analysis)  # two distributions: the five errors
+    # A regressor's predictions per split: for its figures only, not for diagnosis.json.
+    figures |= regression_figures({"predictions": analysis.pop("predictions", None)})
     written = {key: save_figure(fig, run_dir / FIGURE_FILES[key]) for key, fig in figures.items()}
     images = {k: p.name for k, p in written.items()}
 

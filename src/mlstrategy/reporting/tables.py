@@ -46,7 +46,7 @@ def gap_value(d: Diagnosis, value: float | None) -> str:
     Example:
         >>> from mlstrategy.evaluation.diagnosis import diagnose
         >>> gap_value(diagnose(0.08, 0.1), 0.02), gap_value(diagnose(3.0, 4.0, metric="rmse"), 1.0)
-        ('2.00%', '1')
+        ('2.00%', '1.0000')
     """
     return pct(value) if d.metric == "error" else num(value)
 

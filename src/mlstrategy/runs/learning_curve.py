@@ -66,7 +66,11 @@ def train_subset(fraction: float) -> Callable[[Any], None]:
                 f"(mlstrategy.data.ArrayDataModule); {type(datamodule).__name__} does not."
             )
         x, y = splits["train"]
-        keep = torch.from_numpy(nested_subset(y.numpy(), fraction, getattr(datamodule, "seed", 0)))
+        # Class labels are kept in proportion; a real-valued target has no classes (one stratum).
+        strata = torch.zeros(len(y), dtype=torch.long) if y.is_floating_point() else y
+        keep = torch.from_numpy(
+            nested_subset(strata.numpy(), fraction, getattr(datamodule, "seed", 0))
+        )
         # prepare() hands back its cached splits, so the subset is what setup() and the
         # train-only normalization statistics see.
         splits["train"] = (x[keep], y[keep])
@@ -127,7 +131,9 @@ def _measure(
             before_fit=train_subset(fraction),
         )
         train, dev = result.splits["train"], result.splits["dev"]
-        if train.get("error") is None or dev.get("error") is None:
+        # A regressor's curve is of the error its diagnosis uses (RMSE by default).
+        metric = str(getattr(result.diagnosis, "metric", "error"))
+        if train.get(metric) is None or dev.get(metric) is None:
             raise ValueError(
                 f"learning-curve plots error rates, and {configs[-1]} has none (every task is a "
                 "regression). Compare the runs' mse with `mlstrategy compare` instead."
@@ -135,9 +141,10 @@ def _measure(
         point = CurvePoint(
             fraction,
             int(train["n"]),
-            float(train["error"]),
-            float(dev["error"]),
+            float(train[metric]),
+            float(dev[metric]),
             str(result.run_dir),
+            metric,
         )
         points.append(point)
         human_error = load_settings(result.run_dir).get("human_error")
@@ -162,7 +169,7 @@ def _write(curve: LearningCurve, recipe: Path) -> None:
     )
     with SummaryWriter(str(curve.root)) as writer:
         for p in curve.points:
-            writer.add_scalar("learning_curve/train_error", p.train_error, p.m)
-            writer.add_scalar("learning_curve/dev_error", p.dev_error, p.m)
+            writer.add_scalar(f"learning_curve/train_{p.metric}", p.train_error, p.m)
+            writer.add_scalar(f"learning_curve/dev_{p.metric}", p.dev_error, p.m)
         writer.add_figure("learning_curve", figure, close=False)
         writer.add_text("learning_curve", curve.reading["message"])

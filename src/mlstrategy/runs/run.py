@@ -21,7 +21,8 @@ from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_run
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.latency import measure_latency
 from mlstrategy.evaluation.multitask import diagnose_tasks, is_multitask_run
-from mlstrategy.evaluation.scoring import count_parameters, evaluate_splits
+from mlstrategy.evaluation.regression import split_predictions
+from mlstrategy.evaluation.scoring import count_parameters, evaluate_splits, is_regressor
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.run_report import write_run_report
@@ -133,6 +134,7 @@ def run_recipe(
         if before_fit is not None:
             before_fit(datamodule)
         settings = cli.config_init.get("evaluation") or EvaluationSettings()
+        settings.fit_model(regression=is_regressor(model))  # defaults by model kind; vetted
         console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
         last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
         if last is not None:
@@ -214,11 +216,16 @@ def _fit_and_report(
         "splits": splits,
         "cost_curve": list(getattr(model, "cost_curve", [])),
     }
-    result = RunResult(run_dir, metrics, diagnose_run(splits, settings.human_error))
+    diagnosis = diagnose_run(splits, settings.human_error, settings.error_metric)
+    result = RunResult(run_dir, metrics, diagnosis)
     if is_multitask_run(splits):
         result.task_diagnoses = diagnose_tasks(splits, settings.human_error)
-    try:  # every run: in-memory arrays, image folders, multi-task models
-        result.analysis = analyze_errors(model, datamodule, splits)
+    try:  # every run: in-memory arrays, image folders, multi-task models, regressors
+        result.analysis = (
+            {"predictions": split_predictions(model, datamodule)}
+            if is_regressor(model)
+            else analyze_errors(model, datamodule, splits)
+        )
     except Exception as err:  # an extra section of the report: never lose the run to it
         console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
     describe = getattr(datamodule, "describe_sources", None)
@@ -258,7 +265,7 @@ def _log_hyperparameters(
     scores = {
         f"hparams/{s}_{k}": row[k]
         for s, row in splits.items()
-        for k in ("error", "f1")
+        for k in ("error", "f1", "rmse", "r2")
         if isinstance(row.get(k), (int, float))  # a regression-only run has no error rate
     }
     trainer.logger.log_hyperparams(hparams, metrics=scores)
