@@ -4,6 +4,12 @@ Same network object (copied), same initial weights, same data order (the toolkit
 permutation), same optimizer; the training costs after one epoch must agree. Cases: the course's
 64-128-64-10 MLP on digits (batch 64, Adam, 20 epochs) and a 1-D CNN on MNIST-1D.
 
+Lightning's floor: a bare LightningModule (the same net and input normalization, cross-entropy,
+Adam; a dev cost per epoch when validating, nothing logged) on the same batches, in the same
+Trainer settings without the toolkit's callbacks. The last two columns are its time and the
+toolkit's ratio to it. The full run also prints where the toolkit's extra time goes: the time
+with each of its parts switched off (JSON key ``breakdown``).
+
     python benchmarks/loop_overhead.py            # full figures (5 repeats, median)
     python benchmarks/loop_overhead.py --quick    # smoke test (CI): 2 epochs, 1 repeat
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import add_json_option, median_time, quiet, report, trainer
+from _common import add_json_option, median_time, print_table, quiet, report, trainer
 
 
 def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int, validate: bool):
@@ -46,9 +53,93 @@ def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int
     return epoch_cost, dev_cost if validate else None
 
 
-def toolkit_fit(model, datamodule, epochs: int, validate: bool):
-    trainer(epochs, validate).fit(model, datamodule=datamodule)
+def toolkit_fit(model, datamodule, epochs: int, validate: bool, callbacks=None):
+    fit_trainer = (
+        trainer(epochs, validate)
+        if callbacks is None
+        else _bare_trainer(epochs, validate, callbacks)
+    )
+    fit_trainer.fit(model, datamodule=datamodule)
     return model.cost_curve[-1]["cost/train"], model.cost_curve[-1].get("cost/dev")
+
+
+def _bare_trainer(epochs: int, validate: bool, callbacks: list):
+    """``_common.trainer``'s settings with the given callbacks instead of the toolkit's."""
+    import lightning as L
+
+    return L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
+        deterministic=True,
+        callbacks=callbacks,
+    )
+
+
+def floor_fit(model, datamodule, epochs: int, validate: bool):
+    """Lightning's floor: a bare LightningModule doing the same work, nothing more."""
+    import lightning as L
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.norm = model.net, model.input_norm
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.net(self.norm(x)), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.net(self.norm(x)), y)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.net.parameters(), lr=model.hparams.learning_rate)
+
+    _bare_trainer(epochs, validate, []).fit(Bare(), datamodule=datamodule)
+
+
+def breakdown(name, make_model, datamodule, epochs, repeats):
+    """The toolkit's time (train + dev cost per epoch) with each of its parts switched off."""
+    from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
+
+    template = make_model()
+    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+
+    def timed(callbacks=None, patch=None):
+        def run():
+            model = copy.deepcopy(template)
+            if patch is not None:
+                patch(model)
+            return toolkit_fit(model, datamodule, epochs, True, callbacks)
+
+        run()  # warm-up
+        return median_time(run, repeats)[0]
+
+    full = timed()
+    parts = {
+        "non-finite guard": timed(callbacks=[RNGState()]),
+        "RNG-state callback": timed(callbacks=[NonFiniteGuard()]),
+        "per-step cost buffer": timed(
+            patch=lambda m: setattr(m, "_record_step_cost", lambda cost: None)
+        ),
+        "cost/train metric": timed(patch=lambda m: setattr(m.train_cost, "update", _no_update)),
+        "floor (all off, bare module)": median_time(
+            lambda: floor_fit(copy.deepcopy(template), datamodule, epochs, True), repeats
+        )[0],
+    }
+    return [
+        [name, part, f"{seconds:.3f}", f"{full:.3f}", f"{(full - seconds) / full * 100:+.1f}%"]
+        for part, seconds in parts.items()
+    ]
+
+
+def _no_update(*args, **kwargs) -> None:
+    return None
 
 
 def case(name, make_model, datamodule, epochs, repeats, validate):
@@ -72,6 +163,9 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
     def run_hand():
         return run_hand_for(epochs)
 
+    def run_floor():
+        return floor_fit(copy.deepcopy(template), datamodule, epochs, validate)
+
     # Same work: after one epoch both sides' costs agree to float rounding (checked here, which
     # also warms both up). Over 20 epochs, last-bit differences between the two (Lightning's
     # step, the toolkit's weighted cost accumulation) grow chaotically in the CNN, so its final
@@ -81,6 +175,8 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
         raise SystemExit(f"{name}: final costs differ after one epoch: hand {hand_1} vs {tool_1}")
     hand_s, hand_cost = median_time(run_hand, repeats)
     tool_s, tool_cost = median_time(run_toolkit, repeats)
+    run_floor()  # warm-up
+    floor_s, _ = median_time(run_floor, repeats)
     what = "train + dev cost/epoch" if validate else "train only"
     return [
         name,
@@ -89,6 +185,8 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
         f"{tool_s:.3f}",
         f"{tool_s / hand_s:.2f}x",
         f"{hand_cost[0]:.5f} / {tool_cost[0]:.5f}",
+        f"{floor_s:.3f}",
+        f"{tool_s / floor_s:.2f}x",
     ]
 
 
@@ -125,9 +223,30 @@ def main() -> None:
     report(
         args.json,
         f"loop overhead ({epochs} epochs, batch 64, Adam; median of {repeats})",
-        ["case", "work", "hand loop s", "toolkit s", "ratio", "final train cost (hand / toolkit)"],
+        [
+            "case",
+            "work",
+            "hand loop s",
+            "toolkit s",
+            "ratio",
+            "final train cost (hand / toolkit)",
+            "Lightning floor s",
+            "toolkit / floor",
+        ],
         rows,
     )
+    if args.quick:
+        return
+    parts = [
+        *breakdown("MLP 64-128-64-10, digits", mlp, digits, epochs, repeats),
+        *breakdown("CNN 1-D, MNIST-1D", cnn, mnist1d, epochs, repeats),
+    ]
+    header = ["case", "switched off", "toolkit without it s", "toolkit s", "share of toolkit"]
+    print_table("where the toolkit's time goes (train + dev cost/epoch)", header, parts)
+    if args.json is not None:
+        table = json.loads(args.json.read_text())
+        table["breakdown"] = {"header": header, "rows": parts}
+        args.json.write_text(json.dumps(table, indent=1) + "\n")
 
 
 if __name__ == "__main__":
