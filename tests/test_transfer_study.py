@@ -109,13 +109,13 @@ def test_fine_tuning_a_torchvision_backbone_on_an_image_folder(in_tmp, capsys):
     # ResNet-18 without its 1000-way layer, and one sigmoid output unit for two classes.
     assert metrics["trainable_params"] == metrics["params"] == 11_176_512 + 512 + 1
 
-    # `mlstrategy predict` on a folder of new images writes file, class, probability.
+    # `mlstrategy predict` on a folder of new images writes id, predicted, p_<class> per image.
     run_dir = Path(metrics["run_dir"])
     photos = in_tmp / "imgs" / "2"
     args = [f"--config={run_dir / 'config.yaml'}", f"--ckpt_path={metrics['best_checkpoint']}"]
     assert main(["predict", *args, f"--data.init_args.predict_dir={photos}"]) == 0
-    with (run_dir / "predictions.csv").open() as f:
+    with (run_dir / "lightning_predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["file"] for r in rows] == [str(p) for p in sorted(photos.iterdir())]
-    assert {r["class"] for r in rows} <= {"1", "2"}
-    assert all(0.5 <= float(r["probability"]) <= 1 for r in rows)  # the larger of two
+    assert [r["id"] for r in rows] == [str(p) for p in sorted(photos.iterdir())]
+    assert {r["predicted"] for r in rows} <= {"1", "2"}
+    assert all(0.5 <= float(r[f"p_{r['predicted']}"]) <= 1 for r in rows)  # the larger of two

@@ -42,6 +42,9 @@ TUNE_TEST_FILE = "test.json"  # the chosen trial's test scores, scored once
 TUNE_DIR = "tune"  # logs/tune/<study>/
 # Written by `mlstrategy predict RUN_DIR` and `mlstrategy errors RUN_DIR` into the run folder.
 PREDICTIONS_FILE = "predictions.csv"
+# Written by LightningCLI's `mlstrategy predict --config ... --ckpt_path ...` (its data module's
+# predict split), in the layout of predictions.csv.
+LIGHTNING_PREDICTIONS_FILE = "lightning_predictions.csv"
 ERRORS_FILE = "errors.csv"
 ERRORS_FIGURE = "errors.png"
 # Written by `mlstrategy suspects RUN_DIR`: every train and dev example ranked by how unlikely

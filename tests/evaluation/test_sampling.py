@@ -104,6 +104,10 @@ def test_the_diagnosis_records_each_splits_standard_error_and_what_dev_can_detec
     assert dev["detectable_difference"] == pytest.approx(detectable_difference(0.0088, 114), 1e-5)
     (note,) = [n for n in d.notes if n.startswith("The dev set (n=114)")]
     assert f"{100 * dev['detectable_difference']:.2f} points" in note
+    # It is where the test just rejects (about 50% power), not a difference the dev set is
+    # sure to detect: the note says so.
+    assert "would be significant at 95%" in note and "two-sided" in note
+    assert "about half the time" in note and "told apart" not in note
 
 
 def test_compare_warns_only_when_the_dev_set_cannot_separate_the_top_two():

@@ -124,10 +124,10 @@ def test_most_of_the_top_5_percent_of_suspects_are_flipped_labels(tmp_path, seed
     # Where each ranked example sits in the file: the data module's own split, retraced.
     index = stratified_split(noisy, dev_fraction=0.2, test_fraction=0.2, seed=seed)
     rows = [int(index[r["split"]][r["index"]]) for r in found.rows]
-    assert [r["source_row"] for r in found.rows] == rows
+    assert [r["input"] for r in found.rows] == [f"digits.npz row {i}" for i in rows]
     assert sorted(rows) == sorted(np.concatenate([index["train"], index["dev"]]).tolist())
     top = found.rows[: math.ceil(0.05 * len(found.rows))]
-    precision = float(np.mean([flip[r["source_row"]] for r in top]))
+    precision = float(np.mean(flip[rows[: len(top)]]))
     assert capsys.readouterr().out.count("fold ") == 5  # a progress line per fold
     with capsys.disabled():  # for the record (pytest -s)
         print(f"\nseed {seed}: {precision:.3f} of the top {len(top)} suspects are flipped")

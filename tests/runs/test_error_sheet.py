@@ -151,3 +151,32 @@ def test_the_verb_prints_where_the_sheet_went(digits_run, capsys):
     assert main(["errors", str(digits_run)]) == 0
     out = capsys.readouterr().out.replace("\n", "")
     assert "errors.csv" in out and "errors.png" in out and "--tags" in out
+
+
+def test_writing_the_sheet_again_keeps_the_tags_filled_in(digits_run, capsys):
+    path = digits_run / "errors.csv"
+    write_error_sheet(digits_run)
+    rows = _rows(path)
+    rows[0]["tags"], rows[-1]["tags"] = "blurry", "odd stroke;blurry"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    again = write_error_sheet(digits_run)
+    assert again.kept_tags == 2
+    assert [r["tags"] for r in _rows(path)] == [r["tags"] for r in rows]
+    assert main(["errors", str(digits_run)]) == 0  # the verb too
+    assert [r["tags"] for r in _rows(path)] == [r["tags"] for r in rows]
+    # A tagged row that is no longer this example (the data changed): refused, file kept.
+    rows[0]["input"] = "Digits(flatten=False) row 99999"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = path.read_text()
+    capsys.readouterr()
+    assert main(["errors", str(digits_run)]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "would erase them" in err and "Copy or rename" in err and "Traceback" not in err
+    assert path.read_text() == before
+    path.unlink()

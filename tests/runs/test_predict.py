@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from rich.console import Console
 from sklearn.datasets import load_iris
 
@@ -130,6 +131,60 @@ def test_a_missing_or_misplaced_column_is_refused_by_name(iris_run, tmp_path):
     unknown = _write_csv(tmp_path / "u.csv", [*COLUMNS, "species"], [[*x[0], "tulip"]])
     with pytest.raises(ValueError, match="'tulip' is not one of the classes"):
         predict_run(iris_run, str(unknown))
+
+
+def test_the_columns_are_the_ones_saved_at_training_not_the_file_as_it_is_now(iris_run, tmp_path):
+    state = torch.load(iris_run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert state["ArrayDataModule"]["feature_names"] == COLUMNS
+    assert state["ArrayDataModule"]["target"] == "species"
+    x = load_iris().data[[0, 60, 120]].tolist()
+    new = _write_csv(tmp_path / "new.csv", COLUMNS, x)
+    before = _read(predict_run(iris_run, str(new)).path)
+    train = Path(yaml.safe_load((iris_run / "config.yaml").read_text())["data"]["init_args"][
+        "source"]["init_args"]["path"])  # fmt: skip
+    kept = train.read_text()
+    try:  # the training CSV exported again, its first two columns swapped
+        with train.open(newline="") as f:
+            rows = list(csv.reader(f))
+        _write_csv(
+            train, [rows[0][1], rows[0][0], *rows[0][2:]], [[r[1], r[0], *r[2:]] for r in rows[1:]]
+        )
+        assert _read(predict_run(iris_run, str(new)).path) == before
+        swapped = _write_csv(tmp_path / "s.csv", [COLUMNS[1], COLUMNS[0], *COLUMNS[2:]], x)
+        with pytest.raises(ValueError, match="'sepal_width' comes before 'sepal_length'"):
+            predict_run(iris_run, str(swapped))
+    finally:
+        train.write_text(kept)
+
+
+def test_an_old_checkpoint_is_checked_against_the_training_file_with_a_warning(iris_run):
+    from mlstrategy.runs.predict import feature_columns
+    from mlstrategy.runs.trained_run import load_run
+
+    run = load_run(iris_run)
+    assert feature_columns(run) == (COLUMNS, ["species"])
+    run.data_state = {"seed": 0, "class_names": run.class_names}  # saved before the columns
+    with pytest.warns(UserWarning, match="does not record the feature columns it was trained on"):
+        assert feature_columns(run) == (COLUMNS, ["species"])
+
+
+def test_lightnings_predict_verb_writes_the_same_layout(iris_run, capsys):
+    ours = _read(predict_run(iris_run).path)
+    best = iris_run / "checkpoints" / "best.ckpt"
+    args = ["predict", f"--config={iris_run / 'config.yaml'}", f"--ckpt_path={best}"]
+    assert main([*args, "--trainer.enable_progress_bar=false"]) == 0
+    theirs = _read(iris_run / "lightning_predictions.csv")
+    assert list(theirs[0]) == list(ours[0])  # id, predicted, p_<class>..., true, correct
+    assert [r["id"] for r in theirs] == [r["id"] for r in ours]
+    for a, b in zip(theirs, ours, strict=True):
+        assert (a["predicted"], a["true"], a["correct"]) == (
+            b["predicted"],
+            b["true"],
+            b["correct"],
+        )
+        for c in ("setosa", "versicolor", "virginica"):
+            assert float(a[f"p_{c}"]) == pytest.approx(float(b[f"p_{c}"]), abs=1e-6)
+    assert not list(iris_run.glob(".*.tmp"))  # written atomically: no temporary file left
 
 
 def test_an_npz_input_is_checked_for_shape(iris_run, tmp_path):

@@ -100,6 +100,12 @@ class ArrayDataModule(L.LightningDataModule):
         self.seed = seed
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.class_names: list[str] = []
+        # Which rows of the source each split holds (see :meth:`_split`), and the source's
+        # feature columns and label column where it names them (saved in the checkpoint).
+        self.split_indices: dict[str, np.ndarray] = {}
+        self.source_test_split = False
+        self.feature_names: list[str] | None = None
+        self.target_column: str | None = None
 
     # ----------------------------------------------------------------- loading and splitting
     def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -108,11 +114,15 @@ class ArrayDataModule(L.LightningDataModule):
             arrays = self.source.load(self.seed)
             _check_arrays(arrays, self.source)
             self._splits = self._split(arrays)
+            self.feature_names, self.target_column = source_columns(self.source)
             top = max(int(y.max()) for _, y in self._splits.values()) + 1
             self.class_names = arrays.class_names or [str(k) for k in range(top)]
         return self._splits
 
     def _split(self, arrays: Arrays) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The splits, keeping in :attr:`split_indices` each split's rows of ``arrays.x``; with
+        the source's own test split (:attr:`source_test_split`), the test rows are numbered
+        in the source's ``x_test`` instead."""
         own_test = self.use_source_test_split and arrays.x_test is not None
         index = stratified_split(
             arrays.y,
@@ -128,6 +138,9 @@ class ArrayDataModule(L.LightningDataModule):
         if own_test:
             assert arrays.x_test is not None and arrays.y_test is not None
             splits["test"] = (torch.from_numpy(arrays.x_test), torch.from_numpy(arrays.y_test))
+            index["test"] = np.arange(len(arrays.y_test))
+        self.split_indices = {k: index[k] for k in SPLITS if k in index}
+        self.source_test_split = own_test
         return {k: splits[k] for k in SPLITS if k in splits}
 
     @property
@@ -213,7 +226,32 @@ class ArrayDataModule(L.LightningDataModule):
         return self._batches(split)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "class_names": self.class_names}
+        state: dict[str, Any] = {"seed": self.seed, "class_names": self.class_names}
+        if self.feature_names is not None:  # what `mlstrategy predict` checks a CSV against
+            state.update(feature_names=self.feature_names, target=self.target_column)
+        return state
+
+
+def source_columns(source: ArraySource) -> tuple[list[str] | None, str | None]:
+    """The feature columns and the label column of a source that names them (an
+    :class:`~mlstrategy.data.ArrayFile` CSV, :class:`~mlstrategy.data.BreastCancer`), else
+    ``(None, None)``. Read once the source has loaded (the CSV was checked then)."""
+    import csv
+    from pathlib import Path
+
+    from mlstrategy.data.sources import ArrayFile, BreastCancer
+
+    if isinstance(source, BreastCancer):
+        from sklearn.datasets import load_breast_cancer
+
+        return [str(c) for c in load_breast_cancer().feature_names], "target"
+    if not isinstance(source, ArrayFile) or Path(source.path).suffix.lower() != ".csv":
+        return None, None
+    if source.features:
+        return [str(c) for c in source.features], source.target
+    with Path(source.path).expanduser().open(newline="", encoding="utf-8-sig") as f:
+        header = next(row for row in csv.reader(f) if any(cell.strip() for cell in row))
+    return [c.strip() for c in header if c.strip() != source.target], source.target
 
 
 def check_finite_features(x: np.ndarray, where: str) -> None:

@@ -101,7 +101,7 @@ class Diagnosis:
         remedies: The course's remedies for ``largest``.
         notes: Caveats, e.g. that no human-level error was given.
         sampling: Per split, the error's binomial standard error and the smallest difference
-            in error that the split's size detects at 95% (see
+            in error that would be significant at 95% on a split its size (two-sided z-test; see
             :func:`~mlstrategy.evaluation.sampling.split_sampling`); empty without sizes. For
             a regression, each split's bootstrap standard error of ``metric``.
         metric: What the errors are: ``error`` (error rates, fractions) or a regression's
@@ -207,7 +207,8 @@ def diagnose(
             bias is an upper bound and a note says so).
         split_sizes: Examples per split (``{"train": m, "dev": ..., ...}``); when given, a note
             warns if the largest gap is within two standard errors, i.e. may be sampling noise,
-            another says how small a difference the dev set can detect, and
+            another gives the smallest difference in dev error that would be significant at
+            95% (two-sided z-test), and
             :attr:`Diagnosis.sampling` holds each split's standard error.
         metric: ``error`` (error rates) or a regression's ``rmse``, ``mse`` or ``mae``: then
             every error and ``human_error`` is in that metric's units (>= 0, no upper bound).

@@ -1,12 +1,15 @@
-"""How precisely a split measures an error rate, and the smallest difference its size can detect.
+"""How precisely a split measures an error rate, and the smallest difference in error between
+two models that would be significant on a split its size.
 
 An error rate ``e`` measured on ``n`` examples is a binomial proportion, so its standard error
 is ``sqrt(e (1 - e) / n)``. Choosing between two models on one dev set asks a sharper question:
 is the difference of their errors larger than sampling noise? *Machine Learning Yearning*
 (ch. 6) puts it in numbers: a dev set of 10,000 examples detects an improvement of about 0.1%,
 100 examples only differences of about 10%. :func:`detectable_difference` gives the figure for
-the dev set at hand, :func:`errors_differ` the test itself, and :func:`examples_needed` the dev
-size a target difference needs.
+the dev set at hand: the smallest difference that would be significant at 95% (two-sided
+z-test), so a true difference of exactly that size is detected only about half the time (50%
+power); surer detection needs a bigger difference or a bigger dev set. :func:`errors_differ`
+is the test itself, and :func:`examples_needed` the dev size a target difference needs.
 
 The test is the two-proportion z-test with the pooled error (two independent samples of
 ``n``); two models scored on the *same* dev set could use a paired test (McNemar's) on their
@@ -57,7 +60,9 @@ def standard_error(error: float, n: int) -> float:
 
 
 def detectable_difference(error: float, n: int, confidence: float = 0.95) -> float:
-    """The smallest difference in error that a dev set of ``n`` tells apart at ``confidence``.
+    """The smallest difference in error that would be significant on ``n`` examples at
+    ``confidence`` (two-sided z-test); a true difference of this size is detected about half
+    the time (50% power).
 
     It is the ``d`` at which the pooled two-proportion z-test between a model with error
     ``e`` and one with ``e + d``, each scored on ``n`` examples, just rejects "same error"::
@@ -165,10 +170,11 @@ def dev_size_note(sampling: Mapping[str, Mapping[str, float | int]]) -> str | No
     d = float(dev["detectable_difference"])
     return (
         f"The dev set (n={n:,}) measures error {100 * error:.2f}% with a standard error of "
-        f"{100 * float(dev['standard_error']):.2f} points; two models must differ by at least "
-        f"{100 * d:.2f} points of dev error to be told apart at 95% (pooled two-proportion "
-        f"z-test). Machine Learning Yearning: 10,000 examples detect about 0.1%; at this error "
-        f"rate that needs {examples_needed(0.001, error):,} examples."
+        f"{100 * float(dev['standard_error']):.2f} points; the smallest difference in dev error "
+        f"between two models that would be significant at 95% is {100 * d:.2f} points "
+        f"(two-sided pooled two-proportion z-test; a true difference of that size is detected "
+        f"only about half the time). Machine Learning Yearning: 10,000 examples detect about "
+        f"0.1%; at this error rate that needs {examples_needed(0.001, error):,} examples."
     )
 
 

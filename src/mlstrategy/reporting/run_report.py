@@ -186,7 +186,7 @@ def _scores_section(splits: Mapping[str, Any]) -> list[str]:
 
 
 def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
-    """Each split's error with its standard error, and the difference its size can detect."""
+    """Each split's error with its standard error, and the smallest significant difference."""
     sampling = split_sampling(splits)
     if not sampling:
         return []
@@ -195,13 +195,15 @@ def _sampling_section(splits: Mapping[str, Any]) -> list[str]:
         "",
         "An error measured on n examples is a proportion: its standard error is "
         "sqrt(e (1 - e) / n). The last column is the smallest difference in error between two "
-        "models that a split this size detects at 95% (pooled two-proportion z-test, the "
-        "better model at this error); on dev it is the smallest improvement worth comparing "
-        "runs on. Machine Learning Yearning: 10,000 dev examples detect about 0.1%.",
+        "models that would be significant at 95% on a split this size (two-sided pooled "
+        "two-proportion z-test, the better model at this error); a true difference of that "
+        "size is detected only about half the time. On dev it is the smallest improvement "
+        "worth comparing runs on. Machine Learning Yearning: 10,000 dev examples detect about "
+        "0.1%.",
         "",
     ]
     out += md_table(
-        ["split", "n", "error", "standard error", "detectable difference (95%)"],
+        ["split", "n", "error", "standard error", "significant difference (95%)"],
         [
             [s, f"{r['n']:,}", pct(r["error"]), pct(r["standard_error"]),
              pct(r["detectable_difference"])]

@@ -44,14 +44,15 @@ class SuspectCell(SheetCell):
 
 
 def write_suspects_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """The ranked rows as CSV (atomically), columns in the rows' order, an empty ``verdict``
-    column last for the person who checks them (``wrong``, ``ok``, ``unsure``)."""
+    """The ranked rows as CSV (atomically), columns in the rows' order, the ``verdict`` column
+    last for the person who checks them (``wrong``, ``ok``, ``unsure``): a row's own
+    ``verdict`` (one kept from an earlier sheet), else empty."""
     buffer = io.StringIO()
-    columns = [*(rows[0] if rows else ["rank"]), "verdict"]
+    columns = [*(c for c in (rows[0] if rows else ["rank"]) if c != "verdict"), "verdict"]
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "verdict": ""})
+        writer.writerow({**row, "verdict": row.get("verdict") or ""})
     write_text_atomic(path, buffer.getvalue())
     return path
 
@@ -76,12 +77,14 @@ def suspect_section_lines(
     """The report section: how the ranking was made, the estimate, the top rows, the figure.
 
     Example:
-        >>> row = {"rank": 1, "split": "train", "index": 4, "source_row": 9, "given": "3",
-        ...        "p_given": 0.01, "suggested": "8", "p_suggested": 0.97, "margin": -0.96,
-        ...        "confident_issue": True}
+        >>> row = {"rank": 1, "split": "train", "index": 4, "input": "digits.csv line 11",
+        ...        "given": "3", "p_given": 0.01, "suggested": "8", "p_suggested": 0.97,
+        ...        "margin": -0.96, "confident_issue": True}
         >>> lines = suspect_section_lines([row], folds=5, estimated=1)
-        >>> lines[0], lines[-2]
-        ('## Suspect labels (train and dev)', '| 1 | train | 4 | 9 | 3 | 0.010 | 8 | 0.970 | yes |')
+        >>> lines[0]
+        '## Suspect labels (train and dev)'
+        >>> lines[-2]
+        '| 1 | train | 4 | digits.csv line 11 | 3 | 0.010 | 8 | 0.970 | yes |'
     """
     n = len(rows)
     out = [
@@ -100,7 +103,7 @@ def suspect_section_lines(
         "a large share of the dev error, cleaning the dev set comes first.",
         "",
     ]
-    keys = ["rank", "split", "index", *(["source_row"] if rows and "source_row" in rows[0] else [])]
+    keys = ["rank", "split", "index", *(["input"] if rows and "input" in rows[0] else [])]
     out += md_table(
         [*keys, "given", "p(given)", "model says", "p", "issue"],
         [

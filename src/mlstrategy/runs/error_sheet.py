@@ -3,8 +3,10 @@
 :func:`write_error_sheet` writes ``errors.csv`` into the run folder: every misclassified dev
 example, worst (highest loss) first, with its dev index, true and predicted class, ``p_true``,
 ``loss``, the input it came from (``input``: the image file, the CSV line, or the row of the
-data source) and an empty ``tags`` column to fill in. For images and signals it also draws the
-highest-loss ones in ``errors.png``. The per-example losses come from
+data source, named by :func:`~mlstrategy.runs.trained_run.input_identities`) and a ``tags``
+column to fill in. Written again, the sheet keeps the tags already filled in (matched by task,
+dev index and input). For images and signals it also draws the highest-loss ones in
+``errors.png``. The per-example losses come from
 :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`, the same analysis the run report
 lists, over the whole dev split.
 
@@ -23,10 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstrategy.data.datamodule import ArrayDataModule
-from mlstrategy.data.multitask import MultiTaskDataModule
 from mlstrategy.data.sources import read_csv_table
-from mlstrategy.data.splits import stratified_split
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.error_tags import TagTable, parse_tags, tag_table
 from mlstrategy.io import write_text_atomic
@@ -38,7 +37,13 @@ from mlstrategy.run_folder import (
     find_run,
     load_metrics,
 )
-from mlstrategy.runs.trained_run import LoadedRun, load_run, run_datamodule
+from mlstrategy.runs.trained_run import (
+    LoadedRun,
+    input_identities,
+    keep_filled,
+    load_run,
+    run_datamodule,
+)
 
 SHEET_COLUMNS = ["index", "input", "true", "predicted", "p_true", "loss", "tags"]
 FIGURE_EXAMPLES = 36  # the highest-loss errors drawn: 6 x 6 cells of about 250 px
@@ -53,12 +58,14 @@ class ErrorSheet:
         figure: ``errors.png``, or None (flat features have no picture).
         rows: The sheet's rows, as written.
         n_dev: Dev examples.
+        kept_tags: Tags of an earlier sheet carried over into this one.
     """
 
     path: Path
     figure: Path | None
     rows: list[dict[str, Any]]
     n_dev: int
+    kept_tags: int = 0
 
 
 def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> ErrorSheet:
@@ -67,6 +74,10 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
     Args:
         run_path: A run folder, or a recipe's folder (its latest finished run).
         top: How many of the highest-loss errors ``errors.png`` draws.
+
+    Raises:
+        ValueError: no dev split, or an ``errors.csv`` already there whose filled tags
+            cannot all be carried over (nothing is written then).
     """
     run = load_run(run_path)
     datamodule = run_datamodule(run)
@@ -77,7 +88,7 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
     analysis = analyze_errors(run.model, datamodule, splits, k=n_dev)
     per_task = analysis.get("tasks")
     found = per_task if per_task is not None else {"": analysis}
-    inputs = _inputs(datamodule, n_dev)
+    inputs = input_identities(datamodule, "dev")
     rows: list[dict[str, Any]] = []
     for task, result in found.items():
         for w in result.get("highest_loss") or []:
@@ -88,44 +99,15 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
             rows.append(row)
     rows.sort(key=lambda r: -r["loss"])  # stable: a multi-task sheet mixes its tasks by loss
     columns = (["task"] if per_task is not None else []) + SHEET_COLUMNS
+    path = run.run_dir / ERRORS_FILE
+    kept = keep_filled(path, rows, "tags", ["task", "index"], f"mlstrategy errors {run.run_dir}")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows([[r.get(c, "") for c in columns] for r in rows])
-    path = run.run_dir / ERRORS_FILE
     write_text_atomic(path, buffer.getvalue())
     figure = _draw(run, datamodule, analysis, rows[:top])
-    return ErrorSheet(path, figure, rows, n_dev)
-
-
-def _inputs(datamodule: Any, n_dev: int) -> list[str]:
-    """Where each dev example came from: the CSV line or the data source's row, when the split
-    can be retraced (checked against the dev split itself); else its dev index."""
-    fallback = [f"dev {i}" for i in range(n_dev)]
-    if not isinstance(datamodule, ArrayDataModule) or callable(
-        getattr(datamodule, "split_files", None)
-    ):
-        return fallback
-    source = datamodule.source
-    arrays = source.load(datamodule.seed)
-    multitask = isinstance(datamodule, MultiTaskDataModule)
-    own_test = not multitask and datamodule.use_source_test_split and arrays.x_test is not None
-    index = stratified_split(
-        np.zeros(len(arrays.y), dtype=np.int64) if multitask else arrays.y,
-        dev_fraction=datamodule.dev_fraction,
-        test_fraction=None if own_test else datamodule.test_fraction,
-        train_dev_fraction=datamodule.train_dev_fraction,
-        seed=datamodule.seed,
-    )
-    dev = index.get("dev")
-    x_dev = datamodule.prepare()["dev"][0].numpy()
-    if dev is None or len(dev) != n_dev or not np.array_equal(arrays.x[dev], x_dev, equal_nan=True):
-        return fallback
-    path = Path(str(getattr(source, "path", "")))
-    if path.suffix.lower() == ".csv" and path.is_file():
-        lines = read_csv_table(path).lines
-        return [f"{path.name} line {lines[r]}" for r in dev.tolist()]
-    return [f"{source!r} row {r}" for r in dev.tolist()]
+    return ErrorSheet(path, figure, rows, n_dev, kept)
 
 
 def _draw(

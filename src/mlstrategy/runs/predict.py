@@ -13,14 +13,14 @@ The model is rebuilt from the run's best checkpoint (vetted, weights only, throu
 The output has an ``id``, the ``predicted`` class, one ``p_<class>`` column per class and, where
 the input has labels (the training label column, the test split, images in class folders),
 ``true`` and ``correct``. A multi-task run gets one such group per task, its columns prefixed
-with the task name. A regressor's output is ``id``, ``predicted`` and, with labels, ``true``:
-numbers in the target's units (its standardization undone).
+with the task name. The layout is :mod:`mlstrategy.callbacks.predictions`' (LightningCLI's
+``predict`` verb writes the same one). A regressor's output is ``id``, ``predicted`` and, with
+labels, ``true``: numbers in the target's units (its standardization undone).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlstrategy.callbacks.predictions import prediction_columns, write_predictions_csv
 from mlstrategy.data.sources import check_data_file, read_csv_table
 from mlstrategy.evaluation.scoring import is_multitask, is_regressor
-from mlstrategy.io import write_text_atomic
 from mlstrategy.run_folder import PREDICTIONS_FILE
 from mlstrategy.runs.trained_run import IMAGE_DATA, LoadedRun, load_run, run_datamodule
 
@@ -78,7 +78,17 @@ def read_inputs(run: LoadedRun, given: str | None) -> Inputs:
 
 def feature_columns(run: LoadedRun) -> tuple[list[str] | None, list[str]]:
     """The training feature columns (None where the data had no column names) and the label
-    columns a CSV may carry."""
+    columns a CSV may carry.
+
+    They are the ones the run's data module saved in its checkpoint at training time. Only a
+    checkpoint from before they were saved falls back to the recipe's ``features`` or the
+    training CSV's header as it is on disk now, with a warning (a file exported again with its
+    columns in another order would swap features silently).
+    """
+    saved = run.data_state.get("feature_names")
+    if saved:
+        target = run.data_state.get("target")
+        return [str(c) for c in saved], [str(target)] if target else []
     kind, args = run.source()
     if kind == "ArrayFile":
         labels = [str(args.get("target") or "y")]
@@ -101,6 +111,14 @@ def feature_columns(run: LoadedRun) -> tuple[list[str] | None, list[str]]:
             "of your CSV cannot be checked by name. Run from the folder you trained in, or "
             "give an .npz with the features array."
         )
+    warnings.warn(
+        f"{run.checkpoint} does not record the feature columns it was trained on (it was "
+        f"written before they were saved), so the CSV is checked against the header of {train} "
+        "as it is now; if that file was written again with its columns in another order, the "
+        "features are swapped. Train the run again to record them.",
+        UserWarning,
+        stacklevel=2,
+    )
     return [c for c in read_csv_table(train).header if c not in labels], labels
 
 
@@ -344,11 +362,7 @@ def predict_run(
         stem = Path(PREDICTIONS_FILE)
         name = stem.name if given is None else f"{stem.stem}_{Path(given).stem}{stem.suffix}"
         path = run.run_dir / name
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_predictions_csv(path, header, rows)
     return Predictions(path, header, rows)
 
 
@@ -371,19 +385,7 @@ def _table(
             if y is not None:
                 columns.append(["" if np.isnan(v) else f"{v:.8g}" for v in y.tolist()])
             continue
-        p = out[key]
-        predicted = p.argmax(dim=1)
-        header += [f"{prefix}predicted", *(f"{prefix}p_{c}" for c in names)]
-        columns.append([names[k] for k in predicted.tolist()])
-        columns += [[f"{v:.8g}" for v in p[:, c].tolist()] for c in range(p.shape[1])]
-        if y is not None:
-            known = [int(v) if v == v and v >= 0 else -1 for v in y.tolist()]
-            header += [f"{prefix}true", f"{prefix}correct"]
-            columns.append([names[k] if k >= 0 else "" for k in known])
-            columns.append(
-                [
-                    "" if k < 0 else str(k == int(q)).lower()
-                    for k, q in zip(known, predicted.tolist(), strict=True)
-                ]
-            )
+        names_here, cells = prediction_columns(out[key], names, y, prefix)
+        header += names_here
+        columns += cells
     return header, [list(r) for r in zip(*columns, strict=True)]

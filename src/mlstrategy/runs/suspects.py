@@ -2,9 +2,11 @@
 how unlikely the fit that never saw it finds its given label, and write what was found.
 
 The recipe is the run's own ``config.yaml`` (vetted first), rebuilt once per fold with the same
-hyperparameters; each fold trains on the other folds and uses the held-out one as its dev split
-(for what the recipe's callbacks watch, e.g. early stopping), quietly (no progress bar, no
-checkpoints, nothing written outside a temporary folder). The ranking itself is
+hyperparameters; each fold trains on the other folds, quietly (no progress bar, no checkpoints,
+nothing written outside a temporary folder). What the recipe's callbacks watch (early stopping
+and its restored best weights) is a stratified dev set carved from the fold's own training part
+(:data:`INNER_DEV_FRACTION` of it), never the held-out fold: the probabilities of the held-out
+examples come from weights chosen without them. The ranking itself is
 :mod:`mlstrategy.evaluation.suspect_labels`.
 """
 
@@ -41,8 +43,12 @@ from mlstrategy.run_folder import (
     SUSPECTS_FILE,
     find_run,
 )
+from mlstrategy.runs.trained_run import input_identities, keep_filled
 
 FIGURE_EXAMPLES = 24
+# The share of each fold's training part kept aside as its dev split, for the callbacks only:
+# small, so the fit keeps most of the fold (a fit on less data would doubt more good labels).
+INNER_DEV_FRACTION = 0.1
 _QUIET = (
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
@@ -58,7 +64,8 @@ class SuspectLabels:
 
     Attributes:
         rows: Every train and dev example, most suspect first (``rank``, ``split``,
-            ``index`` in its split, ``source_row`` when the split can be retraced, ``given``,
+            ``index`` in its split, ``input``: where it came from, named as ``errors.csv``
+            names it, see :func:`~mlstrategy.runs.trained_run.input_identities`; ``given``,
             ``p_given``, ``suggested``, ``p_suggested``, ``margin``, ``confident_issue``).
         estimated_issues: Confident learning's count of likely wrong labels.
         folds: Number of folds.
@@ -126,7 +133,8 @@ def find_suspects(
         def progress(k: int, held: np.ndarray, proba: np.ndarray) -> None:
             errors.append(float(np.mean(proba.argmax(axis=1) != y[held])))
             console.print(
-                f"fold {k}/{folds}: fitted on {len(y) - len(held):,} examples, scored "
+                f"fold {k}/{folds}: fitted on {fits.last_fit:,} examples (dev: "
+                f"{len(y) - len(held) - fits.last_fit:,} more), scored "
                 f"{len(held):,} it never saw (error {100 * errors[-1]:.2f}% against their "
                 f"given labels, {fits.last_seconds:.1f} s)",
                 highlight=False,
@@ -146,13 +154,21 @@ def write_suspects(
     path: str | Path, folds: int = 5, console: Console | None = None
 ) -> SuspectLabels:
     """:func:`find_suspects` on a run; writes ``suspect_labels.csv``, the contact sheet (for
-    pictures) and the report section into the run folder."""
+    pictures) and the report section into the run folder. The verdicts already filled in an
+    earlier ``suspect_labels.csv`` are kept (matched by split, index and input).
+
+    Raises:
+        ValueError: as :func:`find_suspects`, or a ``suspect_labels.csv`` whose filled
+            verdicts cannot all be carried over (nothing is written then).
+    """
     from mlstrategy.reporting.plots import save_figure
 
     check_folds(folds)
     config = run_config(path)
     run_dir = config.parent
     found = find_suspects([config], folds, console)
+    again = f"mlstrategy suspects {run_dir} --folds {folds}"
+    keep_filled(run_dir / SUSPECTS_FILE, found.rows, "verdict", ["split", "index"], again)
     found.csv = write_suspects_csv(run_dir / SUSPECTS_FILE, found.rows)
     top = found.rows[:FIGURE_EXAMPLES]
     title = f"{run_dir}: the {len(top)} most suspect labels (least likely given label first)"
@@ -175,6 +191,7 @@ class _Folds:
         overrides = [*_QUIET, f"--trainer.default_root_dir={scratch}"]
         self.cli = build_run(configs, overrides, logs_dir=scratch)
         self.last_seconds = 0.0
+        self.last_fit = 0
         datamodule = self.cli.datamodule
         splits = datamodule.prepare() if callable(getattr(datamodule, "prepare", None)) else None
         if not isinstance(splits, dict) or not {"train", "dev"} <= set(splits):
@@ -191,7 +208,7 @@ class _Folds:
         self.class_names = list(datamodule.class_names)
         self.source = type(getattr(datamodule, "source", None)).__name__
         self._splits = {k: splits[k] for k in ("train", "dev")}
-        self._rows = _source_rows(datamodule)
+        self._inputs = {k: input_identities(datamodule, k) for k in ("train", "dev")}
 
     def pool(self) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Train then dev: raw examples, given labels, and what identifies each."""
@@ -199,13 +216,11 @@ class _Folds:
 
         self.x = torch.cat([self._splits["train"][0], self._splits["dev"][0]])
         self.y = torch.cat([self._splits["train"][1], self._splits["dev"][1]])
-        ids: list[dict[str, Any]] = []
-        for split in ("train", "dev"):
-            rows = (self._rows or {}).get(split)
-            for i in range(len(self._splits[split][1])):
-                ids.append({"split": split, "index": i})
-                if rows is not None:
-                    ids[-1]["source_row"] = int(rows[i])
+        ids = [
+            {"split": split, "index": i, "input": name}
+            for split in ("train", "dev")
+            for i, name in enumerate(self._inputs[split])
+        ]
         return self.x.numpy(), self.y.numpy(), ids
 
     def fit_predict(self, train: np.ndarray, held: np.ndarray) -> np.ndarray:
@@ -218,9 +233,12 @@ class _Folds:
         L.seed_everything(self.seed, verbose=False)
         self.cli.instantiate_classes()
         splits = self.cli.datamodule.prepare()
-        train_t, held_t = torch.from_numpy(train), torch.from_numpy(held)
-        splits["train"] = (self.x[train_t], self.y[train_t])
-        splits["dev"] = (self.x[held_t], self.y[held_t])
+        fit, inner_dev = inner_dev_split(train, self.y.numpy()[train], self.seed)
+        fit_t, dev_t = torch.from_numpy(fit), torch.from_numpy(inner_dev)
+        self.last_fit = len(fit)
+        splits["train"] = (self.x[fit_t], self.y[fit_t])
+        splits["dev"] = (self.x[dev_t], self.y[dev_t])  # the held-out fold stays unseen
+        held_t = torch.from_numpy(held)
         model = self.cli.model
         self.cli.trainer.fit(model, datamodule=self.cli.datamodule)
         proba = _predict_proba(model, self.x[held_t])
@@ -241,29 +259,27 @@ def _predict_proba(model: Any, x: Any, batch_size: int = 4096) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-def _source_rows(datamodule: Any) -> dict[str, np.ndarray] | None:
-    """Each split's rows in the data source, when the split can be retraced (checked against
-    the splits themselves), else None."""
-    from mlstrategy.data.splits import stratified_split
+def inner_dev_split(
+    train: np.ndarray, labels: np.ndarray, seed: int, fraction: float = INNER_DEV_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` (a fold's training indices, their ``labels``) split into the indices to fit on
+    and a dev set of ``fraction`` of them, stratified when every class has 2 examples or more
+    (random otherwise), for what the recipe's callbacks watch.
 
-    try:
-        arrays = datamodule.source.load(datamodule.seed)
-        own_test = datamodule.use_source_test_split and arrays.x_test is not None
-        index = stratified_split(
-            arrays.y,
-            dev_fraction=datamodule.dev_fraction,
-            test_fraction=None if own_test else datamodule.test_fraction,
-            train_dev_fraction=datamodule.train_dev_fraction,
-            seed=datamodule.seed,
-        )
-    except (AttributeError, TypeError, ValueError):
-        return None
-    splits = datamodule.prepare()
-    for split in ("train", "dev"):
-        rows = index.get(split)
-        if rows is None or not np.array_equal(arrays.x[rows], splits[split][0].numpy()):
-            return None
-    return {s: index[s] for s in ("train", "dev")}
+    Example:
+        >>> fit, dev = inner_dev_split(np.arange(100, 140), np.repeat([0, 1], 20), seed=0)
+        >>> len(fit), len(dev), sorted(np.concatenate([fit, dev]).tolist()) == list(range(100, 140))
+        (36, 4, True)
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    n_dev = max(1, round(fraction * len(train)))
+    if stratify is not None:
+        n_dev = max(n_dev, len(np.unique(labels)))  # one of each class, at least
+    fit, dev = train_test_split(train, test_size=n_dev, stratify=stratify, random_state=seed)
+    return np.sort(fit), np.sort(dev)
 
 
 def _as_picture(x: np.ndarray, source: str) -> np.ndarray:

@@ -3,21 +3,27 @@
 The model is rebuilt from the run's checkpoint (best, else last) through the one loader,
 :func:`~mlstrategy.safety.load_checkpoint` (weights only, hyperparameters vetted), and only a
 toolkit model class is built. Its input normalization (fit on the train split) comes with the
-weights; the class names are the ones its data module saved in the checkpoint. The data module
-is rebuilt from the run's ``config.yaml`` (vetted first) only where the run's own splits are
-needed (the test split, the dev errors).
+weights; the class names (and, for named columns, the feature and label columns) are the ones
+its data module saved in the checkpoint. The data module is rebuilt from the run's
+``config.yaml`` (vetted first) only where the run's own splits are needed (the test split, the
+dev errors).
+
+:func:`input_identities` names each example of a split the way every sheet does (the CSV
+line, the source's row, the image file), and :func:`keep_filled` carries what a person wrote
+into a sheet (tags, verdicts) over to the sheet written again.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlstrategy.data.sources import read_csv_table
 from mlstrategy.evaluation.scoring import is_multitask
 from mlstrategy.models.base import SupervisedModule
 from mlstrategy.run_folder import CONFIG_FILE, find_run, load_metrics, run_checkpoint
@@ -45,6 +51,9 @@ class LoadedRun:
             (regression tasks: empty).
         config: The run's ``config.yaml``, read as plain YAML (nothing built from it).
         metrics: The run's ``metrics.json``.
+        data_state: What the run's data module saved in the checkpoint (its ``state_dict``:
+            ``class_names``, ``feature_names`` and ``target`` where the data named them);
+            empty for a checkpoint without it.
     """
 
     run_dir: Path
@@ -53,6 +62,7 @@ class LoadedRun:
     class_names: Any
     config: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    data_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def multitask(self) -> bool:
@@ -88,7 +98,10 @@ def load_run(path: str | Path) -> LoadedRun:
     config_file = run_dir / CONFIG_FILE
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     names = _class_names(checkpoint, model, metrics)
-    return LoadedRun(run_dir, ckpt, model, names, config or {}, metrics)
+    run = LoadedRun(run_dir, ckpt, model, names, config or {}, metrics)
+    saved = checkpoint.get(run.data_class())  # Lightning keys it by the class's name
+    run.data_state = dict(saved) if isinstance(saved, dict) else {}
+    return run
 
 
 def _rebuild(checkpoint: dict[str, Any], path: Path) -> SupervisedModule:
@@ -161,3 +174,87 @@ def run_datamodule(run: LoadedRun, overrides: Sequence[str] = ()) -> Any:
     if hasattr(datamodule, "load_state_dict"):
         datamodule.load_state_dict({"class_names": run.class_names})
     return datamodule
+
+
+def input_identities(datamodule: Any, split: str) -> list[str]:
+    """What each example of ``split`` is in the data it came from, one name per example.
+
+    The image file for an image folder; ``<name>.csv line N`` (the line of the file, 1 = the
+    header) for a CSV; ``<name>.npz row N`` or ``<source> row N`` (0-based, in the source's
+    arrays); ``<source> test row N`` for the source's own test split (rows of its ``x_test``);
+    else ``<split> i``, the position in the split. The rows are the ones the data module's
+    split used (``split_indices``), never traced again.
+    """
+    files = getattr(datamodule, "split_files", None)
+    if callable(files):
+        return [str(f) for f in files()[split][0]]
+    splits = datamodule.prepare()
+    rows = getattr(datamodule, "split_indices", {}).get(split)
+    if rows is None or len(rows) != len(splits[split][1]):
+        return [f"{split} {i}" for i in range(len(splits[split][1]))]
+    source = datamodule.source
+    if split == "test" and datamodule.source_test_split:
+        return [f"{source!r} test row {r}" for r in rows.tolist()]
+    path = Path(str(getattr(source, "path", ""))).expanduser()
+    if path.suffix.lower() == ".csv" and path.is_file():
+        lines = read_csv_table(path).lines
+        return [f"{path.name} line {lines[r]}" for r in rows.tolist()]
+    name = path.name if path.suffix.lower() == ".npz" else repr(source)
+    return [f"{name} row {r}" for r in rows.tolist()]
+
+
+def keep_filled(
+    path: Path, rows: Sequence[dict[str, Any]], column: str, keys: Sequence[str], again: str
+) -> int:
+    """Carry the cells of ``column`` that a person filled in the sheet at ``path`` (an earlier
+    write) into the new ``rows``, matched by ``keys`` and, where both sheets have it, by
+    ``input`` (the same example). Rows without an old cell get ``""``.
+
+    Args:
+        path: The sheet about to be written again.
+        rows: The new rows; ``row[column]`` is set on each.
+        column: The hand-filled column (``tags``, ``verdict``).
+        keys: The columns that identify a row, e.g. ``("task", "index")``.
+        again: The command that writes the sheet, for the message.
+
+    Returns:
+        How many filled cells were carried over.
+
+    Raises:
+        ValueError: the old sheet cannot be read, or some filled cell has no row of the new
+            sheet to go to (the model or the data changed): nothing is written then.
+    """
+    for row in rows:
+        row[column] = ""
+    if not path.is_file():
+        return 0
+    keep = f"Copy or rename {path} to keep what you wrote in it, then run `{again}` again."
+    try:
+        table = read_csv_table(path)
+    except ValueError as err:
+        raise ValueError(f"{path} is there but cannot be read ({err}) {keep}") from None
+    if column not in table.header:
+        return 0
+    old = [dict(zip(table.header, r, strict=True)) for r in table.rows]
+    filled = [r for r in old if r[column].strip()]
+    new = {_key(r, keys): r for r in rows}
+    lost: list[Mapping[str, str]] = []
+    for r in filled:
+        match = new.get(_key(r, keys))
+        same = match is not None and ("input" not in r or str(match.get("input")) == r["input"])
+        if match is None or not same:
+            lost.append(r)
+        else:
+            match[column] = r[column]
+    if lost:
+        where = ", ".join(" ".join(f"{k} {r[k]}" for k in keys if r.get(k)) for r in lost[:3])
+        raise ValueError(
+            f"{path} has {len(lost)} filled {column!r} cell(s) (e.g. {where}) whose example is "
+            f"not in the sheet written now, or is another one (the model or the data changed "
+            f"since), so writing it again would erase them. {keep}"
+        )
+    return len(filled)
+
+
+def _key(row: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(row.get(k, "")).strip() for k in keys)
