@@ -52,8 +52,8 @@ def print_sampling(splits: dict, console: Console) -> None:
     if "dev" in sampling:
         dev = sampling["dev"]
         line += (
-            f"  ·  dev (n={dev['n']:,}) detects differences of "
-            f"{100 * dev['detectable_difference']:.2f} points or more (95%)"
+            f"  ·  dev (n={dev['n']:,}): a difference of "
+            f"{100 * dev['detectable_difference']:.2f} points would be significant at 95%"
         )
     console.print(line, highlight=False)
 

@@ -19,9 +19,9 @@ the examples labelled with it) and wins; their count estimates how many labels a
 
 Writes into the run folder:
   suspect_labels.csv   every train and dev example, most suspect first: rank, split, index
-                       in its split, source_row (when the split can be retraced), given label,
-                       p(given), the model's class and its p, margin, confident_issue, and an
-                       empty verdict column for you
+                       in its split, input (the example's file, line or row in its source),
+                       given label, p(given), the model's class and its p, margin,
+                       confident_issue, and an empty verdict column for you
   suspect_labels.png   for images and signals: the most suspect examples, drawn
   report.md            a "Suspect labels" section (replaced when run again)
 

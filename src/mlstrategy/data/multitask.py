@@ -271,6 +271,8 @@ class MultiTaskDataModule(ArrayDataModule):
                     )
                 rng = np.random.default_rng(self.seed)
                 index["train"] = np.sort(rng.choice(train, self.train_size, replace=False))
+            # Each split's rows of the source, so reports can name an example's input.
+            self.split_indices = {k: i for k, i in index.items() if k in SPLITS}
             self._splits = {
                 k: (
                     torch.from_numpy(np.ascontiguousarray(arrays.x[i])),

@@ -351,8 +351,8 @@ def _train_dev_sentence(found: Mapping[str, Any] | None) -> str:
     return (
         " Train vs dev: " + _domain_part("train from dev", found) + ". The training data "
         "differs from what the system will see; fine when it comes from another source on "
-        "purpose. A train-dev split (data.init_args.train_dev_fraction) lets the diagnosis's "
-        "data-mismatch gap say what the difference costs."
+        "purpose. The diagnosis's data-mismatch gap (dev - train-dev) says what the difference "
+        "costs when there is a train-dev split (data.init_args.train_dev_fraction)."
     )
 
 

@@ -198,7 +198,10 @@ def _read_npz(run: LoadedRun, path: Path) -> tuple[np.ndarray, dict[str, list[st
                 f"features as numpy.savez(path, {key}=features)."
             )
         try:
-            x = np.asarray(archive[key], dtype=np.float32)
+            raw = np.asarray(archive[key])
+            # uint8 images stay uint8: the model's input normalization reads them as x / 255,
+            # as in training (data/vision.py).
+            x = raw if raw.dtype == np.uint8 else np.asarray(raw, dtype=np.float32)
             y = np.asarray(archive[target]).reshape(-1) if target in archive else None
         except ValueError:
             raise ValueError(f"{path}: arrays must be numbers, not Python objects.") from None
