@@ -250,3 +250,24 @@ def test_an_unknown_storage_scheme_gets_exit_2(in_tmp, capsys):
     recipe.write_text(yaml.safe_dump(RECIPE))
     assert main(["tune", str(recipe), "--storage", "mongodb://x/y"]) == 2
     assert "unknown scheme 'mongodb'" in capsys.readouterr().err
+
+
+def test_withholding_test_leaves_in_memory_data_and_image_folders_without_a_test_split(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mlstrategy.data import ArrayDataModule, BreastCancer, DigitImages, ImageFolderDataModule
+    from mlstrategy.data.images import write_image_folder
+    from mlstrategy.runs.tune_test import withhold_test
+
+    arrays = ArrayDataModule(BreastCancer(), batch_size=None)
+    root = write_image_folder(DigitImages(size=8, classes=[1, 2]).load(0), tmp_path, 10)
+    images = ImageFolderDataModule(str(root), image_size=8, num_workers=0, test_fraction=0.2)
+    for data in (arrays, images):
+        assert "test" in data.split_names
+        withhold_test()(data)
+        assert data.split_names == ["train", "dev"]
+    out = io.StringIO()
+    withhold_test(Console(file=out, width=200))(object())  # keeps no splits: a note, no error
+    assert "keeps no splits the tune can withhold test from" in out.getvalue()
