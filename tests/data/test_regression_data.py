@@ -51,7 +51,9 @@ def test_a_csv_with_a_numeric_target_is_read_as_numbers(tmp_path):
 def test_a_non_numeric_target_is_refused_naming_the_column(tmp_path):
     path = tmp_path / "pets.csv"
     path.write_text("weight,kind\n1.0,cat\n2.0,dog\n")
-    with pytest.raises(ValueError, match="the target column 'kind' holds 'cat' \\(example 1\\)"):
+    with pytest.raises(
+        ValueError, match="the target column 'kind' holds 'cat' \\(row 0, from 0\\)"
+    ):
         RegressionDataModule(ArrayFile(str(path), target="kind")).prepare()
 
 
@@ -60,6 +62,6 @@ def test_nan_targets_are_refused(tmp_path):
     y = np.arange(10.0)
     y[[2, 7]] = np.nan
     np.savez(path, X=np.ones((10, 2)), y=y)
-    with pytest.raises(ValueError, match="2 target value\\(s\\) are NaN or infinite \\(examples "
-                       "\\[2, 7\\]\\)"):  # fmt: skip
+    with pytest.raises(ValueError, match="2 target value\\(s\\) are NaN or infinite \\(rows "
+                       "\\[2, 7\\], from 0\\)"):  # fmt: skip
         RegressionDataModule(ArrayFile(str(path))).prepare()

@@ -88,7 +88,7 @@ def test_target_standardization_is_learned_in_z_units_and_undone_at_prediction()
     assert model.predict_values(model(x)).tolist() == [110.0, 110.0, 110.0]
     assert model.predict_step(x, 0).tolist() == [110.0, 110.0, 110.0]
     # The cost compares in standardized units: y = 110 is exactly the prediction.
-    assert float(model.cost(model(x), torch.full((3,), 110.0))) == 0.0
+    assert float(model.cost(model(x), torch.full((3,), 110.0)).detach()) == 0.0
     out = model.test_step((x, torch.tensor([110.0, 90.0, 130.0])), 0)
     assert out["preds"].tolist() == [110.0, 110.0, 110.0]
     # The statistics are buffers: they travel in the checkpoint.
@@ -110,3 +110,10 @@ def test_deep_and_conv_regressors_keep_the_course_switches():
 def test_a_regressor_refuses_class_labels():
     with pytest.raises(ValueError, match="predicts a real number, but the data has 3 classes"):
         DeepRegressor((3,), num_classes=3)
+
+
+def test_a_classifier_refuses_real_valued_targets():
+    from mlstrategy.models import DeepNet
+
+    with pytest.raises(ValueError, match="DeepNet is a classifier, but the data's target is real"):
+        DeepNet((3,), num_classes=0)

@@ -84,7 +84,7 @@ def numeric_target(y: np.ndarray, where: str, column: str) -> np.ndarray:
         >>> numeric_target(np.array(["1.5", "cheap"]), "f.csv", "price")
         Traceback (most recent call last):
         ...
-        ValueError: f.csv: the target column 'price' holds 'cheap' (example 2), which is not a \
+        ValueError: f.csv: the target column 'price' holds 'cheap' (row 1, from 0), which is not a \
 number. A regression needs a numeric target; for class labels use \
 mlstrategy.data.ArrayDataModule with a classifier, or set `source.init_args.target` to a \
 numeric column.
@@ -96,7 +96,7 @@ numeric column.
                 float(cell)
             except ValueError:
                 raise ValueError(
-                    f"{where}: the target column {column!r} holds {cell!r} (example {i + 1}), "
+                    f"{where}: the target column {column!r} holds {cell!r} (row {i}, from 0), "
                     "which is not a number. A regression needs a numeric target; for class "
                     "labels use mlstrategy.data.ArrayDataModule with a classifier, or set "
                     "`source.init_args.target` to a numeric column."
@@ -115,9 +115,9 @@ def check_targets(y: np.ndarray, where: str) -> None:
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(
-            f"{where}: {int(bad.sum())} target value(s) are NaN or infinite (examples "
-            f"{rows}{'...' if bad.sum() > 5 else ''}). A regression trains on every example's "
-            "target: drop those rows, or fill them in, before training."
+            f"{where}: {int(bad.sum())} target value(s) are NaN or infinite (rows "
+            f"{rows}{'...' if bad.sum() > 5 else ''}, from 0). A regression trains on every "
+            "example's target: drop those rows, or fill them in, before training."
         )
 
 

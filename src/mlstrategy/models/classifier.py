@@ -32,6 +32,12 @@ class ClassifierModule(SupervisedModule):
     """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> None:
+        if num_classes == 0:  # the data's mark for a real-valued target
+            raise ValueError(
+                f"{type(self).__name__} is a classifier, but the data's target is real numbers "
+                "(num_classes=0, a regression). Use a regressor: mlstrategy.models."
+                "LinearRegression, DeepRegressor or ConvRegressor."
+            )
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes}; a classifier needs at least 2 classes.")
         super().__init__(input_shape, **kwargs)

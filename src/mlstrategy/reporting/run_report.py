@@ -219,7 +219,7 @@ def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
     d = diagnosis
     human = gap_value(d, d.human_error) if d.human_error is not None else "not given"
     if d.metric != "error":
-        human += f" ({d.metric.upper()}, in the target's units: every error below is a {d.unit})"
+        human += f" ({d.unit}, in the target's units, like every error below)"
     out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
     if getattr(diagnosis, "metric", "error") == "error":  # the course's ladder of error rates
         out += ladder_lines(diagnosis)
