@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
 from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
+from mlstrategy.runs.errors import config_error
 from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.safety import (
     check_checkpoint_class,
@@ -163,7 +165,13 @@ class MLStrategyCLI(LightningCLI):
         they name) right after parsing; a missing, damaged, crafted or other model's checkpoint
         fails here instead, before anything is built and before a run folder exists.
         """
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as err:
+            message = config_error(str(err), list(args or ()), _option_names(parser))
+            if message is None:
+                raise
+            raise ValueError(message) from None
         subcommand = self.config.get("subcommand")
         if subcommand in ("test", "validate", "predict") and not self.config[subcommand].get(
             "ckpt_path"
@@ -247,6 +255,19 @@ class SharedRunFolder(Callback):
         logger = trainer.logger
         if trainer.world_size > 1 and isinstance(logger, TensorBoardLogger):
             logger._version = trainer.strategy.broadcast(logger.version, src=0)
+
+
+def _option_names(parser: Any) -> list[str]:
+    """Every dotted key ``parser`` and its subcommands' parsers take."""
+    names: list[str] = []
+    for action in parser._actions:
+        subparsers = getattr(action, "_name_parser_map", None)
+        if subparsers:
+            for sub in subparsers.values():
+                names += _option_names(sub)
+        elif action.dest and action.dest != "help":
+            names.append(action.dest)
+    return names
 
 
 def with_study_bases(args: list[str]) -> list[str]:

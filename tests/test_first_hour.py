@@ -1,0 +1,75 @@
+"""A user's first hour: a typo or a wrong type is one short paragraph that names the fix."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import REPO
+from mlstrategy.cli import main
+
+QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
+
+
+def _error(capsys, *argv: str) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    text = out + err
+    assert "usage:" not in text and "Traceback" not in text
+    # Printed without wrapping; at 80 columns the paragraph still fits in 12 lines.
+    assert len(text.splitlines()) == 1 and len(text) <= 12 * 80, text
+    return text
+
+
+def test_a_typo_in_an_override_names_the_key_the_override_and_the_closest_name(in_tmp, capsys):
+    text = _error(capsys, "run", QUICKSTART, "--model.init_args.learning_rat=0.1")
+    assert "Unknown key `model.init_args.learning_rat`" in text
+    assert "(override --model.init_args.learning_rat=0.1)" in text
+    assert "did you mean `learning_rate`?" in text  # an argument of the base class, via kwargs
+    listing = "mlstrategy fit --model.help mlstrategy.models.LogisticRegression"
+    assert f"`{listing}`" in text
+    assert not (in_tmp / "logs").exists()  # refused before a run folder
+
+
+def test_the_listing_command_of_the_typo_message_lists_the_class_options(in_tmp, capsys):
+    assert main(["fit", "--model.help", "mlstrategy.models.LogisticRegression"]) == 0
+    assert "--model.learning_rate" in capsys.readouterr().out
+    # A nested class's listing names the class above it first.
+    args = ["--data", "mlstrategy.data.ArrayDataModule", "--data.source.help"]
+    assert main(["fit", *args, "mlstrategy.data.BreastCancer"]) == 0
+    assert "Help for --source.help=mlstrategy.data.BreastCancer" in capsys.readouterr().out
+
+
+def test_a_typo_inside_a_recipe_file_names_the_file(in_tmp, capsys):
+    recipe = yaml.safe_load((REPO / "recipes" / "quickstart.yaml").read_text())
+    init_args = recipe["model"]["init_args"]
+    init_args["learning_rat"] = init_args.pop("learning_rate")
+    path = in_tmp / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    text = _error(capsys, "run", str(path))
+    assert f"(in {path})" in text and "did you mean `learning_rate`?" in text
+    init_args["learning_rate"] = init_args.pop("learning_rat")
+    recipe["data"]["init_args"]["source"]["init_args"] = {"sed": 1}
+    path.write_text(yaml.safe_dump(recipe))
+    text = _error(capsys, "run", str(path))
+    assert "Unknown key `data.init_args.source.init_args.sed`" in text
+    nested = "mlstrategy fit --data mlstrategy.data.ArrayDataModule --data.source.help"
+    assert f"`{nested} mlstrategy.data.BreastCancer`" in text
+
+
+def test_a_typo_in_a_trainer_or_evaluation_key_suggests_from_that_section(in_tmp, capsys):
+    text = _error(capsys, "run", QUICKSTART, "--evaluation.human_eror=0.1")
+    assert "did you mean `human_error`?" in text
+    assert "`mlstrategy fit --help | grep -- --evaluation.`" in text
+    recipe = yaml.safe_load((REPO / "recipes" / "quickstart.yaml").read_text())
+    recipe["trainer"]["max_epoch"] = recipe["trainer"].pop("max_epochs")
+    (in_tmp / "t.yaml").write_text(yaml.safe_dump(recipe))
+    text = _error(capsys, "fit", "--config", str(in_tmp / "t.yaml"))
+    assert "Unknown key `trainer.max_epoch`" in text and "`max_epochs`" in text
+
+
+def test_a_wrong_type_is_one_line_with_the_key_the_value_and_the_type(in_tmp, capsys):
+    text = _error(capsys, "run", QUICKSTART, "--trainer.max_epochs=many")
+    assert text.startswith("error: trainer.max_epochs=many: expected int or null (override")
+    text = _error(capsys, "run", QUICKSTART, "--model.init_args.optimizer=adamm")
+    assert "model.init_args.optimizer=adamm: expected one of gd, momentum, rmsprop, adam" in text
