@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import optuna
@@ -271,3 +272,29 @@ def test_withholding_test_leaves_in_memory_data_and_image_folders_without_a_test
     out = io.StringIO()
     withhold_test(Console(file=out, width=200))(object())  # keeps no splits: a note, no error
     assert "keeps no splits the tune can withhold test from" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_tampered_search_space_in_study_json_is_vetted_before_anything_runs(
+    study, tmp_path, capsys
+):
+    import shutil
+
+    from mlstrategy.cli import main
+
+    _, _, first = study
+    copy = tmp_path / "tampered"
+    shutil.copytree(first.study_dir, copy)
+    setup = json.loads((copy / "study.json").read_text())
+    setup["search"]["model.class_path"] = {"choices": ["plantedmod_tune.Net"]}
+    (copy / "study.json").write_text(json.dumps(setup))
+    (tmp_path / "plantedmod_tune.py").write_text("raise SystemExit('planted module imported')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["tune", str(copy), "--trials", "5"]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    err = capsys.readouterr().err
+    # Refused by the vetting, before the recipe is parsed (not only by the parser's allowlist).
+    assert "plantedmod_tune" in err and "refused before anything was imported" in err
+    assert "plantedmod_tune" not in sys.modules

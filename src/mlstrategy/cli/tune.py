@@ -68,7 +68,13 @@ def main(argv: list[str], console: Console) -> int:
         "postgresql://..., mysql://... (default: SQLite in the study folder)",
     )
     parser.add_argument("--study", default=None, help="the study's name (default: the recipe's)")
-    parser.add_argument("--seed", type=int, default=0, help="the random sampler's seed (0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the random sampler's seed (0); TPE is left unseeded, so workers "
+        "sharing a study do not all start from the same points",
+    )
     args, overrides = parser.parse_known_args(argv)
     result = _run(args, overrides, console)
     best = result.best

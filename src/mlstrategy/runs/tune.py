@@ -250,7 +250,9 @@ def run_study(
     if trials < 1:
         raise ValueError(f"--trials {trials}: a study needs at least 1 trial.")
     configs = [Path(c) for c in setup.configs]
-    check_recipe(configs, setup.overrides)  # a recorded recipe is vetted like a given one
+    # A recorded recipe is vetted like a given one, and so is the search space read back from
+    # study.json (its choices become every trial's overrides).
+    check_recipe(configs, [*setup.overrides, "--search=" + json.dumps(setup.search)])
     with quiet_lightning():
         config = parse_recipe(configs, setup.overrides)
         rules, goal = rules_of(config)
