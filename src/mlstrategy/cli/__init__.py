@@ -37,6 +37,8 @@ verbs:
                       error against size, say what more data would buy
   lr-find RECIPE      sweep the learning rate over a few steps and suggest one
                       (mlstrategy lr-find -h)
+  grad-check RECIPE   check backprop against a two-sided numerical gradient, per layer
+                      (float64, dropout off, L2 on; mlstrategy grad-check -h)
   predict RUN_DIR [INPUT]
                       a finished run's predictions on a CSV, an npz, an image folder or its
                       test split: class names and probabilities (mlstrategy predict RUN_DIR -h)
@@ -93,7 +95,16 @@ _DISK_FIXES = {
     errno.EEXIST: "A file stands where a folder should be: move or remove it",
 }
 # Verbs that read recipes or checkpoints, and so are vetted against the allowlist first.
-_VETTED = ("run", "learning-curve", "lr-find", "errors", "tune", "suspects", *_LIGHTNING_VERBS)
+_VETTED = (
+    "run",
+    "learning-curve",
+    "lr-find",
+    "grad-check",
+    "errors",
+    "tune",
+    "suspects",
+    *_LIGHTNING_VERBS,
+)
 
 
 # Each toolkit verb's module under mlstrategy.cli; the LightningCLI verbs share cli.lightning.
@@ -103,6 +114,7 @@ _VERB_MODULES = {
     "compare": "compare",
     "learning-curve": "learning_curve",
     "lr-find": "lr_find",
+    "grad-check": "grad_check",
     "errors": "errors",
     "tune": "tune",
     "suspects": "suspects",

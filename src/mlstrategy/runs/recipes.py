@@ -14,7 +14,7 @@ import yaml
 
 BASE_RECIPE = "_base.yaml"
 # The verbs whose first positional argument is a recipe (the plain verbs take --config).
-_RECIPE_VERBS = ("run", "learning-curve", "lr-find", "tune")
+_RECIPE_VERBS = ("run", "learning-curve", "lr-find", "grad-check", "tune")
 _WHAT = (
     "A recipe is a YAML mapping of model: (the class to train and its init_args), data: (the "
     "data module) and trainer: (Lightning's settings); see recipes/quickstart.yaml."
