@@ -88,6 +88,12 @@ def test_the_line_has_avoidable_bias_and_the_deep_net_closes_it(in_tmp, capsys):
     metrics = json.loads((runs["deep_curve"] / METRICS_FILE).read_text())
     rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
     assert rmse == pytest.approx(metrics["splits"]["test"]["rmse"], rel=1e-4)
+    # The classifier's error sheet has nothing to sort here: exit 2, pointing at the residuals.
+    assert main(["errors", str(runs["line_curve"])]) == 2
+    assert "is a regression, whose errors are residuals" in capsys.readouterr().err
+    assert main(["diagnose", str(runs["line_curve"])]) == 0
+    verdict = f"The largest gap is avoidable bias ({line['avoidable_bias']:.4g} RMSE)."
+    assert verdict in " ".join(capsys.readouterr().out.split())
 
 
 def _bad_recipe(tmp: Path, target_cells: list[str], evaluation: dict | None = None) -> Path:

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlstrategy.data.datamodule import SPLITS, ArrayDataModule, check_finite_features
+from mlstrategy.data.datamodule import ArrayDataModule, check_finite_features, source_columns
 from mlstrategy.data.sources import ArrayFile, Arrays, ArraySource
-from mlstrategy.data.splits import stratified_split
 
 
 class Diabetes(ArraySource):
@@ -147,22 +146,20 @@ class RegressionDataModule(ArrayDataModule):
         float32 of shape ``(m,)``."""
         if self._splits is None:
             arrays = self._load()
-            own_test = self.use_source_test_split and arrays.x_test is not None
-            index = stratified_split(  # one stratum: a seeded random split, checked fractions
-                np.zeros(len(arrays.y)),
-                dev_fraction=self.dev_fraction,
-                test_fraction=None if own_test else self.test_fraction,
-                train_dev_fraction=self.train_dev_fraction,
-                seed=self.seed,
-            )
-            splits = {
-                k: (torch.from_numpy(arrays.x[i]), torch.from_numpy(arrays.y[i]))
-                for k, i in index.items()
-            }
-            if own_test:
-                assert arrays.x_test is not None and arrays.y_test is not None
-                splits["test"] = (torch.from_numpy(arrays.x_test), torch.from_numpy(arrays.y_test))
-            self._splits = {k: splits[k] for k in SPLITS if k in splits}
+            # ArrayDataModule's seeded split (fractions checked, each split's rows kept in
+            # split_indices) with every example in one stratum; the targets go back by row.
+            test = None if arrays.y_test is None else np.zeros(len(arrays.y_test), np.int64)
+            one = np.zeros(len(arrays.y), np.int64)
+            splits = self._split(Arrays(arrays.x, one, [], arrays.x_test, test))
+
+            def target(split: str) -> torch.Tensor:
+                own = split == "test" and self.source_test_split and arrays.y_test is not None
+                y = arrays.y_test if own else arrays.y
+                assert y is not None
+                return torch.from_numpy(y[self.split_indices[split]])
+
+            self._splits = {k: (x, target(k)) for k, (x, _) in splits.items()}
+            self.feature_names, self.target_column = source_columns(self.source)
         return self._splits
 
     def _load(self) -> Arrays:

@@ -28,6 +28,7 @@ import numpy as np
 from mlstrategy.data.sources import read_csv_table
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.error_tags import TagTable, parse_tags, tag_table
+from mlstrategy.evaluation.scoring import is_regressor
 from mlstrategy.io import write_text_atomic
 from mlstrategy.reporting.contact_sheet import SheetCell, contact_sheet_figure
 from mlstrategy.run_folder import (
@@ -80,6 +81,12 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
             cannot all be carried over (nothing is written then).
     """
     run = load_run(run_path)
+    if is_regressor(run.model):
+        raise ValueError(
+            f"`mlstrategy errors` sorts a classifier's misclassified dev examples; {run.run_dir} "
+            "is a regression, whose errors are residuals: see residuals.png and "
+            "predicted_vs_true.png in its report, or `mlstrategy predict` for every residual."
+        )
     datamodule = run_datamodule(run)
     splits = run.metrics["splits"]
     if "dev" not in splits:
