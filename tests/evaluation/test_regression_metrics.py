@@ -111,3 +111,25 @@ def test_a_classification_metric_for_a_regressor_is_refused():
     assert (settings.optimize, settings.error_metric) == ("dev/rmse", "rmse")
     with pytest.raises(ValueError, match="error_metric=rmse is a regression error"):
         EvaluationSettings(error_metric="rmse").fit_model(regression=False)
+
+
+def test_a_learning_curve_of_rmse_reads_in_the_targets_units():
+    from mlstrategy.evaluation.learning_curve import CurvePoint, what_more_data_buys
+    from mlstrategy.reporting.plots import learning_curve_figure
+    from mlstrategy.runs.learning_curve import train_subset
+
+    points = [
+        CurvePoint(0.5, 300, 0.74, 0.66, metric="rmse"),
+        CurvePoint(1.0, 600, 0.73, 0.66, metric="rmse"),
+    ]
+    reading = what_more_data_buys(points, human_error=0.2)
+    assert reading["verdict"] == "high_bias"
+    assert "training error (0.73 RMSE) is already 0.53 above it" in reading["message"]
+    lines = learning_curve_figure(points, 0.2).axes[0].get_lines()
+    assert [ln.get_label() for ln in lines][:2] == ["training RMSE", "dev RMSE"]
+    # A real-valued target is subset at random (one stratum), nested across sizes.
+    data = RegressionDataModule(NoisyCurve(100), seed=0)
+    full = data.prepare()["train"][1].clone()
+    train_subset(0.25)(data)
+    small = data.prepare()["train"][1]
+    assert len(small) == 15 and set(small.tolist()) <= set(full.tolist())
