@@ -12,7 +12,7 @@ from conftest import write_recipe
 from mlstrategy.cli import main
 from mlstrategy.data import ArrayDataModule, Moons
 from mlstrategy.models import DeepNet
-from mlstrategy.runs.lr_find import find_learning_rate
+from mlstrategy.runs.lr_find import find_learning_rate, lr_find_figure
 
 MOONS = {
     "class_path": "mlstrategy.data.ArrayDataModule",
@@ -36,8 +36,13 @@ def test_lr_find_verb_writes_the_sweep_and_suggests_a_tenth_of_the_lowest_cost_r
     lowest = min(range(10, 30), key=result["cost"].__getitem__)
     assert result["suggestion"] == pytest.approx(result["lr"][lowest] / 10)
     assert (found.parent / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "--model.init_args.learning_rate=" in out
+    # One suggestion, with its rule; none of Lightning's scratch-checkpoint chatter.
+    assert out.count("suggested learning rate:") == 1 and "steepest" not in out
+    rule = f"{result['suggestion']:.3g} (a tenth of the rate with the lowest smoothed cost"
+    assert rule in " ".join(out.split())  # the line may wrap
+    assert "weights_only" not in out + err and ".lr_find_" not in out + err
     assert not list(in_tmp.glob(".lr_find*.ckpt"))  # Lightning's scratch checkpoint is gone
 
 
@@ -69,3 +74,19 @@ def test_bad_sweep_settings_fail_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError) as err:
         find_learning_rate(L.Trainer(logger=False), model, data, **kwargs)
     assert message in str(err.value)
+
+
+def test_the_sweep_plot_has_a_title_a_log_rate_axis_a_cost_axis_and_the_suggestion():
+    rates = [10 ** (-6 + i / 5) for i in range(31)]
+    costs = [1.0 - 0.01 * i for i in range(31)]
+    ax = lr_find_figure(rates, costs, 0.01, "moons").axes[0]
+    assert ax.get_title() == "Learning-rate sweep: moons"
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) == (
+        "learning rate (log scale)",
+        "cost",
+        "log",
+    )
+    line, marker = ax.get_lines()
+    assert list(line.get_xdata()) == rates[10:]  # the first 10 smoothed costs are biased
+    assert list(marker.get_xdata()) == [0.01, 0.01]
+    assert marker.get_label().startswith("suggestion 0.01 (a tenth of the rate")

@@ -12,8 +12,8 @@ Sweep the learning rate over a few hundred training steps and suggest one for th
 
 The model trains from its initial weights while the learning rate grows from --min-lr to
 --max-lr; the cost is recorded at every step. The suggestion is a tenth of the rate with the
-lowest cost (just before the cost blows up); Lightning's steepest-slope rate is shown too.
-The weights are restored after the sweep: nothing is trained for good.
+lowest cost (safely below where the cost blows up). The weights are restored after the
+sweep: nothing is trained for good.
 
 Writes lr_find.png (cost against learning rate, log scale, suggestion marked) and
 lr_find.json (rates, costs, suggestion) to logs/lr-find/<recipe>/<timestamp>/, and prints the
@@ -26,7 +26,7 @@ With batch gradient descent (batch_size: null) each step is one epoch.
 
 def main(argv: list[str], console: Console) -> int:
     """Sweep the recipe's learning rate; print the suggestion and the override that uses it."""
-    from mlstrategy.runs.lr_find import lr_find
+    from mlstrategy.runs.lr_find import RULE, lr_find
     from mlstrategy.runs.recipes import one_recipe
 
     parser = argparse.ArgumentParser(
@@ -53,12 +53,13 @@ def main(argv: list[str], console: Console) -> int:
             "--min-lr/--max-lr or raise --num-training."
         )
         return 1
-    steepest = "n/a" if found.steepest is None else f"{found.steepest:.3g}"
     console.print(
-        f"learning rate: recipe {found.recipe_lr:g}, suggested [bold]{suggestion:.3g}[/] (a "
-        f"tenth of the lowest-cost rate; steepest slope at {steepest}; swept {args.min_lr:g} .. "
-        f"{args.max_lr:g} in {len(found.rates)} steps)"
+        f"suggested learning rate: [bold]{suggestion:.3g}[/] ({RULE}; the recipe has "
+        f"{found.recipe_lr:g}; swept {args.min_lr:g} .. {args.max_lr:g} in {len(found.rates)} "
+        "steps)"
     )
-    console.print(f"use it: mlstrategy run {path} --model.init_args.learning_rate={suggestion:.3g}")
+    # One unwrapped line, so that the command copies whole.
+    hint = f"use it: mlstrategy run {path} --model.init_args.learning_rate={suggestion:.3g}"
+    console.print(hint, soft_wrap=True, highlight=False)
     console.print(f"plot: {found.figure_path}")
     return 0

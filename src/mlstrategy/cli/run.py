@@ -76,7 +76,17 @@ def main(argv: list[str], console: Console) -> int:
         help="continue a killed run from its checkpoints/last.ckpt (default: the recipe's newest "
         "run folder); the result is identical to an uninterrupted run",
     )
+    parser.add_argument(
+        "--human-error",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="human-level error, the proxy for Bayes error, as a fraction (5%% -> 0.05); "
+        "the same as --evaluation.human_error=FRACTION (default: the recipe's)",
+    )
     args, overrides = parser.parse_known_args(argv)
+    if args.human_error is not None:
+        overrides = [*overrides, f"--evaluation.human_error={args.human_error}"]
     path = Path(args.recipe)
     if not path.exists():
         raise ValueError(
@@ -100,5 +110,5 @@ def main(argv: list[str], console: Console) -> int:
         d = result.diagnosis
         verdict = f"diagnosis skipped: {d}" if isinstance(d, str) else d.verdict
         console.print(f"  {result.run_dir.parent.name}: {verdict}", highlight=False)
-    console.print(f"compare again: mlstrategy compare {study.logs_dir}")
+    console.print(f"compare again: mlstrategy compare {study.logs_dir}", soft_wrap=True)
     return 0

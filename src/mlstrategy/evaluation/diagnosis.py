@@ -244,7 +244,8 @@ def diagnose(
     if human_error is None:
         notes.append(
             "No human_error given, so 0 stands in for Bayes error and avoidable bias is an "
-            "upper bound. Set evaluation.human_error in the recipe (or --human-error)."
+            "upper bound. Set evaluation.human_error in the recipe, or pass it to `mlstrategy "
+            "run` or `mlstrategy diagnose` (e.g. --human-error 0.01)."
         )
     avoidable_bias = train_error - bayes
     if train_dev_error is not None:
@@ -255,7 +256,8 @@ def diagnose(
         data_mismatch = None
         notes.append(
             "No train-dev split, so variance and data mismatch are not told apart (variance = "
-            "dev - train). Set data.init_args.train_dev_fraction to measure mismatch."
+            "dev - train). Set data.init_args.train_dev_fraction in the recipe to measure "
+            "mismatch (e.g. --data.init_args.train_dev_fraction=0.1)."
         )
     dev_overfitting = test_error - dev_error if test_error is not None else None
     errors = {"train": train_error, "train_dev": train_dev_error, "dev": dev_error}

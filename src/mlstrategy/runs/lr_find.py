@@ -4,17 +4,22 @@ The search trains the recipe's model from its initial weights for ``num_training
 the learning rate grows exponentially from ``min_lr`` to ``max_lr`` and records the (smoothed)
 training cost at each step (Smith, "Cyclical Learning Rates", 2017). The suggestion is one tenth
 of the rate with the lowest cost: safely below where the cost turns up, and steadier than
-Lightning's steepest-slope point, which dropout and augmentation noise can throw far off. Both
-are reported. The model's weights are restored afterwards; nothing is trained for good.
+Lightning's steepest-slope point, which dropout and augmentation noise can throw far off (it is
+kept in ``lr_find.json`` as ``steepest``, not suggested). The model's weights are restored
+afterwards; nothing is trained for good.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from matplotlib.figure import Figure
 
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import save_figure
@@ -23,6 +28,33 @@ from mlstrategy.runs.lightning_cli import build_run, run_dir_of
 from mlstrategy.runs.recipes import recipe_configs
 
 _SKIP_BEGIN = 10  # Lightning's default skip_begin for its suggestion
+RULE = "a tenth of the rate with the lowest smoothed cost"
+
+# What Lightning logs around its scratch checkpoint (``.lr_find_<uuid>.ckpt``, saved before the
+# sweep and restored after it): "`weights_only` was not set" is about *saving* callbacks' state,
+# not torch's unsafe loading (the toolkit's checkpoint IO loads with weights_only=True).
+_SCRATCH_NOISE = ("`weights_only` was not set", ".lr_find_", "`max_steps=")
+
+
+class _DropScratchNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(part in str(record.msg) for part in _SCRATCH_NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_scratch_checkpoint() -> Iterator[None]:
+    names = (
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+        "lightning.pytorch.utilities.rank_zero",
+    )
+    loggers, noise = [logging.getLogger(n) for n in names], _DropScratchNoise()
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 def find_learning_rate(
@@ -67,15 +99,16 @@ def find_learning_rate(
     max_epochs = trainer.fit_loop.max_epochs
     trainer.fit_loop.max_epochs = -1
     try:
-        finder = Tuner(trainer).lr_find(
-            model,
-            datamodule=datamodule,
-            min_lr=min_lr,
-            max_lr=max_lr,
-            num_training=num_training,
-            mode=mode,
-            update_attr=False,
-        )
+        with _quiet_scratch_checkpoint():
+            finder = Tuner(trainer).lr_find(
+                model,
+                datamodule=datamodule,
+                min_lr=min_lr,
+                max_lr=max_lr,
+                num_training=num_training,
+                mode=mode,
+                update_attr=False,
+            )
     finally:
         trainer.fit_loop.max_epochs = max_epochs
     if finder is None:  # only on non-zero ranks of a distributed run
@@ -94,6 +127,28 @@ def find_learning_rate(
         "steepest": float(steepest) if steepest is not None else None,
         "finder": finder,
     }
+
+
+def lr_find_figure(
+    rates: Sequence[float], costs: Sequence[float], suggestion: float | None, name: str
+) -> Figure:
+    """The smoothed training cost against the learning rate (log scale), suggestion marked."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    # From step 10, as the suggestion: the first smoothed costs read about half the true cost.
+    shown = slice(_SKIP_BEGIN, None)
+    ax.plot(rates[shown], costs[shown], color="tab:blue", label="training cost (smoothed)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("cost")
+    ax.set_title(f"Learning-rate sweep: {name}")
+    if suggestion is not None:
+        label = f"suggestion {suggestion:.3g} ({RULE})"
+        ax.axvline(suggestion, color="tab:red", linestyle="--", label=label)
+    ax.legend(fontsize="small")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 FIGURE_FILE = "lr_find.png"
@@ -155,10 +210,7 @@ def lr_find(
             {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
         )
         if finder is not None:
-            figure = finder.plot(suggest=False)
-            if suggestion is not None:
-                figure.axes[0].axvline(suggestion, color="red", linestyle="--", label="suggestion")
-                figure.axes[0].legend()
+            figure = lr_find_figure(result["lr"], result["cost"], suggestion, Path(recipe).stem)
             save_figure(figure, run_dir / FIGURE_FILE)
     except BaseException as err:
         abandon(run_dir, err)  # no folder left that looks like a finished sweep
