@@ -152,7 +152,6 @@ CASES = [
     Case("satisfy_names_unknown_metric", ("run", "bad.yaml"), ("dev/speed",),
          {"bad.yaml": _recipe(evaluation={"satisfy": ["dev/speed<=5"]})}),
     Case("test_without_ckpt_path", ("test", "--config", "tiny.yaml"), ("--ckpt_path",)),
-    Case("resume_a_finished_run", ("run", "tiny.yaml", "--resume", RUN), (RUN,)),
     Case("csv_word_in_feature_column", ("run", "bad.yaml"),
          ("d.csv line 8, column 'a'", "'high' is not a number"),
          {"d.csv": _csv(bad_row=6), "bad.yaml": _recipe(**ARRAY_FILE_CSV)}),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import yaml
 
 from conftest import REPO
@@ -73,3 +76,24 @@ def test_a_wrong_type_is_one_line_with_the_key_the_value_and_the_type(in_tmp, ca
     assert text.startswith("error: trainer.max_epochs=many: expected int or null (override")
     text = _error(capsys, "run", QUICKSTART, "--model.init_args.optimizer=adamm")
     assert "model.init_args.optimizer=adamm: expected one of gd, momentum, rmsprop, adam" in text
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+    }
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_says_so_names_its_report_and_changes_nothing(tiny_recipe, capsys):
+    assert main(["run", str(tiny_recipe)]) == 0
+    (run_dir,) = Path("logs/tiny").glob("*")  # relative, as --resume without a folder finds it
+    before = _snapshot(tiny_recipe.parent / "logs")
+    capsys.readouterr()
+    for resume in (["--resume", str(run_dir)], ["--resume"]):  # the folder, or the newest
+        assert main(["run", str(tiny_recipe), *resume]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"{run_dir} finished already" in out and "nothing in it was changed" in out
+        assert f"Its report: {run_dir / 'report.md'}" in out
+    # No re-scoring, no new events file, no new run folder: names, sizes and mtimes as before.
+    assert _snapshot(tiny_recipe.parent / "logs") == before

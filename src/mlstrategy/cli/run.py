@@ -57,7 +57,7 @@ def main(argv: list[str], console: Console) -> int:
     from mlstrategy.cli.show import print_comparison, print_run
     from mlstrategy.run_folder import LOGS_DIR
     from mlstrategy.runs.recipes import recipe_configs
-    from mlstrategy.runs.run import resume_dir, run_recipe
+    from mlstrategy.runs.run import RunFinished, resume_dir, run_recipe
     from mlstrategy.runs.study import run_study
     from mlstrategy.runs.study_recipe import is_study_recipe, run_study_recipe
 
@@ -100,7 +100,13 @@ def main(argv: list[str], console: Console) -> int:
     if args.resume is not None and len(recipes) != 1:
         raise ValueError("--resume continues one run: give one recipe file, not a folder.")
     if len(recipes) == 1:
-        resume = None if args.resume is None else resume_dir(args.resume, recipes[0][-1])
+        try:
+            resume = None if args.resume is None else resume_dir(args.resume, recipes[0][-1])
+        except RunFinished as done:
+            # Exit 0: the run the user wants finished is finished; a requeued job that
+            # resumes it after it completed succeeds instead of failing.
+            console.print(str(done), soft_wrap=True, highlight=False)
+            return 0
         print_run(run_recipe(recipes[0], overrides, console, resume=resume), console)
         return 0
     study = run_study(path, recipes, overrides, console, on_run=lambda r: print_run(r, console))

@@ -31,6 +31,7 @@ from mlstrategy.run_folder import (
     LAST_CHECKPOINT,
     LOGS_DIR,
     METRICS_FILE,
+    REPORT_FILE,
     abandon,
     checkpoint_path,
     clear_failed,
@@ -68,10 +69,28 @@ class RunResult:
         return self.metrics["splits"]
 
 
+class RunFinished(ValueError):
+    """``--resume`` named a run that finished: there is nothing to resume, nothing is changed.
+
+    ``mlstrategy run --resume`` prints the message and exits 0 (a requeued job that resumes a
+    run which finished before the requeue succeeds); elsewhere it is a ValueError (exit 2).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        super().__init__(
+            f"{run_dir} finished already (it has {METRICS_FILE}): nothing to resume, and "
+            f"nothing in it was changed. Its report: {run_dir / REPORT_FILE}; `mlstrategy "
+            f"diagnose {run_dir}` prints its scores again, and the recipe without --resume "
+            "starts a new run."
+        )
+
+
 def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Path:
     """The run folder ``run --resume`` continues: the one given, or the recipe's newest.
 
     Raises:
+        RunFinished: the run finished already.
         ValueError: no run to resume, or one that stopped before its first checkpoint.
     """
     if given == "latest":
@@ -85,11 +104,7 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
     else:
         run_dir = Path(given)
     if is_finished(run_dir):
-        raise ValueError(
-            f"--resume: {run_dir} is a finished run (it has {METRICS_FILE}); there is nothing "
-            f"to resume. Run the recipe again without --resume for a new run, or read this one "
-            f"with `mlstrategy diagnose {run_dir}`."
-        )
+        raise RunFinished(run_dir)
     last = checkpoint_path(run_dir, LAST_CHECKPOINT)
     if not last.is_file():
         raise ValueError(
