@@ -98,7 +98,17 @@ def test_score_predictions_names_classes_and_reports_error():
     s = score_predictions(p, y, 3, class_names=["cat", "dog", "emu"])
     assert s["error"] == pytest.approx(2 / 6)
     assert list(s["per_class"]) == ["cat", "dog", "emu"]
-    assert s["per_class"]["emu"] == {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert s["per_class"]["emu"] == {
+        "precision": 0.6667,
+        "recall": 1.0,
+        "f1": 0.8,
+        "support": 2,
+        # one-vs-rest: one of the 4 non-emus called emu, no emu missed
+        "fp": 1,
+        "fn": 0,
+        "fp_rate": 0.25,
+        "fn_rate": 0.0,
+    }
     assert s["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 2]]
 
 

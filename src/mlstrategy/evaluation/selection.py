@@ -28,9 +28,12 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONSTRAINT = re.compile(r"^\s*(?P<metric>[^<>=!]+?)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>[^<>=]+)$")
-# Smaller is better for these (a regression's squared and absolute errors too); everything
-# else (accuracy, precision, recall, f1, r2) is maximized.
-_MINIMIZED = re.compile(r"(error|loss|latency_ms|params|seconds|epochs|^r?mse|^mae)(_\w+)?$")
+# Smaller is better for these (a regression's squared and absolute errors, false positives and
+# negatives and their rates too); everything else (accuracy, precision, recall, f1, r2) is
+# maximized.
+_MINIMIZED = re.compile(
+    r"(error|loss|latency_ms|params|seconds|epochs|^r?mse|^mae|^fp|^fn)(_\w+)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ def default_goal(metric: str) -> Goal:
         ('min', 'max', 'min')
         >>> [default_goal(f"dev/{m}") for m in ("rmse", "mse", "mae", "r2")]
         ['min', 'min', 'min', 'max']
+        >>> [default_goal(m) for m in ("dev/fp_rate", "dev/fn", "test/fn_rate/cat", "dev/f1")]
+        ['min', 'min', 'min', 'max']
     """
     parts = metric.split("/")
     name = parts[1] if len(parts) == 3 else parts[-1]  # split/metric/class: the metric part
@@ -118,6 +123,10 @@ SPLIT_METRICS = (
     "rmse",
     "r2",
     *(f"{m}_{a}" for m in ("precision", "recall", "f1") for a in ("micro", "macro", "weighted")),
+    "fp",
+    "fn",
+    "fp_rate",
+    "fn_rate",
 )
 
 
@@ -135,7 +144,7 @@ def check_metric_name(name: str, where: str) -> None:
         ValueError: evaluation.satisfy names the metric 'dev/speed', which no run records: \
 'speed' is not one of n, error, accuracy, precision, recall, f1, loss, mse, mae, rmse, \
 r2, precision_micro, precision_macro, precision_weighted, recall_micro, recall_macro, \
-recall_weighted, f1_micro, f1_macro, f1_weighted.
+recall_weighted, f1_micro, f1_macro, f1_weighted, fp, fn, fp_rate, fn_rate.
     """
     parts = name.split("/")
     if len(parts) == 1:

@@ -6,6 +6,10 @@ Two collections, both fed predicted labels and true labels batch by batch:
   F1; for multi-class also their micro, macro and weighted averages).
 - :func:`per_class_metrics`: precision, recall and F1 of every class, and the confusion
   matrix, for the report.
+- :func:`confusion_counts`: false positives and negatives of every class (one-vs-rest) and
+  their rates, from the confusion matrix: ``fp``, ``fn``, ``fp_rate = FP / (FP + TN)`` (the
+  share of the class's negatives called positive) and ``fn_rate = FN / (FN + TP)`` (the share
+  of its positives missed). A binary split also has them as scalars, for the positive class.
 
 :class:`ClassificationScores` holds both and the split's mean cost, fed batch by batch;
 :func:`score_predictions` applies both to one set of predictions, the way a split is scored.
@@ -33,7 +37,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mlstrategy.metrics.names import AVERAGES, PER_CLASS_NAMES
+from mlstrategy.metrics.names import AVERAGES, CONFUSION_NAMES, PER_CLASS_NAMES
 
 
 def _check_num_classes(num_classes: int) -> None:
@@ -114,11 +118,47 @@ def per_class_metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(metrics)
 
 
+def confusion_counts(cm: Tensor) -> dict[str, Tensor]:
+    """One-vs-rest ``fp``, ``fn``, ``fp_rate`` and ``fn_rate`` of every class, from a confusion
+    matrix of ``[true, predicted]`` counts (a rate with no example to count over is 0).
+
+    Example:
+        >>> import torch
+        >>> out = confusion_counts(torch.tensor([[5, 1], [2, 2]]))
+        >>> out["fp"].tolist(), out["fn"].tolist()
+        ([2, 1], [1, 2])
+        >>> [[round(r, 4) for r in out[k].tolist()] for k in ("fp_rate", "fn_rate")]
+        [[0.5, 0.1667], [0.1667, 0.5]]
+    """
+    cm = cm.long()
+    hits = cm.diagonal()
+    support = cm.sum(dim=1)  # true examples of each class
+    fp = cm.sum(dim=0) - hits
+    fn = support - hits
+    negatives = cm.sum() - support
+    return {
+        "fp": fp,
+        "fn": fn,
+        "fp_rate": fp.double() / negatives.clamp(min=1),
+        "fn_rate": fn.double() / support.clamp(min=1),
+    }
+
+
+def binary_confusion_scalars(cm: Tensor) -> dict[str, float]:
+    """``fp``, ``fn``, ``fp_rate`` and ``fn_rate`` of the positive class (label 1) of a binary
+    confusion matrix, as numbers; ``{}`` for a multi-class one (those are per class only)."""
+    if len(cm) != 2:
+        return {}
+    counts = confusion_counts(cm)
+    return {name: float(counts[name][1]) for name in CONFUSION_NAMES}
+
+
 def per_class_table(
     values: dict[str, torch.Tensor], class_names: list[str] | None = None
 ) -> dict[str, dict[str, float]]:
-    """``{class name: {"precision", "recall", "f1", "support"}}`` from :func:`per_class_metrics`
-    output; support is the number of true examples of the class (a confusion-matrix row sum).
+    """``{class name: {"precision", "recall", "f1", "support", "fp", "fn", "fp_rate",
+    "fn_rate"}}`` from :func:`per_class_metrics` output; support is the number of true examples
+    of the class (a confusion-matrix row sum), the rest as :func:`confusion_counts`.
 
     Args:
         values: The computed output of :func:`per_class_metrics`.
@@ -127,18 +167,24 @@ def per_class_table(
     Example:
         >>> import torch
         >>> out = per_class_metrics(2)(torch.tensor([1, 1, 0]), torch.tensor([1, 0, 0]))
-        >>> per_class_table(out, ["cat", "dog"])["dog"]
-        {'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1}
+        >>> per_class_table(out, ["cat", "dog"])["dog"]  # doctest: +NORMALIZE_WHITESPACE
+        {'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1, 'fp': 1, 'fn': 0,
+         'fp_rate': 0.5, 'fn_rate': 0.0}
     """
     cm = values["confusion_matrix"]
     names = class_names or [str(k) for k in range(len(cm))]
     if len(names) != len(cm):
         raise ValueError(f"{len(names)} class names for {len(cm)} classes: {names}.")
     support = cm.sum(dim=1)
+    counts = confusion_counts(cm)
     return {
         name: {
             **{m: round(float(values[m][k]), 4) for m in PER_CLASS_NAMES},
             "support": int(support[k]),
+            "fp": int(counts["fp"][k]),
+            "fn": int(counts["fn"][k]),
+            "fp_rate": float(counts["fp_rate"][k]),
+            "fn_rate": float(counts["fn_rate"][k]),
         }
         for k, name in enumerate(names)
     }
@@ -160,6 +206,7 @@ def score_predictions(
 
     Returns:
         The scalars of :func:`classification_metrics` plus ``error`` (``1 - accuracy``),
+        for a binary problem ``fp``, ``fn``, ``fp_rate`` and ``fn_rate`` of class 1,
         ``per_class`` (see :func:`per_class_table`) and ``confusion_matrix`` (nested lists).
 
     Example:
@@ -171,6 +218,7 @@ def score_predictions(
     scalars = {k: float(v) for k, v in classification_metrics(num_classes)(preds, target).items()}
     scalars["error"] = 1.0 - scalars["accuracy"]
     detail = per_class_metrics(num_classes)(preds, target)
+    scalars.update(binary_confusion_scalars(detail["confusion_matrix"]))
     return {
         **scalars,
         "per_class": per_class_table(detail, class_names),
@@ -214,12 +262,15 @@ class ClassificationScores(nn.Module):
 
     def compute(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """``(scalars, per_class)``: the scalars of :func:`classification_metrics` with
-        ``loss`` and ``error`` (``1 - accuracy``), and the output of :func:`per_class_metrics`
+        ``loss``, ``error`` (``1 - accuracy``) and, for a binary problem, ``fp``, ``fn``,
+        ``fp_rate`` and ``fn_rate`` of class 1; and the output of :func:`per_class_metrics`
         on the CPU (see :func:`per_class_table`)."""
         values: dict[str, Tensor] = dict(self.scalars.compute())
         values["loss"] = self.cost.compute()
         values["error"] = 1 - values["accuracy"]
         details = {k: v.detach().cpu() for k, v in self.per_class.compute().items()}
+        for name, value in binary_confusion_scalars(details["confusion_matrix"]).items():
+            values[name] = torch.tensor(value)
         return values, details
 
     def reset(self) -> None:
