@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ import time
 import pytest
 import torch
 
-from mlstrategy.io import AtomicCheckpointIO, write_json_atomic
+from mlstrategy.io import AtomicCheckpointIO, write_bytes_atomic, write_json_atomic
 
 _WRITER = """
 import sys, torch
@@ -51,3 +53,19 @@ def test_json_write_replaces_whole_file(tmp_path):
     write_json_atomic(path, {"b": [1, 2]})
     assert json.loads(path.read_text()) == {"b": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_the_mode_the_umask_gives_like_open(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        (tmp_path / "plain.txt").write_text("x")  # the reference: what open() makes
+        write_json_atomic(tmp_path / "metrics.json", {"a": 1})
+        write_bytes_atomic(tmp_path / "figure.png", b"\x89PNG")
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(2)}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    want = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert want == 0o666 & ~umask
+    for name in ("metrics.json", "figure.png", "last.ckpt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name
