@@ -17,12 +17,15 @@ from mlstrategy.models.classifier import ClassifierModule
 from mlstrategy.models.init import InitName, check_init, initialize
 from mlstrategy.models.regressor import RegressorModule
 
-Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
+Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu", "linear"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "leaky_relu": nn.LeakyReLU,  # the course's max(0.01 z, z)
+    # g(z) = z: the course's "why non-linear activations" lesson. Any number of linear layers
+    # compose to one linear function, so the net is no more than logistic regression.
+    "linear": nn.Identity,
 }
 
 
@@ -182,7 +185,9 @@ class DeepNet(ClassifierModule):
         num_classes: Number of classes; from the data.
         layer_dims: Hidden-layer sizes, like the course's ``layers_dims`` without the input and
             output sizes (those come from the data), e.g. ``[20, 7, 5]``.
-        activation: Hidden activation: ``relu``, ``tanh``, ``sigmoid`` or ``leaky_relu``.
+        activation: Hidden activation: ``relu``, ``tanh``, ``sigmoid``, ``leaky_relu`` or
+            ``linear`` (``g(z) = z``: the layers then compose to one linear function, so the
+            net can draw no better boundary than logistic regression; for the lesson only).
         keep_prob: Inverted-dropout keep probability in (0, 1]: one value for every hidden layer
             or one per hidden layer; 1 = no dropout.
         batch_norm: Batch-normalize each hidden ``Z`` before the activation (learnable ``gamma``
@@ -227,7 +232,8 @@ class DeepRegressor(RegressorModule):
         input_shape: Shape of one example (flattened to ``n_x`` inputs); from the data.
         num_classes: 0 (a real-valued target); from the data.
         layer_dims: Hidden-layer sizes, e.g. ``[64, 64]``.
-        activation: Hidden activation: ``relu``, ``tanh``, ``sigmoid`` or ``leaky_relu``.
+        activation: Hidden activation: ``relu``, ``tanh``, ``sigmoid``, ``leaky_relu`` or
+            ``linear`` (``g(z) = z``: then no better than linear regression).
         keep_prob: Inverted-dropout keep probability in (0, 1], one value or one per hidden
             layer; 1 = no dropout.
         batch_norm: Batch-normalize each hidden ``Z`` before the activation.
