@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from mlstrategy.cli import main
-from mlstrategy.run_folder import DIAGNOSIS_FILE, METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE
+from mlstrategy.run_folder import (
+    DIAGNOSIS_FILE,
+    LIGHTNING_PREDICTIONS_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+)
 
 CURVE = {
     "class_path": "mlstrategy.data.RegressionDataModule",
@@ -88,6 +94,12 @@ def test_the_line_has_avoidable_bias_and_the_deep_net_closes_it(in_tmp, capsys):
     metrics = json.loads((runs["deep_curve"] / METRICS_FILE).read_text())
     rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
     assert rmse == pytest.approx(metrics["splits"]["test"]["rmse"], rel=1e-4)
+    # LightningCLI's predict verb writes the same numbers.
+    ckpt = runs["deep_curve"] / "checkpoints" / "best.ckpt"
+    recipe = in_tmp / "curve" / "deep_curve.yaml"
+    assert main(["predict", "--config", str(recipe), "--ckpt_path", str(ckpt)]) == 0
+    with (runs["deep_curve"] / LIGHTNING_PREDICTIONS_FILE).open() as f:
+        assert list(csv.DictReader(f)) == rows
     # The classifier's error sheet has nothing to sort here: exit 2, pointing at the residuals.
     assert main(["errors", str(runs["line_curve"])]) == 2
     assert "is a regression, whose errors are residuals" in capsys.readouterr().err

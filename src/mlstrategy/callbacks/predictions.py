@@ -3,8 +3,10 @@
 
 Its columns are an ``id``, the ``predicted`` class name, one ``p_<class>`` column per class
 and, where the examples carry labels, ``true`` and ``correct`` (:func:`prediction_columns`);
-a multi-task run gets one such group per task, prefixed with the task's name. The file is
-replaced atomically (:func:`write_predictions_csv`), so a reader never sees half of it.
+a multi-task run gets one such group per task, prefixed with the task's name. A regressor's
+are ``id``, ``predicted`` and, with labels, ``true``: numbers in the target's units
+(:func:`value_columns`). The file is replaced atomically (:func:`write_predictions_csv`), so
+a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,24 @@ def prediction_columns(
     return header, columns
 
 
+def value_columns(
+    values: torch.Tensor, y: torch.Tensor | None = None, prefix: str = ""
+) -> tuple[list[str], list[list[str]]]:
+    """A regressor's columns of the predictions CSV: ``predicted`` and, with labels, ``true``
+    (an unknown target, NaN, is an empty cell).
+
+    Example:
+        >>> value_columns(torch.tensor([1.5, 2.0]), torch.tensor([1.0, float("nan")]))
+        (['predicted', 'true'], [['1.5', '2'], ['1', '']])
+    """
+    header = [f"{prefix}predicted"]
+    columns = [[f"{v:.8g}" for v in values.tolist()]]
+    if y is not None:
+        header.append(f"{prefix}true")
+        columns.append(["" if v != v else f"{v:.8g}" for v in y.float().tolist()])
+    return header, columns
+
+
 def write_predictions_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:
     """Replace ``path`` with the CSV of ``header`` and ``rows``, atomically."""
     buffer = io.StringIO()
@@ -76,8 +96,9 @@ class PredictionsCSV(BasePredictionWriter):
     position in the predict split. Class names come from the data module (saved in the
     checkpoint). ``true`` and ``correct`` are there when the predict batches carry labels
     (e.g. the test split of an :class:`~mlstrategy.data.ArrayDataModule`; images of
-    ``predict_dir`` have none). Models whose ``predict_step`` returns something other than an
-    ``(m, C)`` probability tensor (multi-task nets) are skipped. The file is written once, at
+    ``predict_dir`` have none). A regressor's ``(m,)`` values get :func:`value_columns`; models
+    whose ``predict_step`` returns something other than an ``(m, C)`` probability tensor
+    (multi-task nets) are skipped. The file is written once, at
     the end, atomically.
 
     Args:
@@ -106,7 +127,8 @@ class PredictionsCSV(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        if not (isinstance(prediction, torch.Tensor) and prediction.ndim == 2):
+        values = getattr(pl_module, "regression", False) is True  # (m,) values, target units
+        if not (isinstance(prediction, torch.Tensor) and prediction.ndim == (1 if values else 2)):
             return
         self._p.append(prediction.detach().float().cpu())
         y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
@@ -119,15 +141,18 @@ class PredictionsCSV(BasePredictionWriter):
         p = torch.cat(self._p)
         known = [t for t in self._y if t is not None]
         y = torch.cat(known) if len(known) == len(self._y) else None
-        if y is not None and not bool((y >= 0).any()):
-            y = None  # unlabelled examples (-1): no true and correct columns
         datamodule = getattr(trainer, "datamodule", None)
         files = [str(f) for f in getattr(datamodule, "predict_files", None) or []]
         ids = files if len(files) == len(p) else [str(i) for i in range(len(p))]
-        names = [str(c) for c in getattr(datamodule, "class_names", None) or []]
-        if len(names) != p.shape[1]:
-            names = [str(k) for k in range(p.shape[1])]
-        header, columns = prediction_columns(p, names, y)
+        if p.ndim == 1:  # a regressor's
+            header, columns = value_columns(p, y)
+        else:
+            if y is not None and not bool((y >= 0).any()):
+                y = None  # unlabelled examples (-1): no true and correct columns
+            names = [str(c) for c in getattr(datamodule, "class_names", None) or []]
+            if len(names) != p.shape[1]:
+                names = [str(k) for k in range(p.shape[1])]
+            header, columns = prediction_columns(p, names, y)
         path = self.path or Path(trainer.log_dir or ".") / LIGHTNING_PREDICTIONS_FILE
         if trainer.world_size > 1:  # each process predicts its share of the examples
             path = path.with_name(f"{path.stem}-rank{trainer.global_rank}{path.suffix}")
