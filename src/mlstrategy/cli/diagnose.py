@@ -41,7 +41,8 @@ def main(argv: list[str], console: Console) -> int:
         "--human-error",
         type=float,
         default=None,
-        help="human-level error as a fraction (5%% -> 0.05); default: the recipe's",
+        help="human-level error: a fraction for a classifier (5%% -> 0.05), in the target's "
+        "units for a regressor (an RMSE, or the recipe's error_metric); default: the recipe's",
     )
     args = parser.parse_args(argv)
     run_dir = find_run(args.run_dir)
