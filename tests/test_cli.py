@@ -161,10 +161,10 @@ def test_bad_input_gets_one_paragraph_and_exit_code_2(case, message, in_tmp, cap
 
 
 def test_console_script_exit_code_and_no_traceback(in_tmp):
-    recipe = _bad(in_tmp, source=BREAST, test_fraction=0.0)
+    recipe = _bad(in_tmp, source=BREAST, test_fraction=-0.1)  # 0 is allowed: no test split
     result = run_cli_subprocess("run", str(recipe), cwd=in_tmp)
     assert result.returncode == 2
-    assert "test_fraction=0.0 is outside (0, 1)" in result.stderr
+    assert "test_fraction=-0.1 is outside [0, 1)" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -30,8 +30,10 @@ class ArrayDataModule(L.LightningDataModule):
     Args:
         source: Where the examples come from, e.g. ``mlstrategy.data.BreastCancer``.
         dev_fraction: Fraction of the examples in the dev split, in (0, 1).
-        test_fraction: Fraction in the test split, in (0, 1). Ignored when the source has its
-            own test split and ``use_source_test_split`` is true.
+        test_fraction: Fraction in the test split, in [0, 1); 0 = no test split (train and
+            dev only: the dev error then is the only estimate, and an optimistic one, since dev
+            chose the model). Ignored when the source has its own test split and
+            ``use_source_test_split`` is true.
         train_dev_fraction: Fraction carved from the training distribution as a train-dev
             split (measures data mismatch), in [0, 1); 0 = none.
         use_source_test_split: Use the source's own test split (MNIST-1D has one) as the test

@@ -22,12 +22,14 @@ def stratified_split(
 
     Fractions are of ``len(y)``. ``train_dev`` (Ng's "training-dev set") is carved from the
     training distribution, so the gap between train-dev and dev errors measures data mismatch.
-    With ``test_fraction=None`` no test split is made (the source brought its own).
+    With ``test_fraction=None`` no test split is made (the source brought its own); with
+    ``test_fraction=0`` none either (train and dev only, which the course allows when no
+    unbiased estimate of the final error is needed).
 
     Args:
         y: Integer labels, shape ``(m,)``.
         dev_fraction: Fraction of examples in the dev split, in (0, 1).
-        test_fraction: Fraction in the test split, in (0, 1), or None for no test split.
+        test_fraction: Fraction in the test split, in [0, 1); 0 or None for no test split.
         train_dev_fraction: Fraction in the train-dev split, in [0, 1); 0 means none.
         seed: Seed of the shuffle; the same seed gives the same split.
 
@@ -44,16 +46,17 @@ def stratified_split(
         >>> parts = stratified_split(y, dev_fraction=0.2, test_fraction=0.2, seed=0)
         >>> {k: len(v) for k, v in parts.items()}
         {'train': 12, 'dev': 4, 'test': 4}
+        >>> list(stratified_split(y, dev_fraction=0.2, test_fraction=0, seed=0))
+        ['train', 'dev']
     """
     fractions = {"dev_fraction": dev_fraction, "train_dev_fraction": train_dev_fraction}
     if test_fraction is not None:
         fractions["test_fraction"] = test_fraction
     for name, value in fractions.items():
-        low_ok = value >= 0 if name == "train_dev_fraction" else value > 0
+        optional = {"train_dev_fraction": "train-dev", "test_fraction": "test"}
+        low_ok = value >= 0 if name in optional else value > 0
         if not (low_ok and value < 1):
-            allowed = (
-                "[0, 1) (0 = no train-dev split)" if name == "train_dev_fraction" else "(0, 1)"
-            )
+            allowed = f"[0, 1) (0 = no {optional[name]} split)" if name in optional else "(0, 1)"
             raise ValueError(
                 f"{name}={value} is outside {allowed}. It is the fraction of all examples that "
                 "goes to that split; typical values are 0.1 to 0.3."

@@ -185,6 +185,14 @@ def _check_error(name: str, value: float | None, metric: str = "error") -> None:
         )
 
 
+# A run of train and dev only (test_fraction: 0).
+NO_TEST_NOTE = (
+    "No test split, so overfitting to dev cannot be measured, and the dev error is an "
+    "optimistic estimate of the error on new data: dev was used to choose the model. For an "
+    "unbiased estimate set data.init_args.test_fraction (e.g. 0.2)."
+)
+
+
 def diagnose(
     train_error: float,
     dev_error: float,
@@ -243,9 +251,8 @@ def diagnose(
     bayes = human_error if human_error is not None else 0.0
     if human_error is None:
         notes.append(
-            "No human_error given, so 0 stands in for Bayes error and avoidable bias is an "
-            "upper bound. Set evaluation.human_error in the recipe, or pass it to `mlstrategy "
-            "run` or `mlstrategy diagnose` (e.g. --human-error 0.01)."
+            "No human_error given: 0 stands in for Bayes error, so avoidable bias is an upper "
+            "bound. Set evaluation.human_error, or add --human-error 0.01 to `mlstrategy run`."
         )
     avoidable_bias = train_error - bayes
     if train_dev_error is not None:
@@ -256,10 +263,11 @@ def diagnose(
         data_mismatch = None
         notes.append(
             "No train-dev split, so variance and data mismatch are not told apart (variance = "
-            "dev - train). Set data.init_args.train_dev_fraction in the recipe to measure "
-            "mismatch (e.g. --data.init_args.train_dev_fraction=0.1)."
+            "dev - train). To measure mismatch add --data.init_args.train_dev_fraction=0.1."
         )
     dev_overfitting = test_error - dev_error if test_error is not None else None
+    if test_error is None and split_sizes and "test" not in split_sizes:  # train and dev only
+        notes.append(NO_TEST_NOTE)
     errors = {"train": train_error, "train_dev": train_dev_error, "dev": dev_error}
     errors["test"] = test_error
     sampling = _sampling(errors, split_sizes or {}, metric, standard_errors)
