@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, write_fake_run
 from mlstrategy.cli import main
 
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
@@ -97,3 +98,46 @@ def test_resuming_a_finished_run_says_so_names_its_report_and_changes_nothing(ti
         assert f"Its report: {run_dir / 'report.md'}" in out
     # No re-scoring, no new events file, no new run folder: names, sizes and mtimes as before.
     assert _snapshot(tiny_recipe.parent / "logs") == before
+
+
+def _data_config(run_dir: Path, source: str, **init_args) -> None:
+    data = {"class_path": "mlstrategy.data.ArrayDataModule", "init_args": init_args}
+    data["init_args"]["source"] = {"class_path": source, "init_args": {"num_samples": 500}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"data": data}))
+
+
+def test_compare_refuses_runs_on_different_data_unless_across_data(in_tmp, capsys):
+    a = write_fake_run(in_tmp / "logs/a/1", {"train": 0.05, "dev": 0.10})
+    b = write_fake_run(in_tmp / "logs/b/1", {"train": 0.05, "dev": 0.30})
+    _data_config(a, "mlstrategy.data.MNIST1D", seed=0, batch_size=32)
+    _data_config(b, "mlstrategy.data.Digits", seed=0, batch_size=32)
+    assert main(["compare", "logs"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "The runs were not scored on the same data: a and b differ in data source" in err
+    assert "'mlstrategy.data.MNIST1D' vs 'mlstrategy.data.Digits'" in err
+    assert "Pass --across-data to compare them anyway." in err
+    assert main(["compare", "logs", "--across-data"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warning: The runs were not scored on the same data" in out
+
+    # Another split (seed) or another dev size is other data too.
+    _data_config(b, "mlstrategy.data.MNIST1D", seed=1, batch_size=32)
+    assert main(["compare", "logs"]) == 2
+    assert "seed 0 vs 1" in " ".join(capsys.readouterr().err.split())
+    write_fake_run(b, {"train": 0.05, "dev": 0.30})
+    metrics = json.loads((b / "metrics.json").read_text())
+    metrics["splits"]["dev"]["n"] = 60
+    (b / "metrics.json").write_text(json.dumps(metrics))
+    _data_config(b, "mlstrategy.data.MNIST1D", seed=0, batch_size=32)
+    assert main(["compare", "logs"]) == 2
+    assert "dev size 100 vs 60" in " ".join(capsys.readouterr().err.split())
+
+
+def test_compare_takes_runs_that_differ_only_in_how_they_train(in_tmp, capsys):
+    a = write_fake_run(in_tmp / "logs/a/1", {"train": 0.05, "dev": 0.10})
+    b = write_fake_run(in_tmp / "logs/b/1", {"train": 0.05, "dev": 0.30})
+    _data_config(a, "mlstrategy.data.MNIST1D", seed=0, batch_size=32)
+    _data_config(b, "mlstrategy.data.MNIST1D", seed=0, batch_size=None, train_dev_fraction=0.1)
+    assert main(["compare", "logs"]) == 0
+    out = capsys.readouterr().out
+    assert "same data" not in out and "winner" in out.lower()

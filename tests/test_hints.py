@@ -72,9 +72,8 @@ def tiny_recipe(finished, monkeypatch) -> Path:
 
 def test_the_diagnosis_notes_options_work_on_run_and_on_diagnose(finished, tiny_recipe, capsys):
     notes = _flat(finished[1])
-    assert "Set evaluation.human_error in the recipe, or pass it to `mlstrategy run` or " in notes
-    assert "`mlstrategy diagnose` (e.g. --human-error 0.01)" in notes
-    assert "(e.g. --data.init_args.train_dev_fraction=0.1)" in notes
+    assert "Set evaluation.human_error, or add --human-error 0.01 to `mlstrategy run`." in notes
+    assert "To measure mismatch add --data.init_args.train_dev_fraction=0.1." in notes
     first = _run_dir(tiny_recipe.parent)
     text = _flat(_run(capsys, "diagnose", str(first), "--human-error", "0.01"))
     assert "train" in text and "- human 1.00%" in text and "No human_error given" not in text

@@ -21,6 +21,10 @@ are minimized, the rest maximized, unless --goal says otherwise.
 
 Without --optimize and --satisfy, the rules in the runs' recipes (evaluation.optimize,
 evaluation.satisfy) are used; without those, --optimize dev/f1.
+
+Runs scored on different data (another data source, other split settings, or other dev or
+test sizes) are refused: a dev metric ranks models only on one dev set. --across-data
+compares them anyway, with a warning.
 """
 
 
@@ -28,7 +32,13 @@ def main(argv: list[str], console: Console) -> int:
     """Compare the finished runs named on the command line; print the table and the winner."""
     from mlstrategy.cli.show import print_comparison
     from mlstrategy.run_folder import find_runs
-    from mlstrategy.runs.compare import Rules, compare_runs, recorded_rules
+    from mlstrategy.runs.compare import (
+        Rules,
+        candidates,
+        compare_runs,
+        data_warning,
+        recorded_rules,
+    )
 
     parser = argparse.ArgumentParser(
         prog="mlstrategy compare",
@@ -52,6 +62,11 @@ def main(argv: list[str], console: Console) -> int:
     parser.add_argument(
         "--all-runs", action="store_true", help="every run of each recipe, not just the latest"
     )
+    parser.add_argument(
+        "--across-data",
+        action="store_true",
+        help="compare runs scored on different data or splits (refused without it)",
+    )
     args = parser.parse_args(argv)
     run_dirs = find_runs(args.runs, all_runs=args.all_runs)
     if args.optimize is None and not args.satisfy:
@@ -60,5 +75,9 @@ def main(argv: list[str], console: Console) -> int:
             rules.goal = args.goal
     else:
         rules = Rules(args.optimize or "dev/f1", args.goal, tuple(args.satisfy))
-    print_comparison(compare_runs(run_dirs, rules), console, title=" ".join(args.runs))
+    comparison = compare_runs(run_dirs, rules)
+    mixed = data_warning(candidates(run_dirs), comparison.names)
+    if mixed and not args.across_data:
+        raise ValueError(f"{mixed} Pass --across-data to compare them anyway.")
+    print_comparison(comparison, console, title=" ".join(args.runs))
     return 0

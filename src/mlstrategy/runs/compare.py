@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import yaml
+
 from mlstrategy.evaluation.sampling import (
     detectable_difference,
     errors_differ,
     examples_needed,
 )
 from mlstrategy.evaluation.selection import SPLITS, Selection, flatten_metrics, select
-from mlstrategy.run_folder import load_metrics, load_settings, run_names
+from mlstrategy.run_folder import CONFIG_FILE, load_metrics, load_settings, run_names
 
 GoalName = Literal["auto", "max", "min"]
 
@@ -109,8 +111,77 @@ def compare_runs(run_dirs: list[Path], rules: Rules) -> Comparison:
     flat = {name: flatten_metrics(m) for name, m in metrics.items()}
     goal = None if rules.goal == "auto" else rules.goal
     selection = select(flat, rules.optimize, list(rules.satisfy), goal=goal)
-    warning = dev_set_warning(selection)
-    return Comparison(rules, selection, names, metrics, columns, [warning] if warning else [])
+    warnings = [w for w in (data_warning(run_dirs, names), dev_set_warning(selection)) if w]
+    return Comparison(rules, selection, names, metrics, columns, warnings)
+
+
+# Source arguments that change how the same examples are shaped, not which examples they are.
+_REPRESENTATION = frozenset({"as_sequence", "flatten", "channels", "image_size", "download"})
+# The data module's arguments that decide which examples land in dev and test.
+_SPLIT_KEYS = ("dev_fraction", "test_fraction", "seed", "use_source_test_split")
+
+
+def data_identity(run_dir: Path) -> dict[str, Any]:
+    """What decides a run's dev and test examples: the data source (its class and arguments,
+    without those that only reshape the examples), the split settings of its recipe, and the
+    dev and test sizes it was scored on.
+
+    Runs that differ here were scored on different dev sets, so their dev metrics do not rank
+    models. Train-only settings (batch size, augmentation, train-dev fraction, how much
+    source data is mixed into train) are left out: a study varies them on purpose.
+    """
+    try:
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    data: dict[str, Any] = config["data"] if isinstance(config.get("data"), dict) else {}
+    init: dict[str, Any] = data["init_args"] if isinstance(data.get("init_args"), dict) else {}
+    source = init["source"] if isinstance(init.get("source"), dict) else None
+    identity: dict[str, Any] = {}
+    if source is not None:
+        args = source.get("init_args") if isinstance(source.get("init_args"), dict) else {}
+        identity["data source"] = source.get("class_path")
+        identity |= {f"source {k}": v for k, v in args.items() if k not in _REPRESENTATION}
+    elif data:
+        identity["data module"] = data.get("class_path")
+        identity |= {k: v for k, v in init.items() if k in ("root", "path", "folder")}
+    identity |= {k: init[k] for k in _SPLIT_KEYS if k in init}
+    splits = load_metrics(run_dir).get("splits") or {}
+    for split in ("dev", "test"):
+        if isinstance(splits.get(split), dict) and "n" in splits[split]:
+            identity[f"{split} size"] = splits[split]["n"]
+    return identity
+
+
+def data_warning(run_dirs: list[Path], names: dict[Path, str] | None = None) -> str | None:
+    """A warning when the runs were not scored on the same dev and test sets, else None.
+
+    Example:
+        >>> import json, tempfile
+        >>> from mlstrategy.run_folder import METRICS_FILE
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name, n in (("a", 114), ("b", 60)):
+        ...     (root / name).mkdir()
+        ...     splits = {"dev": {"n": n, "error": 0.1}}
+        ...     _ = (root / name / METRICS_FILE).write_text(json.dumps({"splits": splits}))
+        >>> data_warning([root / "a", root / "b"])[:63]
+        'The runs were not scored on the same data: a and b differ in de'
+        >>> data_warning([root / "a", root / "a"]) is None
+        True
+    """
+    names = names or {d: d.name for d in run_dirs}
+    identities = [data_identity(d) for d in run_dirs]
+    first = identities[0]
+    for run_dir, identity in zip(run_dirs[1:], identities[1:], strict=True):
+        keys = [k for k in dict.fromkeys([*first, *identity]) if first.get(k) != identity.get(k)]
+        if keys:
+            differ = "; ".join(f"{k} {first.get(k)!r} vs {identity.get(k)!r}" for k in keys[:3])
+            return (
+                f"The runs were not scored on the same data: {names[run_dirs[0]]} and "
+                f"{names[run_dir]} differ in {differ}. A dev metric ranks models only on one "
+                "dev set; compare the runs of one data set."
+            )
+    return None
 
 
 def dev_set_warning(selection: Selection) -> str | None:
