@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,32 @@ def test_compare_takes_runs_that_differ_only_in_how_they_train(in_tmp, capsys):
     assert main(["compare", "logs"]) == 0
     out = capsys.readouterr().out
     assert "same data" not in out and "winner" in out.lower()
+
+
+def _readme_run_folder_names() -> list[str]:
+    """The names in the first column of the README's run-folder table."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("| file | what |", 1)[1].split("<!--", 1)[0]
+    names: list[str] = []
+    for row in table.splitlines()[2:]:
+        names += re.findall(r"`([^`]+)`", row.split("|")[1])
+    return names
+
+
+@pytest.mark.slow
+def test_every_file_a_run_folder_holds_is_in_the_readme_table(tiny_recipe, capsys):
+    assert main(["run", str(tiny_recipe)]) == 0
+    (run_dir,) = Path("logs/tiny").glob("*")
+    events = set(run_dir.glob("events.out.tfevents.*"))
+    assert main(["errors", str(run_dir)]) == 0
+    best = str(run_dir / "checkpoints" / "best.ckpt")
+    args = ["--trainer.enable_progress_bar=false"]
+    assert main(["test", "--config", str(tiny_recipe), "--ckpt_path", best, *args]) == 0
+    # The test verb logged into the run folder: one more events file, as the table says.
+    assert len(set(run_dir.glob("events.out.tfevents.*")) - events) == 1
+    names = _readme_run_folder_names()
+    assert {"hparams.yaml", "errors.csv", "suspect_labels.csv", "FAILED"} <= set(names)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            rel = str(path.relative_to(run_dir))
+            assert any(fnmatch(rel, n) or fnmatch(path.name, n) for n in names), rel

@@ -15,9 +15,10 @@ logs/<recipe>, or logs itself); of the runs of one recipe the latest is used unl
 the best of the others on the optimizing metric.
 
 Metrics: params, latency_ms (ms per example), fit_seconds, epochs, SPLIT/METRIC such as
-dev/f1, test/recall, dev/error, train_dev/error, dev/f1_weighted (multi-class), and per
-class SPLIT/METRIC/CLASS such as test/recall/malignant. Errors, losses, latency and sizes
-are minimized, the rest maximized, unless --goal says otherwise.
+dev/f1, dev/recall, dev/error, train_dev/error, dev/f1_weighted (multi-class), and per
+class SPLIT/METRIC/CLASS such as dev/recall/malignant. Errors, losses, latency and sizes
+are minimized, the rest maximized, unless --goal says otherwise. Choose on dev metrics:
+a choice made on test/... leaves no unbiased estimate of the chosen model's error.
 
 Without --optimize and --satisfy, the rules in the runs' recipes (evaluation.optimize,
 evaluation.satisfy) are used; without those, --optimize dev/f1.
