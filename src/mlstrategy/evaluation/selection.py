@@ -64,7 +64,7 @@ class Constraint:
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse ``"latency_ms<=5"`` or ``"test/recall >= 0.9"`` into a :class:`Constraint`.
+    """Parse ``"latency_ms<=5"`` or ``"dev/recall >= 0.9"`` into a :class:`Constraint`.
 
     Args:
         text: ``METRIC OP NUMBER`` with OP one of ``<=``, ``>=``, ``<``, ``>``, ``==``.
@@ -73,8 +73,8 @@ def parse_constraint(text: str) -> Constraint:
         ValueError: when the text is not of that form.
 
     Example:
-        >>> parse_constraint("test/recall >= 0.9")
-        Constraint(metric='test/recall', op='>=', threshold=0.9)
+        >>> parse_constraint("dev/recall >= 0.9")
+        Constraint(metric='dev/recall', op='>=', threshold=0.9)
     """
     match = _CONSTRAINT.match(text)
     threshold = math.nan
@@ -86,7 +86,7 @@ def parse_constraint(text: str) -> Constraint:
     if not match or not math.isfinite(threshold):
         raise ValueError(
             f"Cannot read the constraint {text!r}. Write METRIC OP NUMBER with OP one of "
-            '<=, >=, <, >, ==, e.g. --satisfy "latency_ms<=5" or --satisfy "test/recall>=0.9" '
+            '<=, >=, <, >, ==, e.g. --satisfy "latency_ms<=5" or --satisfy "dev/recall>=0.9" '
             "(quote it so the shell does not read < and > as redirections)."
         )
     return Constraint(match["metric"].strip(), match["op"], threshold)
