@@ -17,8 +17,8 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import figures as measure  # noqa: E402
-import readme_figures  # noqa: E402
+import figures as measure
+import readme_figures
 
 FIGURES = json.loads(readme_figures.FIGURES.read_text())
 
@@ -41,7 +41,8 @@ def test_every_section_is_measured_and_records_machine_date_and_commit():
 
 def test_each_readme_renders_every_template_it_marks():
     marked = {
-        m.group(2) for path in readme_figures.READMES
+        m.group(2)
+        for path in readme_figures.READMES
         for m in readme_figures.SECTION.finditer(path.read_text())
     }
     assert marked == set(readme_figures.TEMPLATES)

@@ -55,7 +55,8 @@ def quiet_known_warnings() -> None:
         r".*LightningCLI's args parameter is intended.*",
         # The toolkit's epoch-level values are torchmetrics results, already summed over
         # processes; sync_dist would only average equal numbers again.
-        r".*It is recommended to use `self.log\('(cost/|lr|train/|train_dev/|dev/|dev_test/|test/).*",
+        r".*It is recommended to use `self.log\('"
+        r"(cost/|lr|train/|train_dev/|dev/|dev_test/|test/).*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
