@@ -267,6 +267,9 @@ def test_the_recipes_the_readme_lists_are_shipped():
     for name in names:
         path = REPO / "recipes" / name
         assert path.is_file() if name.endswith(".yaml") else any(path.rglob("*.yaml")), name
+    # And every shipped recipe or folder is listed.
+    shipped = {p.name + ("" if p.is_file() else "/") for p in (REPO / "recipes").iterdir()}
+    assert shipped <= set(names), shipped - set(names)
 
 
 def test_the_counts_in_the_reliability_section_are_the_tests_counts():
