@@ -81,11 +81,14 @@ def report(
         json_path.write_text(json.dumps(table, indent=1) + "\n")
 
 
-def trainer(max_epochs: int, validate: bool, **kwargs: Any) -> Any:
+def trainer(
+    max_epochs: int, validate: bool, callbacks: list[Any] | None = None, **kwargs: Any
+) -> Any:
     """A Lightning Trainer as ``mlstrategy run`` builds it, minus disk output and the bar.
 
-    The toolkit's always-on callbacks (non-finite guard, RNG state) stay in: they are part of
-    what a user's training costs.
+    The toolkit's always-on callbacks (non-finite guard, RNG state) stay in unless
+    ``callbacks`` replaces them (``[]`` for Lightning's floor): they are part of what a user's
+    training costs.
     """
     import lightning as L
 
@@ -100,6 +103,6 @@ def trainer(max_epochs: int, validate: bool, **kwargs: Any) -> Any:
         num_sanity_val_steps=0,
         limit_val_batches=None if validate else 0,
         deterministic=True,
-        callbacks=[NonFiniteGuard(), RNGState()],
+        callbacks=[NonFiniteGuard(), RNGState()] if callbacks is None else callbacks,
         **kwargs,
     )

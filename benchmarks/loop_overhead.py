@@ -54,30 +54,8 @@ def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int
 
 
 def toolkit_fit(model, datamodule, epochs: int, validate: bool, callbacks=None):
-    fit_trainer = (
-        trainer(epochs, validate)
-        if callbacks is None
-        else _bare_trainer(epochs, validate, callbacks)
-    )
-    fit_trainer.fit(model, datamodule=datamodule)
+    trainer(epochs, validate, callbacks).fit(model, datamodule=datamodule)
     return model.cost_curve[-1]["cost/train"], model.cost_curve[-1].get("cost/dev")
-
-
-def _bare_trainer(epochs: int, validate: bool, callbacks: list):
-    """``_common.trainer``'s settings with the given callbacks instead of the toolkit's."""
-    import lightning as L
-
-    return L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=None if validate else 0,
-        deterministic=True,
-        callbacks=callbacks,
-    )
 
 
 def floor_fit(model, datamodule, epochs: int, validate: bool):
@@ -100,7 +78,7 @@ def floor_fit(model, datamodule, epochs: int, validate: bool):
         def configure_optimizers(self):
             return torch.optim.Adam(self.net.parameters(), lr=model.hparams.learning_rate)
 
-    _bare_trainer(epochs, validate, []).fit(Bare(), datamodule=datamodule)
+    trainer(epochs, validate, callbacks=[]).fit(Bare(), datamodule=datamodule)
 
 
 def breakdown(name, make_model, datamodule, epochs, repeats):
