@@ -114,7 +114,7 @@ class ArrayDataModule(L.LightningDataModule):
         """Load, check and split the data once; returns ``{split: (x, y)}`` on the CPU."""
         if self._splits is None:
             arrays = self.source.load(self.seed)
-            _check_arrays(arrays, self.source)
+            check_arrays(arrays, self.source)
             self._splits = self._split(arrays)
             self.feature_names, self.target_column = source_columns(self.source)
             top = max(int(y.max()) for _, y in self._splits.values()) + 1
@@ -270,8 +270,9 @@ def check_finite_features(x: np.ndarray, where: str) -> None:
         )
 
 
-def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
-    """Fail early, with the fix, on data that would train silently wrong."""
+def check_arrays(arrays: Arrays, source: ArraySource) -> None:
+    """Refuse arrays that would train silently wrong (the checks :meth:`ArrayDataModule.prepare`
+    runs on its source), naming the source and the fix; other data modules reuse them."""
     pairs = [("", arrays.x, arrays.y)]
     if arrays.x_test is not None and arrays.y_test is not None:
         pairs.append((" (its test split)", arrays.x_test, arrays.y_test))
@@ -292,9 +293,3 @@ def _check_arrays(arrays: Arrays, source: ArraySource) -> None:
         raise ValueError(
             f"{source!r}: all labels are the same; a classifier needs at least 2 classes."
         )
-
-
-def check_arrays(arrays: Arrays, source: ArraySource) -> None:
-    """Refuse arrays that would train silently wrong (the checks :meth:`ArrayDataModule.prepare`
-    runs on its source), naming the source and the fix; other data modules reuse them."""
-    _check_arrays(arrays, source)
