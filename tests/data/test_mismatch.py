@@ -33,13 +33,14 @@ def _module(**kwargs) -> MismatchDataModule:
 class _Labelled(ArraySource):
     """A few seeded rows per class, with the given class names."""
 
-    def __init__(self, names: list[str], per_class: int = 10) -> None:
+    def __init__(self, names: list[str], per_class: int = 10, features: int = 3) -> None:
         self.names = names
         self.per_class = per_class
+        self.features = features
 
     def load(self, seed: int) -> Arrays:
         y = np.repeat(np.arange(len(self.names)), self.per_class)
-        x = np.random.default_rng(seed).normal(size=(len(y), 3)).astype(np.float32)
+        x = np.random.default_rng(seed).normal(size=(len(y), self.features)).astype(np.float32)
         return Arrays(x=x, y=y.astype(np.int64), class_names=list(self.names))
 
 
@@ -157,6 +158,12 @@ def test_image_folders_with_a_target_root(tmp_path: Path):
 def test_classes_that_differ_are_named_on_each_side():
     dm = MismatchDataModule(_Labelled(["cat", "dog"]), _Labelled(["cat", "bird"]))
     with pytest.raises(ValueError, match=r"only the source has \['dog'\], only the target has "):
+        dm.prepare()
+
+
+def test_a_target_of_another_shape_is_refused_by_name():
+    dm = MismatchDataModule(_Labelled(["a", "b"]), _Labelled(["a", "b"], features=4))
+    with pytest.raises(ValueError, match=r"shape \(3,\) but the target .* \(4,\)"):
         dm.prepare()
 
 

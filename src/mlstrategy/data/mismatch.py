@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mlstrategy.data.batches import InMemoryBatches
-from mlstrategy.data.datamodule import SPLITS, ArrayDataModule, check_arrays
+from mlstrategy.data.datamodule import ArrayDataModule, check_arrays
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
@@ -142,24 +142,21 @@ class MismatchDataModule(ArrayDataModule):
         check_arrays(target_arrays, self.target)
         _check_same_classes(arrays, target_arrays, self.source, self.target)
         src, tgt = _pooled(arrays), _pooled(target_arrays)
+        if src.x.shape[1:] != tgt.x.shape[1:]:
+            raise ValueError(
+                f"The source {self.source!r} has examples of shape {src.x.shape[1:]} but the "
+                f"target {self.target!r} {tgt.x.shape[1:]}: one model reads both, so they need "
+                "the same shape. Resize or reshape one of them."
+            )
         parts = self._target_parts(tgt.y)
-        mix_rows = np.concatenate([np.arange(len(src.y)), parts["train"]])
-        mix_origin = np.array([SOURCE] * len(src.y) + [TARGET] * len(parts["train"]))
-        mix_x = np.concatenate([src.x, tgt.x[parts["train"]]]).astype(np.float32)
-        mix_y = np.concatenate([src.y, tgt.y[parts["train"]]]).astype(np.int64)
-        index = {"train": np.arange(len(mix_y))}
-        if self.train_dev_fraction > 0:
-            index = carve_train_dev(mix_y, mix_origin, self.train_dev_fraction, self.seed)
-        splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for split, i in index.items():
-            splits[split] = (mix_x[i], mix_y[i])
-            self.origin[split], self.rows[split] = mix_origin[i], mix_rows[i]
-        for split in ("dev", "test"):
-            i = parts[split]
-            splits[split] = (tgt.x[i].astype(np.float32), tgt.y[i].astype(np.int64))
-            self.origin[split], self.rows[split] = np.array([TARGET] * len(i)), i
-        out = {k: (torch.from_numpy(x), torch.from_numpy(y)) for k, (x, y) in splits.items()}
-        out = {k: out[k] for k in SPLITS if k in out}
+        out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for split, (origin, rows) in mismatch_splits(
+            src.y, tgt.y, parts, self.train_dev_fraction, self.seed
+        ).items():
+            self.origin[split], self.rows[split] = origin, rows
+            x = _take(origin, rows, src.x, tgt.x, np.float32)
+            y = _take(origin, rows, src.y, tgt.y, np.int64)
+            out[split] = (torch.from_numpy(x), torch.from_numpy(y))
         if self.synthesis is not None:
             self._fit_synthesis(torch.from_numpy(tgt.x[parts["left"]]), out)
         return out
@@ -217,23 +214,14 @@ class MismatchDataModule(ArrayDataModule):
     def split_origins(self) -> dict[str, dict[str, int]]:
         """Per split, how many examples came from the source and how many from the target."""
         self.prepare()
-        return {
-            split: {name: int((found == name).sum()) for name in (SOURCE, TARGET)}
-            for split, found in self.origin.items()
-        }
+        return count_origins(self.origin)
 
     def describe_sources(self) -> dict[str, Any]:
         """What the report says about the two distributions: both sources, each split's
         origins, the target examples used and left, and the synthesis pools."""
         origins = self.split_origins()
-        out: dict[str, Any] = {
-            "source": repr(self.source),
-            "target": repr(self.target),
-            "splits": origins,
-            "target_in_train": sum(o[TARGET] for s, o in origins.items() if s in TRAINING),
-            "target_left": self._target_left,
-            "synthesis": None,
-        }
+        out = describe_origins(repr(self.source), repr(self.target), origins)
+        out.update(target_left=self._target_left, synthesis=None)
         if self.synthesis is not None:
             synthesized = origins.get("train", {}).get(SOURCE, 0)
             out["synthesis"] = pool_report(list(self.synthesis), synthesized)
@@ -423,6 +411,70 @@ def _draw(rows: np.ndarray, y: np.ndarray, count: int, seed: int) -> np.ndarray:
     except ValueError:  # too few of a class to stratify a small count
         chosen = np.random.default_rng(seed).choice(rows, count, replace=False)
     return np.sort(chosen)
+
+
+def mismatch_splits(
+    source_y: np.ndarray,
+    target_y: np.ndarray,
+    parts: dict[str, np.ndarray],
+    train_dev_fraction: float,
+    seed: int,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's examples as ``(origin, rows)``: the source each came from and its row there.
+
+    The training mix is every source example, then the target's ``parts["train"]`` (see
+    :func:`split_target`); ``train_dev_fraction`` of it is carved as train-dev (see
+    :func:`carve_train_dev`); dev and test are the target's ``parts``. Splits in order: train,
+    [train_dev], dev, test.
+    """
+    n = len(source_y)
+    rows = np.concatenate([np.arange(n), parts["train"]])
+    origin = np.array([SOURCE] * n + [TARGET] * len(parts["train"]))
+    index = {"train": np.arange(len(rows))}
+    if train_dev_fraction > 0:
+        y = np.concatenate([source_y, target_y[parts["train"]]]).astype(np.int64)
+        index = carve_train_dev(y, origin, train_dev_fraction, seed)
+    out = {split: (origin[i], rows[i]) for split, i in index.items()}
+    for split in ("dev", "test"):
+        out[split] = (np.array([TARGET] * len(parts[split])), parts[split])
+    return out
+
+
+def _take(
+    origin: np.ndarray, rows: np.ndarray, source: np.ndarray, target: np.ndarray, dtype: Any
+) -> np.ndarray:
+    """Row ``rows[i]`` of ``source`` or of ``target``, as ``origin[i]`` says, in order."""
+    out = np.empty((len(rows), *source.shape[1:]), dtype)
+    is_target = origin == TARGET
+    out[~is_target] = source[rows[~is_target]]
+    out[is_target] = target[rows[is_target]]
+    return out
+
+
+def count_origins(origin: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """Per split, how many of its examples came from the source and how many from the target.
+
+    Example:
+        >>> count_origins({"dev": np.array([TARGET, TARGET])})
+        {'dev': {'source': 0, 'target': 2}}
+    """
+    return {
+        split: {name: int((found == name).sum()) for name in (SOURCE, TARGET)}
+        for split, found in origin.items()
+    }
+
+
+def describe_origins(
+    source: str, target: str, origins: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """What the report says of two distributions: both, each split's origins (see
+    :func:`count_origins`), and how many target examples joined the training mix."""
+    return {
+        "source": source,
+        "target": target,
+        "splits": origins,
+        "target_in_train": sum(o[TARGET] for s, o in origins.items() if s in TRAINING),
+    }
 
 
 def carve_train_dev(

@@ -12,10 +12,11 @@ from mlstrategy.data.images import ImageFolderDataModule
 from mlstrategy.data.mismatch import (
     SOURCE,
     TARGET,
-    TRAINING,
-    carve_train_dev,
     check_same_classes,
     check_target_in_train,
+    count_origins,
+    describe_origins,
+    mismatch_splits,
     split_target,
 )
 
@@ -116,25 +117,17 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
             seed=self.seed,
             target=f"image folder {str(self.target_root)!r}",
         )
-        files = source[0] + [target[0][i] for i in parts["train"]]
-        labels = source[1] + [target[1][i] for i in parts["train"]]
-        origin = np.array([SOURCE] * len(source[0]) + [TARGET] * len(parts["train"]))
-        index = {"train": np.arange(len(files))}
-        if self.train_dev_fraction > 0:
-            index = carve_train_dev(
-                np.asarray(labels, dtype=np.int64), origin, self.train_dev_fraction, self.seed
-            )
+        pools = {SOURCE: source, TARGET: target}
         found: dict[str, Files] = {}
-        for split, rows in index.items():
-            found[split] = ([files[i] for i in rows], [labels[i] for i in rows])
-            self.origin[split] = origin[rows]
-        for split in ("dev", "test"):
+        for split, (origin, rows) in mismatch_splits(
+            np.asarray(source[1], dtype=np.int64), y, parts, self.train_dev_fraction, self.seed
+        ).items():
             found[split] = (
-                [target[0][i] for i in parts[split]],
-                [target[1][i] for i in parts[split]],
+                [pools[o][0][i] for o, i in zip(origin, rows, strict=True)],
+                [pools[o][1][i] for o, i in zip(origin, rows, strict=True)],
             )
-            self.origin[split] = np.array([TARGET] * len(parts[split]))
-        return {k: found[k] for k in ("train", "train_dev", "dev", "test") if k in found}
+            self.origin[split] = origin
+        return found
 
     @staticmethod
     def _train_dir(root: Path) -> Path:
@@ -159,19 +152,13 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
     def split_origins(self) -> dict[str, dict[str, int]]:
         """Per split, how many images came from the source and how many from the target."""
         self.split_files()
-        return {
-            split: {name: int((found == name).sum()) for name in (SOURCE, TARGET)}
-            for split, found in self.origin.items()
-        }
+        return count_origins(self.origin)
 
     def describe_sources(self) -> dict[str, Any]:
         """The two folders and each split's origins, for the report."""
         origins = self.split_origins()
         return {
-            "source": str(self.root),
-            "target": str(self.target_root),
-            "splits": origins,
-            "target_in_train": sum(o[TARGET] for s, o in origins.items() if s in TRAINING),
+            **describe_origins(str(self.root), str(self.target_root), origins),
             "synthesis": None,
         }
 
