@@ -269,13 +269,17 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self._splits
 
     def _find(self) -> dict[str, tuple[list[Path], list[int]]]:
-        if not self.root.is_dir():
+        return self._find_in(self.root)
+
+    def _find_in(self, root: Path) -> dict[str, tuple[list[Path], list[int]]]:
+        """The splits of the image folder ``root``; sets :attr:`class_names` from its own."""
+        if not root.is_dir():
             raise ValueError(
-                f"root={str(self.root)!r} is not a folder. Give a folder with one sub-folder of "
+                f"root={str(root)!r} is not a folder. Give a folder with one sub-folder of "
                 "images per class (or train/, dev/ and test/ folders holding those)."
             )
-        layered = (self.root / "train").is_dir()
-        train_dir = self.root / "train" if layered else self.root
+        layered = (root / "train").is_dir()
+        train_dir = root / "train" if layered else root
         self.class_names = sorted(
             d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith(".")
         )
@@ -293,11 +297,11 @@ class ImageFolderDataModule(L.LightningDataModule):
                 "some, or remove the folder."
             )
         if layered:
-            dev = next((self.root / d for d in _DEV_DIRS if (self.root / d).is_dir()), None)
+            dev = next((root / d for d in _DEV_DIRS if (root / d).is_dir()), None)
             if dev is not None:
                 found["dev"] = self._scan(dev)
-            if (self.root / "test").is_dir():
-                found["test"] = self._scan(self.root / "test")
+            if (root / "test").is_dir():
+                found["test"] = self._scan(root / "test")
         missing = [s for s in ("dev", "test") if s not in found]
         if missing:
             files, labels = found["train"]
@@ -417,14 +421,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         dataset = ImageFiles(
             files, labels, self.train_transform() if train else self.eval_transform()
         )
-        workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
-            num_workers=workers,
+            num_workers=self.num_workers,
             pin_memory=self._on_cuda(),
-            persistent_workers=keep and workers > 0,
+            persistent_workers=keep and self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 

@@ -140,11 +140,7 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
                 f"{str(root)!r} is not a folder. Give a folder with one sub-folder of images per "
                 "class (or train/, dev/ and test/ folders holding those)."
             )
-        self.root, saved = root, self.root
-        try:
-            found = super()._find()  # the parent's checks and scan, splits pooled below
-        finally:
-            self.root = saved
+        found = self._find_in(root)  # the parent's checks and scan, splits pooled below
         files = [f for split in found.values() for f in split[0]]
         labels = [k for split in found.values() for k in split[1]]
         return files, labels
