@@ -187,21 +187,24 @@ class ArrayDataModule(L.LightningDataModule):
         self._device = device
 
     def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
+        kwargs = self._batch_kwargs(train)
+        return InMemoryBatches(*self._on_device[split], **kwargs)
+
+    def _batch_kwargs(self, train: bool) -> dict[str, Any]:
+        """:class:`InMemoryBatches`' settings for training or evaluation batches on this
+        process; moves the splits to the device first if :meth:`setup` has not run."""
         if not hasattr(self, "_on_device"):
             self.setup("fit")
-        x, y = self._on_device[split]
         rank, world = (0, 1)
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        return InMemoryBatches(
-            x,
-            y,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-        )
+        return {
+            "batch_size": self.batch_size if train else self.eval_batch_size,
+            "shuffle": train,
+            "seed": self.seed,
+            "rank": rank,
+            "world_size": world,
+        }
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment is None or self.trainer is None or not self.trainer.training:

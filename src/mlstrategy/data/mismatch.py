@@ -250,31 +250,11 @@ class MismatchDataModule(ArrayDataModule):
     def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
         if self.synthesis is None or not (train or split in self._synthesized):
             return super()._batches(split, train)
-        if not hasattr(self, "_on_device"):
-            self.setup("fit")
-        rank, world = (0, 1)
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
+        kwargs = self._batch_kwargs(train)
+        x, y = self._on_device[split]
         if not train:
-            return InMemoryBatches(
-                self._synthesized[split],
-                self._on_device[split][1],
-                batch_size=self.eval_batch_size,
-                rank=rank,
-                world_size=world,
-            )
-        x, y = self._on_device["train"]
-        return _SynthesisBatches(
-            x,
-            y,
-            self._is_target,
-            self._synthesize,
-            batch_size=self.batch_size,
-            shuffle=True,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-        )
+            return InMemoryBatches(self._synthesized[split], y, **kwargs)
+        return _SynthesisBatches(x, y, self._is_target, self._synthesize, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "origins": self.split_origins()}
