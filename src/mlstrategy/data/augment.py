@@ -81,14 +81,12 @@ class RandomCropPerExample(nn.Module):
             # example's offset in [-p, p].
             shift = torch.randint(-p, p + 1, (m, 1), device=x.device)
             source = torch.arange(n, device=x.device) + shift  # (m, n)
+            view = [m] + [1] * (x.ndim - 1)  # (m, n) laid along this axis
+            view[axis] = n
             if self.padding_mode == "constant":
-                shape = [m] + [1] * (x.ndim - 1)
-                shape[axis] = n
-                inside = inside & ((source >= 0) & (source < n)).view(shape)
+                inside = inside & ((source >= 0) & (source < n)).view(view)
             source = _reflect(source, n) if self.padding_mode == "reflect" else source
             source = source.clamp(0, n - 1)
-            view = [m] + [1] * (x.ndim - 1)
-            view[axis] = n
             x = x.gather(axis, source.view(view).expand(x.shape))
         if self.padding_mode == "constant":
             x = torch.where(inside, x, torch.tensor(self.fill, dtype=x.dtype, device=x.device))

@@ -52,8 +52,8 @@ def stratified_split(
     fractions = {"dev_fraction": dev_fraction, "train_dev_fraction": train_dev_fraction}
     if test_fraction is not None:
         fractions["test_fraction"] = test_fraction
+    optional = {"train_dev_fraction": "train-dev", "test_fraction": "test"}
     for name, value in fractions.items():
-        optional = {"train_dev_fraction": "train-dev", "test_fraction": "test"}
         low_ok = value >= 0 if name in optional else value > 0
         if not (low_ok and value < 1):
             allowed = f"[0, 1) (0 = no {optional[name]} split)" if name in optional else "(0, 1)"
