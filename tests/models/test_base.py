@@ -132,6 +132,7 @@ def test_a_fit_resumed_mid_epoch_keeps_the_steps_before_the_checkpoint(tmp_path)
     assert len(reference.cost_curve) == len(resumed.cost_curve) == 2
     for ours, theirs in zip(resumed.cost_curve, reference.cost_curve, strict=True):
         assert ours["step_costs"] == pytest.approx(theirs["step_costs"], abs=1e-6)
+        assert ours["cost/train"] == pytest.approx(theirs["cost/train"], abs=1e-6)
 
 
 def test_a_checkpoint_written_before_the_rename_still_gives_its_cost_curve():

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import Metric
 
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.models.init import WEIGHT_LAYERS
@@ -18,23 +18,36 @@ from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_de
 COST_CURVE_KEY = "cost_curve"  # where a checkpoint keeps the cost per epoch
 STEP_COSTS_KEY = "step_costs"  # each epoch's per-step training costs, in its cost-curve point
 _PENDING_STEPS_KEY = "pending_step_costs"  # a mid-epoch checkpoint's steps of the open epoch
+_PENDING_COST_KEY = "pending_train_cost"  # and the open epoch's weighted cost sum and count
 _OLD_COST_CURVE_KEY = "learning_curve"  # the same, in checkpoints written before the rename
 
 
-class _WeightedMean(MeanMetric):
-    """``MeanMetric`` whose ``update`` never waits for the host.
+class _WeightedMean(Metric):
+    """A weighted mean fed sums: ``update(total, count)`` adds ``total`` (a sum of
+    ``value * weight``) and ``count`` (the sum of the weights); ``compute`` divides them.
 
-    torchmetrics' ``update`` checks for NaN with ``if nans.any()`` (a host sync each call);
-    its ``nan_strategy="disable"``, which skips the check, also drops the weight (it replaces
-    it by ones), so a batch of 5 would count as much as a batch of 64. This adds
-    ``value * weight`` and ``weight`` to the same states, unchecked (the non-finite guard
-    watches the cost). Sum-reduced across processes like ``MeanMetric``.
+    ``MeanMetric``'s states (same names, so checkpoint keys do not change), without its
+    ``update``: that checks for NaN with ``if nans.any()`` (a host sync each call), and its
+    ``nan_strategy="disable"``, which skips the check, also drops the weight (it replaces it by
+    ones), so a batch of 5 would count as much as a batch of 64. This adds unchecked (the
+    non-finite guard watches the cost). Sum-reduced across processes like ``MeanMetric``.
     """
 
-    def update(self, value: Tensor | float, weight: Tensor | float | None = None) -> None:
-        weight = 1.0 if weight is None else weight
-        self.mean_value += value * weight
-        self.weight += weight
+    full_state_update = False
+    mean_value: Tensor
+    weight: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("mean_value", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, total: Tensor | float, count: Tensor | float) -> None:
+        self.mean_value += total
+        self.weight += count
+
+    def compute(self) -> Tensor:
+        return self.mean_value / self.weight
 
 
 class SupervisedModule(L.LightningModule):
@@ -52,8 +65,9 @@ class SupervisedModule(L.LightningModule):
     All three are kept in :attr:`cost_curve`, which checkpoints save and restore, with each
     epoch's per-step training costs (``step_costs``: the cost of every mini-batch, without the
     L2 term, in training order) for the report's smoothed per-step chart. The steps' costs stay
-    on the device in a tensor buffer during the epoch and reach the host once, at its end: no
-    step adds a host-device synchronization.
+    on the device in a tensor buffer during the epoch and reach the host once, at its end, and
+    ``cost/train``'s weighted sum is added up on the device (one in-place add a step) and
+    reaches its metric once, at the epoch's end: no step adds a host-device synchronization.
 
     Args:
         input_shape: Shape of one example; filled in from the data module by the CLI.
@@ -121,8 +135,12 @@ class SupervisedModule(L.LightningModule):
         )
         self.input_norm = Standardize(self.input_shape)
         self.train_cost = _WeightedMean()
-        # In the checkpoint, so an epoch resumed from a mid-epoch checkpoint logs the same cost.
+        # Its states stay in checkpoints (older mid-epoch ones hold the open epoch's sum there);
+        # it is fed once per epoch, so newer ones keep that sum under _PENDING_COST_KEY.
         self.train_cost.persistent(True)
+        self._train_cost_sum = torch.zeros(())  # sum of cost * batch size, on the device
+        self._train_cost_count = 0  # examples this epoch (a host int: no device op)
+        self._restored_cost: tuple[float, int] = (0.0, 0)
         self.dev_cost = _WeightedMean()
         self.cost_curve: list[dict[str, Any]] = []
         self._restored_curve: list[dict[str, Any]] = []
@@ -207,11 +225,19 @@ class SupervisedModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         cost, _, y = self.model_step(batch)
         # cost/train logs the cost alone, on the same scale as cost/dev.
-        self.train_cost.update(cost.detach(), len(y))
+        self._add_train_cost(cost.detach(), len(y))
         self._record_step_cost(cost.detach())
         if self.l2_lambda:
             return cost + self.l2_penalty(self.train_size or len(y))
         return cost
+
+    def _add_train_cost(self, cost: Tensor, n: int) -> None:
+        """Add ``cost * n`` to the epoch's sum in place on the device (no sync, and none of
+        torchmetrics' per-update work); :attr:`train_cost` receives the sum at the epoch's end."""
+        if self._train_cost_sum.device != cost.device:
+            self._train_cost_sum = self._train_cost_sum.to(cost.device)
+        self._train_cost_sum.add_(cost * n)
+        self._train_cost_count += n
 
     def _record_step_cost(self, cost: Tensor) -> None:
         """Copy the step's cost into the device buffer (a device-side copy: no sync)."""
@@ -233,7 +259,7 @@ class SupervisedModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         cost, _, y = self.model_step(batch)
-        self.dev_cost.update(cost, len(y))
+        self.dev_cost.update(cost * len(y), len(y))
 
     def on_validation_epoch_end(self) -> None:
         cost = self.dev_cost.compute()
@@ -255,6 +281,9 @@ class SupervisedModule(L.LightningModule):
         self._epoch_lr = self._current_lr()
 
     def on_train_epoch_end(self) -> None:
+        self.train_cost.update(self._train_cost_sum, self._train_cost_count)
+        self._train_cost_sum.zero_()
+        self._train_cost_count = 0
         cost = self.train_cost.compute()
         self.train_cost.reset()
         self.log("cost/train", cost, prog_bar=True, logger=False)
@@ -274,11 +303,14 @@ class SupervisedModule(L.LightningModule):
         checkpoint[COST_CURVE_KEY] = list(self.cost_curve)
         # A checkpoint taken inside an epoch keeps its steps so far (a sync, as saving is).
         checkpoint[_PENDING_STEPS_KEY] = self._epoch_step_costs()
+        checkpoint[_PENDING_COST_KEY] = [self._train_cost_sum.item(), self._train_cost_count]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         curve = checkpoint.get(COST_CURVE_KEY, checkpoint.get(_OLD_COST_CURVE_KEY, []))
         self._restored_curve = list(curve)
         self._restored_steps = list(checkpoint.get(_PENDING_STEPS_KEY, []))
+        total, count = checkpoint.get(_PENDING_COST_KEY, (0.0, 0))
+        self._restored_cost = (float(total), int(count))
 
     def on_fit_start(self) -> None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -288,6 +320,8 @@ class SupervisedModule(L.LightningModule):
         self.cost_curve, self._restored_curve = self._restored_curve, []
         self._steps_before = self._restored_steps
         self._restored_steps, self._steps_in_buffer = [], 0
+        total, self._train_cost_count = self._restored_cost
+        self._train_cost_sum, self._restored_cost = torch.tensor(total), (0.0, 0)
 
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
