@@ -165,13 +165,17 @@ class ArrayDataModule(L.LightningDataModule):
         """A :class:`Standardize` fit on the train split, or None when ``normalize`` is false."""
         if not self.normalize:
             return None
-        x = self.prepare()["train"][0]
+        x = self._normalizer_inputs()
         per_channel = self.normalize == "per_channel" or (
             self.normalize is True and x.dtype == torch.uint8
         )
         norm = Standardize(self.input_shape)
         norm.fit(x, per_channel=per_channel)
         return norm
+
+    def _normalizer_inputs(self) -> torch.Tensor:
+        """The inputs :meth:`input_normalizer` fits on: the train split's."""
+        return self.prepare()["train"][0]
 
     # ----------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:

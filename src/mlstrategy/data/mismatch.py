@@ -18,7 +18,6 @@ from torch import nn
 
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule, check_arrays
-from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
 from mlstrategy.data.synthesis import pool_report
@@ -228,14 +227,10 @@ class MismatchDataModule(ArrayDataModule):
             out["synthesis"]["probability"] = self.synthesis_probability
         return out
 
-    def input_normalizer(self) -> Standardize | None:
-        """A :class:`Standardize` fit on the train split (the mix; synthesized as the model
-        sees it when ``synthesis`` is set), or None when ``normalize`` is false."""
-        if not self.normalize:
-            return None
-        norm = Standardize(self.input_shape)
-        norm.fit(self._synthesized.get("train", self.prepare()["train"][0]))
-        return norm
+    def _normalizer_inputs(self) -> torch.Tensor:
+        """The train split (the mix), synthesized as the model sees it when ``synthesis`` is
+        set: what :meth:`input_normalizer` fits on."""
+        return self._synthesized.get("train", super()._normalizer_inputs())
 
     # ----------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
