@@ -151,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} (mlstrategy --help)."
         )
         return 2
-    # SIGTERM (a scheduler, `kill`) stops a run like Ctrl-C: marked FAILED, resumable.
+    # SIGTERM (a scheduler, `kill`) stops a run like Ctrl-C: marked FAILED, resumable. SIGINT
+    # stays Python's: a job that a non-interactive shell put in the background inherits it
+    # ignored and keeps ignoring it, as every program does.
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
