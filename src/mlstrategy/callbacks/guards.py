@@ -60,6 +60,7 @@ class NonFiniteGuard(Callback):
         self._where: list[tuple[int, int]] = []  # (epoch, step) of each flag
         self._costs: list[torch.Tensor | None] = []  # each step's cost (on the device, unread)
         self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
+        self._one = torch.ones(())  # the check's scale, kept on the flags' device
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._where, self._costs, self._pending = [], [], []
@@ -82,7 +83,9 @@ class NonFiniteGuard(Callback):
         by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for t in checked:
             by_kind.setdefault((t.device, t.dtype), []).append(t)
-        one = torch.ones((), device=found.device)
+        if self._one.device != found.device:
+            self._one = torch.ones((), device=found.device)
+        one = self._one
         for (device, _), tensors in by_kind.items():
             flag = found if device == found.device else torch.zeros_like(found, device=device)
             # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets flag to 1.0
