@@ -8,10 +8,8 @@ the study and hands it a run folder to write into.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,31 +227,29 @@ class EndToEndStudy(Study):
         errors: dict[str, list[float]] = {k: [] for k in keys}
         ceilings: dict[str, list[CeilingAnalysis]] = {k: [] for k in keys[1:]}
         seconds: dict[str, list[float]] = {k: [] for k in keys}
-        with _quiet_lightning():
-            for m in self.train_sizes:
-                examples = _examples(train.subset(slice(0, m)))
+        for m in self.train_sizes:
+            examples = _examples(train.subset(slice(0, m)))
+            t0 = time.perf_counter()
+            e2e = self._end_to_end(run_dir, m, examples)
+            errors["end_to_end"].append(e2e.error(test_examples))
+            seconds["end_to_end"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            classify = self._classify(run_dir, m, examples)
+            classify_seconds = time.perf_counter() - t0
+            for kind in self.localizers:
                 t0 = time.perf_counter()
-                e2e = self._end_to_end(run_dir, m, examples)
-                errors["end_to_end"].append(e2e.error(test_examples))
-                seconds["end_to_end"].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                classify = self._classify(run_dir, m, examples)
-                classify_seconds = time.perf_counter() - t0
-                for kind in self.localizers:
-                    t0 = time.perf_counter()
-                    localize = self._localizer(kind, run_dir, m)
-                    localize.fit([examples["canvas"]], examples["position"])
-                    pipe = Pipeline([localize, crop_stage(), classify])
-                    analysis = ceiling_analysis(pipe, test_examples)
-                    key = f"pipeline_{kind}"
-                    ceilings[key].append(analysis)
-                    errors[key].append(analysis.system_error)
-                    seconds[key].append(classify_seconds + time.perf_counter() - t0)
-                console.print(
-                    f"m={m:>6}: "
-                    + ", ".join(f"{_LABELS[k]} {pct(errors[k][-1], 1)}" for k in keys),
-                    highlight=False,
-                )
+                localize = self._localizer(kind, run_dir, m)
+                localize.fit([examples["canvas"]], examples["position"])
+                pipe = Pipeline([localize, crop_stage(), classify])
+                analysis = ceiling_analysis(pipe, test_examples)
+                key = f"pipeline_{kind}"
+                ceilings[key].append(analysis)
+                errors[key].append(analysis.system_error)
+                seconds[key].append(classify_seconds + time.perf_counter() - t0)
+            console.print(
+                f"m={m:>6}: " + ", ".join(f"{_LABELS[k]} {pct(errors[k][-1], 1)}" for k in keys),
+                highlight=False,
+            )
         return write_study(
             run_dir,
             console,
@@ -274,18 +270,3 @@ def _examples(canvases: Canvases) -> dict[str, Any]:
         digit=canvases.digit,
         label=canvases.label,
     )
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's per-Trainer banners (GPU available, ...) for the many small fits."""
-    names = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)

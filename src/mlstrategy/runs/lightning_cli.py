@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,21 @@ def quiet_known_warnings() -> None:
         r"(cost/|lr|train/|train_dev/|dev/|dev_test/|test/).*",
     ):
         warnings.filterwarnings("ignore", message=message)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's per-fit notices (devices, seed, "max_epochs reached") off for a while: the
+    many small fits of a tune, a cross-validation or a study print their own lines."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 class MLStrategyCLI(LightningCLI):

@@ -21,6 +21,7 @@ from mlstrategy.pipeline.study import Study
 from mlstrategy.pipeline.study_report import RESULTS_FILE
 from mlstrategy.run_folder import CONFIG_FILE, REPORT_FILE, mark_failed, new_run_version, shown
 from mlstrategy.runs.errors import user_message
+from mlstrategy.runs.lightning_cli import quiet_lightning
 
 
 def is_study_recipe(path: Path) -> bool:
@@ -78,7 +79,8 @@ def run_study_recipe(
     console.print(f"[bold]study[/] {configs[-1]} -> {where}")
     (run_dir / CONFIG_FILE).write_text(parser.dump(config, skip_none=False))
     try:
-        results = study.run(run_dir, console)
+        with quiet_lightning():  # the study's many small fits print their own lines
+            results = study.run(run_dir, console)
     except BaseException as err:
         mark_failed(run_dir, err)
         console.print(f"[red]study failed[/]; {where} is incomplete (no {RESULTS_FILE})")

@@ -12,11 +12,9 @@ examples come from weights chosen without them. The ranking itself is
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from mlstrategy.run_folder import (
     SUSPECTS_FILE,
     find_run,
 )
+from mlstrategy.runs.lightning_cli import quiet_lightning
 from mlstrategy.runs.trained_run import input_identities, keep_filled
 
 FIGURE_EXAMPLES = 24
@@ -125,7 +124,7 @@ def find_suspects(
     check_folds(folds)
     console = console or Console()
     check_recipe(list(configs), [])
-    with tempfile.TemporaryDirectory() as scratch, _quiet_lightning():
+    with tempfile.TemporaryDirectory() as scratch, quiet_lightning():
         fits = _Folds(configs, Path(scratch), seed)
         x, y, ids = fits.pool()
         errors: list[float] = []
@@ -290,17 +289,3 @@ def _as_picture(x: np.ndarray, source: str) -> np.ndarray:
     if x.ndim == 2 and source == "MNIST1D":
         return x[:, None, :]
     return x
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's per-fit lines (accelerator, seed, "max_epochs reached") off for a while."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)

@@ -38,6 +38,7 @@ from mlstrategy.run_folder import (
     TUNE_STUDY_FILE,
 )
 from mlstrategy.runs.compare import Rules
+from mlstrategy.runs.lightning_cli import quiet_lightning
 from mlstrategy.runs.recipes import one_recipe, recipe_configs
 from mlstrategy.runs.run import run_recipe
 from mlstrategy.runs.search_space import SearchSpace, config_keys
@@ -51,7 +52,6 @@ from mlstrategy.runs.tune_setup import (
     make_pruner,
     make_sampler,
     parse_recipe,
-    quiet_lightning,
     rules_of,
     trial_line,
 )

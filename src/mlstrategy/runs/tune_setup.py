@@ -4,7 +4,6 @@ without building anything, and the sampler and pruner it uses."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,21 +124,6 @@ class TrialSeededRandomSampler(optuna.samplers.RandomSampler):
 def check_choice(flag: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ValueError(f"{flag} {value!r}: use one of {', '.join(allowed)}.")
-
-
-class quiet_lightning:
-    """Lightning's per-run notices (devices, seed) off while trials run under one bar."""
-
-    names = ("lightning.pytorch", "lightning.fabric")
-
-    def __enter__(self) -> None:
-        self.levels = [logging.getLogger(n).level for n in self.names]
-        for n in self.names:
-            logging.getLogger(n).setLevel(logging.WARNING)
-
-    def __exit__(self, *exc: object) -> None:
-        for n, level in zip(self.names, self.levels, strict=True):
-            logging.getLogger(n).setLevel(level)
 
 
 def trial_line(record: TrialRecord, rules: Rules) -> str:

@@ -106,8 +106,8 @@ def score_test(run_dir: Path) -> dict[str, Any] | None:
     import lightning as L
 
     from mlstrategy.evaluation.scoring import evaluate_splits
+    from mlstrategy.runs.lightning_cli import quiet_lightning
     from mlstrategy.runs.trained_run import load_run, run_datamodule
-    from mlstrategy.runs.tune_setup import quiet_lightning
 
     run = load_run(run_dir)
     with quiet_lightning():
