@@ -133,20 +133,13 @@ class Diagnosis:
         """Each gap's standard error: the binomial standard errors of the two errors it
         subtracts, added in quadrature (human-level error is given, not sampled); None where a
         split's size is unknown or the gap is not measured."""
-        variance_splits = ("train", "train_dev" if self.train_dev_error is not None else "dev")
-        pairs = {
-            "avoidable_bias": ("train",),
-            "variance": variance_splits,
-            "data_mismatch": ("dev", "train_dev"),
-            "dev_overfitting": ("dev", "test"),
+        ses = {s: row.get("standard_error") for s, row in self.sampling.items()}
+        variances = {s: float(se) * float(se) for s, se in ses.items() if se is not None}
+        with_train_dev = self.train_dev_error is not None
+        return {
+            gap: _in_quadrature(gap, with_train_dev, variances) if value is not None else None
+            for gap, value in self.gaps.items()
         }
-        out: dict[str, float | None] = {}
-        for gap, splits in pairs.items():
-            ses = [self.sampling.get(s, {}).get("standard_error") for s in splits]
-            known = [float(v) for v in ses if v is not None]
-            measured = self.gaps[gap] is not None and len(known) == len(ses)
-            out[gap] = math.sqrt(sum(v * v for v in known)) if measured else None
-        return out
 
     @property
     def verdict(self) -> str:
@@ -284,8 +277,7 @@ def diagnose(
     if known[largest] <= 0:
         largest = "none"
     elif split_sizes or standard_errors:
-        errs = (train_error, dev_error, test_error, train_dev_error)
-        noise = _noise(largest, split_sizes or {}, *errs, standard_errors)
+        noise = _noise(largest, errors, split_sizes or {}, standard_errors)
         if noise is not None and known[largest] < 2 * noise:
             notes.append(_noise_note(known[largest], noise, metric))
     dev_note = dev_size_note(sampling) if metric == "error" else None
@@ -339,39 +331,39 @@ def _sampling(
     return out
 
 
+def _gap_splits(gap: str, with_train_dev: bool) -> tuple[str, ...]:
+    """The splits whose errors ``gap`` subtracts (human-level error is given, not sampled)."""
+    return {
+        "avoidable_bias": ("train",),
+        "variance": ("train", "train_dev" if with_train_dev else "dev"),
+        "data_mismatch": ("dev", "train_dev"),
+        "dev_overfitting": ("dev", "test"),
+    }[gap]
+
+
+def _in_quadrature(gap: str, with_train_dev: bool, variances: Mapping[str, float]) -> float | None:
+    """Standard error of ``gap``, the difference of independent samples' errors:
+    ``sqrt(sum of their variances)``; None when a split's variance is not known."""
+    splits = _gap_splits(gap, with_train_dev)
+    if any(s not in variances for s in splits):
+        return None
+    return math.sqrt(sum(variances[s] for s in splits))
+
+
 def _noise(
     gap: str,
+    errors: Mapping[str, float | None],
     sizes: Mapping[str, int],
-    train: float,
-    dev: float,
-    test: float | None,
-    train_dev: float | None,
     standard_errors: Mapping[str, float] | None = None,
 ) -> float | None:
     """Standard error of the difference of the two errors a gap subtracts: binomial, or from
     the splits' given (bootstrap) standard errors; the splits are independent samples."""
-    table: dict[str, list[tuple[str, float | None]]] = {
-        "avoidable_bias": [("train", train)],  # human-level error is given, not sampled
-        "variance": [
-            ("train", train),
-            ("train_dev", train_dev) if train_dev is not None else ("dev", dev),
-        ],
-        "data_mismatch": [("dev", dev), ("train_dev", train_dev)],
-        "dev_overfitting": [("dev", dev), ("test", test)],
-    }
-    variance = 0.0
-    for split, error in table[gap]:
-        if standard_errors is not None:
-            se = standard_errors.get(split)
-            if error is None or se is None:
-                return None
-            variance += se**2
-            continue
-        n = sizes.get(split)
-        if error is None or not n:
-            return None
-        variance += error * (1 - error) / n
-    return math.sqrt(variance)
+    measured = {s: e for s, e in errors.items() if e is not None}
+    if standard_errors is not None:
+        variances = {s: se**2 for s, se in standard_errors.items() if s in measured}
+    else:
+        variances = {s: e * (1 - e) / sizes[s] for s, e in measured.items() if sizes.get(s)}
+    return _in_quadrature(gap, errors.get("train_dev") is not None, variances)
 
 
 def diagnose_splits(
