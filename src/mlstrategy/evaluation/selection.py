@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlstrategy.metrics.names import AVERAGES, CONFUSION_NAMES, METRIC_NAMES, PER_CLASS_NAMES
+
 Goal = Literal["max", "min"]
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -113,20 +115,14 @@ SPLITS = ("train", "train_dev", "dev", "test")
 SPLIT_METRICS = (
     "n",
     "error",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
+    *METRIC_NAMES,
     "loss",
     "mse",
     "mae",
     "rmse",
     "r2",
-    *(f"{m}_{a}" for m in ("precision", "recall", "f1") for a in ("micro", "macro", "weighted")),
-    "fp",
-    "fn",
-    "fp_rate",
-    "fn_rate",
+    *(f"{m}_{a}" for m in PER_CLASS_NAMES for a in AVERAGES),
+    *CONFUSION_NAMES,
 )
 
 
