@@ -1,19 +1,34 @@
-"""Data augmentation: torchvision v2 transforms on train batches only."""
+"""Data augmentation on train batches only, with a random draw per example: the vectorized
+per-example modules, any other module called once per example, and image folders."""
 
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from mlstrategy.data import ArrayDataModule, Digits, Moons
+from mlstrategy.data import (
+    ArrayDataModule,
+    Digits,
+    HorizontalFlipPerExample,
+    ImageFolderDataModule,
+    Moons,
+    PerExample,
+    RandomCropPerExample,
+    WholeBatch,
+)
+from mlstrategy.data.images import write_image_folder
+from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.models import ConvNet, DeepNet
 
 
 class _Spy(nn.Module):
-    """Records the size of every batch it is given and the trainer stage it ran in."""
+    """Records the size of every batch it is given (given whole batches: it draws nothing)."""
+
+    draws_per_example = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,6 +61,75 @@ def test_augment_sees_every_train_batch_and_no_dev_or_test_batch():
     trainer.validate(model, datamodule=data, verbose=False)
     assert len(spy.sizes) == 6
     assert data.hparams["augment"] == "[_Spy()]"  # text, so checkpoints stay weights-only
+
+
+class _Copies(ArraySource):
+    """``n`` copies of one 8x8 digit (labels alternate, so there are two classes)."""
+
+    def __init__(self, n: int = 40) -> None:
+        self.n = n
+
+    def load(self, seed: int) -> Arrays:
+        digit = Digits(flatten=False).load(seed).x[:1]
+        y = (np.arange(self.n) % 2).astype(np.int64)
+        return Arrays(x=np.repeat(digit, self.n, axis=0), y=y, class_names=["a", "b"])
+
+
+def _distinct(x: torch.Tensor) -> int:
+    return len({tuple(row.flatten().tolist()) for row in x})
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        [v2.RandomAffine(degrees=0, translate=(0.25, 0.25))],
+        [v2.RandomErasing(p=1.0, scale=(0.1, 0.3), value=0)],
+        [RandomCropPerExample(padding=2, padding_mode="constant")],
+        [HorizontalFlipPerExample(), RandomCropPerExample(padding=1, padding_mode="edge")],
+    ],
+    ids=["v2.RandomAffine", "v2.RandomErasing", "RandomCropPerExample", "flip+crop"],
+)
+def test_identical_examples_in_one_batch_get_their_own_draws(augment):
+    torch.manual_seed(0)
+    data = ArrayDataModule(_Copies(), batch_size=16, augment=augment, normalize=False)
+    x, _ = next(iter(data.train_dataloader()))
+    assert _distinct(x) == 1  # the batch holds 16 copies of one image
+    out = data.augment(x)
+    assert out.shape == x.shape
+    assert _distinct(out) > 4  # each copy drew its own shift, erasing or flip
+    # Vectorized modules are kept as they are; any other is called once per example.
+    for used, given in zip(data.augment, augment, strict=True):
+        mine = type(given).__module__.startswith("mlstrategy")
+        assert type(used) is (type(given) if mine else PerExample)
+
+
+def test_whole_batch_keeps_one_draw_per_batch_and_per_example_calls_once_per_example():
+    torch.manual_seed(0)
+    shift = v2.RandomAffine(degrees=0, translate=(0.25, 0.25))
+    data = ArrayDataModule(_Copies(), batch_size=16, augment=[WholeBatch(shift)])
+    x, _ = next(iter(data.train_dataloader()))
+    assert _distinct(data.augment(x)) == 1  # every copy moved alike
+    spy = _Spy()
+    spy.draws_per_example = False  # an unknown module: wrapped
+    data = ArrayDataModule(_Copies(), batch_size=16, augment=[spy])
+    data.augment(next(iter(data.train_dataloader()))[0])
+    assert spy.sizes == [1] * 16
+
+
+def test_image_folders_augment_each_image_with_its_own_draw(tmp_path):
+    # Workers decode and augment one image at a time, so each gets its own draw already.
+    arrays = _Copies(16).load(0)
+    arrays.x = np.repeat(arrays.x, 3, axis=1) / 16.0
+    root = write_image_folder(arrays, tmp_path / "same")
+    torch.manual_seed(0)
+    data = ImageFolderDataModule(
+        str(root), image_size=8, resize_size=8, num_workers=0, batch_size=8,
+        dev_fraction=0.25, test_fraction=0.25,
+        augment=[v2.RandomAffine(degrees=0, translate=(0.25, 0.25))],
+    )  # fmt: skip
+    x, _ = next(iter(data.train_dataloader()))
+    assert len(x) == 8 and _distinct(x) > 3
+    assert _distinct(next(iter(data.eval_dataloader("train")))[0]) == 1  # unaugmented
 
 
 def test_a_v2_transform_moves_a_whole_batch_with_one_draw():

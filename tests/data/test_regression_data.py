@@ -65,3 +65,18 @@ def test_nan_targets_are_refused(tmp_path):
     with pytest.raises(ValueError, match="2 target value\\(s\\) are NaN or infinite \\(rows "
                        "\\[2, 7\\], from 0\\)"):  # fmt: skip
         RegressionDataModule(ArrayFile(str(path))).prepare()
+
+
+def test_the_init_signature_spells_out_the_array_modules_arguments():
+    # LightningCLI (jsonargparse) reads typed __init__ signatures: **kwargs would hide them.
+    import inspect
+
+    from mlstrategy.data import ArrayDataModule
+
+    ours = inspect.signature(RegressionDataModule.__init__).parameters
+    theirs = inspect.signature(ArrayDataModule.__init__).parameters
+    assert list(ours) == list(theirs)
+    for name, parameter in theirs.items():
+        assert ours[name].annotation == parameter.annotation, name
+        assert ours[name].default == parameter.default, name
+    assert not any(p.kind is p.VAR_KEYWORD for p in ours.values())

@@ -1,6 +1,11 @@
 """Data: sources, splits, normalization and fast in-memory batches."""
 
-from mlstrategy.data.augment import HorizontalFlipPerExample, RandomCropPerExample
+from mlstrategy.data.augment import (
+    HorizontalFlipPerExample,
+    PerExample,
+    RandomCropPerExample,
+    WholeBatch,
+)
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule
 from mlstrategy.data.images import DigitImages, ImageFolderDataModule
@@ -50,6 +55,7 @@ __all__ = [
     "Moons",
     "MultiTaskDataModule",
     "NoisyCurve",
+    "PerExample",
     "PhoneDigits",
     "RandomCropPerExample",
     "RegressionDataModule",
@@ -58,5 +64,6 @@ __all__ = [
     "StreetScenes",
     "TargetContrast",
     "TargetNoise",
+    "WholeBatch",
     "stratified_split",
 ]

@@ -1,16 +1,32 @@
 """Batched augmentation with a random draw per example, on the device the batch is on.
 
-torchvision's v2 transforms draw their random parameters once per call, so every example of a
-batch moves the same way. These modules draw one crop offset and one flip per example, with
-whole-batch tensor operations (two gathers, one ``where``): no Python loop over examples and
-no DataLoader workers. They work on any dtype, so ``uint8`` images stay ``uint8`` until the
-model normalizes them. Give them to :class:`~mlstrategy.data.ArrayDataModule`'s ``augment``,
-which applies them to training batches only::
+torchvision's v2 transforms draw their random parameters once per call, so given a whole batch
+every example of it moves the same way. The in-memory data modules therefore apply each
+``augment`` transform through :func:`per_example`:
+
+- :class:`RandomCropPerExample` and :class:`HorizontalFlipPerExample` draw one crop offset and
+  one flip per example with whole-batch tensor operations (two gathers, one ``where``): no
+  Python loop over examples and no DataLoader workers, the fast path. They work on any dtype,
+  so ``uint8`` images stay ``uint8`` until the model normalizes them.
+- Any other module (``torchvision.transforms.v2.RandomAffine``, ``RandomErasing``, ...) is
+  wrapped in :class:`PerExample`, which calls it once per example: its own draw each, at the
+  cost of a Python loop on the device (one call per example instead of one per batch; fine for
+  small batches, a few ms per batch of 64 small images on a CPU core).
+- :class:`WholeBatch` keeps one call per batch: one draw for the whole batch (the fastest), or
+  a module that draws per example itself (e.g. ``kornia.augmentation``).
+
+A module may also declare ``draws_per_example = True`` (the synthesis transforms do) to be
+given the whole batch. Image folders need none of this: their workers decode and augment one
+image at a time, so each image gets its own draw already.
+
+::
 
     augment:
       - class_path: mlstrategy.data.RandomCropPerExample
         init_args: {padding: 4}
       - class_path: mlstrategy.data.HorizontalFlipPerExample
+      - class_path: torchvision.transforms.v2.RandomErasing   # applied per example
+        init_args: {p: 0.25}
 """
 
 from __future__ import annotations
@@ -45,6 +61,8 @@ class RandomCropPerExample(nn.Module):
                 [1, 2, 3, 4, 5],
                 [0, 1, 2, 3, 4]], dtype=torch.uint8)
     """
+
+    draws_per_example = True
 
     def __init__(
         self, padding: int = 4, padding_mode: PaddingMode = "reflect", fill: float = 0
@@ -114,6 +132,8 @@ class HorizontalFlipPerExample(nn.Module):
                 [[3, 2, 1]]])
     """
 
+    draws_per_example = True
+
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0 <= p <= 1:
@@ -127,3 +147,71 @@ class HorizontalFlipPerExample(nn.Module):
             )
         flip = torch.rand(len(x), device=x.device) < self.p
         return torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
+
+
+class PerExample(nn.Module):
+    """Apply ``transform`` to each example of a batch on its own, so each gets its own draw.
+
+    The transform is called on a batch of one, ``x[i : i + 1]``, so it sees the same layout
+    as a whole batch (images ``(1, C, H, W)``, sequences ``(1, C, L)``), and the results are
+    concatenated in order. Cost: one call per example, a Python loop on the batch's device,
+    instead of one call per batch; for a GPU with large batches prefer the vectorized
+    :class:`RandomCropPerExample` and :class:`HorizontalFlipPerExample`.
+
+    Args:
+        transform: Any module that maps a batch to a batch of the same size, e.g.
+            ``torchvision.transforms.v2.RandomAffine(degrees=10)``.
+
+    Example:
+        >>> from torchvision.transforms import v2
+        >>> _ = torch.manual_seed(2)
+        >>> x = torch.arange(8.0).expand(3, 1, 8)  # 3 equal sequences
+        >>> out = PerExample(v2.RandomCrop((1, 8), padding=[2, 0], padding_mode="edge"))(x)
+        >>> out[:, 0, 3].tolist()  # each shifted by its own draw
+        [4.0, 3.0, 2.0]
+    """
+
+    draws_per_example = True
+
+    def __init__(self, transform: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) <= 1:
+            return self.transform(x)
+        return torch.cat([self.transform(x[i : i + 1]) for i in range(len(x))])
+
+
+class WholeBatch(nn.Module):
+    """Apply ``transform`` to the whole batch in one call (no :class:`PerExample` wrapping).
+
+    For a torchvision v2 transform this is one random draw for the whole batch: every example
+    moves alike, the fastest and the weakest augmentation. For a module that draws per example
+    itself (``kornia.augmentation``) it is the right way to list it.
+
+    Args:
+        transform: The module to call on each training batch.
+    """
+
+    draws_per_example = True
+
+    def __init__(self, transform: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(x)
+
+
+def per_example(transforms: list[nn.Module]) -> list[nn.Module]:
+    """``transforms`` with each module that does not draw per example itself (no
+    ``draws_per_example = True``) wrapped in :class:`PerExample`.
+
+    Example:
+        >>> from torchvision.transforms import v2
+        >>> found = per_example([HorizontalFlipPerExample(), v2.RandomErasing()])
+        >>> [type(t).__name__ for t in found]
+        ['HorizontalFlipPerExample', 'PerExample']
+    """
+    return [t if getattr(t, "draws_per_example", False) else PerExample(t) for t in transforms]

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlstrategy.data.augment import per_example
 from mlstrategy.data.batches import InMemoryBatches
+from mlstrategy.data.example_columns import split_columns
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
@@ -50,11 +52,13 @@ class ArrayDataModule(L.LightningDataModule):
         augment: Data augmentation for the train batches only, e.g. ``[{class_path:
             torchvision.transforms.v2.RandomAffine, init_args: {degrees: 10}}]``: transforms
             applied in order to each training batch of raw inputs (before normalization), on
-            the device the batch is on. A torchvision v2 transform draws its random parameters
-            once per call, so every example of a batch gets the same draw and each batch a new
-            one (no per-example Python loop). For a draw per example use
-            ``mlstrategy.data.RandomCropPerExample`` and ``HorizontalFlipPerExample``. Dev,
-            test and evaluation batches are never augmented. Per-feature normalization
+            the device the batch is on, each example with its own random draw (see
+            :mod:`mlstrategy.data.augment`): ``mlstrategy.data.RandomCropPerExample`` and
+            ``HorizontalFlipPerExample`` draw per example in whole-batch operations (fast);
+            any other module, e.g. a torchvision v2 transform (which draws once per call), is
+            called once per example (a Python loop on the device); wrap it in
+            ``mlstrategy.data.WholeBatch`` for one draw per batch. Dev, test and evaluation
+            batches are never augmented. Per-feature normalization
             standardizes each pixel on its own, so a translation that moves ink onto border
             pixels (train std near 0) makes huge inputs: for such images set ``normalize:
             per_channel``.
@@ -90,7 +94,7 @@ class ArrayDataModule(L.LightningDataModule):
         self.hparams["source"] = repr(source)
         # Kept as text: checkpoints must load with weights_only=True, which refuses objects.
         self.hparams["augment"] = repr(augment) if augment else None
-        self.augment = nn.Sequential(*augment) if augment else None
+        self.augment = nn.Sequential(*per_example(augment)) if augment else None
         self.source = source
         self.dev_fraction = dev_fraction
         self.test_fraction = test_fraction
@@ -108,6 +112,10 @@ class ArrayDataModule(L.LightningDataModule):
         self.source_test_split = False
         self.feature_names: list[str] | None = None
         self.target_column: str | None = None
+        # Each split's rows of the source's optional weight and group columns, for the scorer
+        # (weighted_error, per-group errors): {split: {"weight": w, "group": codes}}.
+        self.example_columns: dict[str, dict[str, Any]] = {}
+        self.group_names: list[str] = []
 
     # ----------------------------------------------------------------- loading and splitting
     def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -143,6 +151,11 @@ class ArrayDataModule(L.LightningDataModule):
             index["test"] = np.arange(len(arrays.y_test))
         self.split_indices = {k: index[k] for k in SPLITS if k in index}
         self.source_test_split = own_test
+        columns = {"weight": arrays.weights, "group": arrays.groups}
+        # The source's own test split has no weight or group columns.
+        rows = {k: i for k, i in index.items() if not (own_test and k == "test")}
+        self.example_columns = split_columns(columns, rows)
+        self.group_names = list(arrays.group_names)
         return {k: splits[k] for k in SPLITS if k in splits}
 
     @property
@@ -260,7 +273,8 @@ def source_columns(source: ArraySource) -> tuple[list[str] | None, str | None]:
         return [str(c) for c in source.features], source.target
     with Path(source.path).expanduser().open(newline="", encoding="utf-8-sig") as f:
         header = next(row for row in csv.reader(f) if any(cell.strip() for cell in row))
-    return [c.strip() for c in header if c.strip() != source.target], source.target
+    left_out = (source.target, source.weight, source.group)  # never features
+    return [c.strip() for c in header if c.strip() not in left_out], source.target
 
 
 def check_finite_features(x: np.ndarray, where: str) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlstrategy.data.augment import per_example
 from mlstrategy.data.batches import InMemoryBatches
 from mlstrategy.data.datamodule import ArrayDataModule, check_arrays
 from mlstrategy.data.sources import Arrays, ArraySource
@@ -64,8 +65,10 @@ class MismatchDataModule(ArrayDataModule):
     Synthesis (the course's remedy for data mismatch): ``synthesis`` transforms (see
     :mod:`mlstrategy.data.synthesis`) are fit on the target's examples outside dev and test
     (their inputs only, never dev or test) and applied to the *source* examples of each
-    training batch with probability ``synthesis_probability``, fresh draws each batch, before
-    ``augment``; target examples are left as they are. Train and train-dev are then scored on
+    training batch with probability ``synthesis_probability``, a fresh draw per example and
+    batch (a module that does not draw per example itself, e.g. a torchvision transform, is
+    called once per example: see :mod:`mlstrategy.data.augment`), before ``augment``; target
+    examples are left as they are. Train and train-dev are then scored on
     one fixed, seeded synthesized copy, so train-dev keeps sharing train's distribution.
 
     Args:
@@ -127,7 +130,7 @@ class MismatchDataModule(ArrayDataModule):
         self.hparams["synthesis"] = repr(synthesis) if synthesis else None
         self.target = target
         self.target_in_train = target_in_train
-        self.synthesis = nn.ModuleList(synthesis) if synthesis else None
+        self.synthesis = nn.ModuleList(per_example(synthesis)) if synthesis else None
         self.synthesis_probability = synthesis_probability
         self.origin: dict[str, np.ndarray] = {}
         self.rows: dict[str, np.ndarray] = {}

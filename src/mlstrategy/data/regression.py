@@ -12,12 +12,16 @@ standard deviation on the train split for the model to learn a standardized targ
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
+from torch import nn
 
-from mlstrategy.data.datamodule import ArrayDataModule, check_finite_features, source_columns
+from mlstrategy.data.datamodule import (
+    ArrayDataModule,
+    NormalizeMode,
+    check_finite_features,
+    source_columns,
+)
 from mlstrategy.data.sources import ArrayFile, Arrays, ArraySource
 
 
@@ -133,13 +137,48 @@ class RegressionDataModule(ArrayDataModule):
 
     Args:
         source: Where the examples come from, e.g. ``mlstrategy.data.Diabetes``.
-        **kwargs: The split, batch and normalization settings of
-            :class:`~mlstrategy.data.ArrayDataModule` (``dev_fraction``, ``test_fraction``,
-            ``train_dev_fraction``, ``batch_size``, ``normalize``, ``seed``, ...).
+        dev_fraction: Fraction of the examples in the dev split, in (0, 1).
+        test_fraction: Fraction in the test split, in [0, 1); 0 = no test split. Ignored when
+            the source has its own test split and ``use_source_test_split`` is true.
+        train_dev_fraction: Fraction carved from the training distribution as a train-dev
+            split, in [0, 1); 0 = none.
+        use_source_test_split: Use the source's own test split, if it has one, as the test
+            split.
+        batch_size: Mini-batch size; null = the whole train split in one batch.
+        eval_batch_size: Batch size for evaluation.
+        normalize: Standardize inputs with statistics from the train split (see
+            :class:`~mlstrategy.data.ArrayDataModule`); the target is standardized by the model
+            with :meth:`target_normalizer`.
+        seed: Seed of data generation, the split and the shuffle order.
+        augment: Training-only input augmentation, as in
+            :class:`~mlstrategy.data.ArrayDataModule`; targets are left as they are.
     """
 
-    def __init__(self, source: ArraySource, **kwargs: Any) -> None:
-        super().__init__(source, **kwargs)
+    def __init__(
+        self,
+        source: ArraySource,
+        dev_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        train_dev_fraction: float = 0.0,
+        use_source_test_split: bool = True,
+        batch_size: int | None = 64,
+        eval_batch_size: int = 4096,
+        normalize: bool | NormalizeMode = True,
+        seed: int = 0,
+        augment: list[nn.Module] | None = None,
+    ) -> None:
+        super().__init__(
+            source,
+            dev_fraction=dev_fraction,
+            test_fraction=test_fraction,
+            train_dev_fraction=train_dev_fraction,
+            use_source_test_split=use_source_test_split,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            normalize=normalize,
+            seed=seed,
+            augment=augment,
+        )
 
     def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Load, check and split the data once; returns ``{split: (x, y)}`` on the CPU, ``y``

@@ -12,7 +12,9 @@ The transforms take a batch of raw inputs ``(m, C, H, W)`` (before normalization
 like augmentation, and draw per example. The data module fits them on the target's examples that
 are outside dev and test (never on dev or test), so their statistics are the target's. Any
 ``torch.nn.Module`` may join them in a recipe's ``synthesis:`` list (e.g.
-``torchvision.transforms.v2.GaussianBlur``, one draw per batch); only these know a pool.
+``torchvision.transforms.v2.GaussianBlur``); like augmentation it is called once per example,
+so each gets its own draw (see :class:`~mlstrategy.data.augment.PerExample`). Only these
+transforms know a pool.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from mlstrategy.data.augment import PerExample
 
 # Warn when a pool holds fewer distinct inputs than this fraction of the examples it is applied
 # to, i.e. when each input is reused more than 10 times an epoch. A rule of thumb: the course's
@@ -40,6 +44,7 @@ class Synthesis(nn.Module):
     """
 
     pool_name = "input"
+    draws_per_example = True  # given the whole batch (see mlstrategy.data.augment.per_example)
 
     def __init__(self) -> None:
         super().__init__()
@@ -234,7 +239,7 @@ def pool_report(transforms: Sequence[nn.Module], synthesized: int) -> dict[str, 
         'TargetNoise draws from 5 distinct noise clip'
     """
     rows, warnings = [], []
-    for t in transforms:
+    for t in (t.transform if isinstance(t, PerExample) else t for t in transforms):
         found: dict[str, Any] = (
             t.describe() if isinstance(t, Synthesis) else {"transform": type(t).__name__}
         )
