@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from mlstrategy.data.images import ImageFolderDataModule
+from mlstrategy.data.augment import per_example
+from mlstrategy.data.images import ImageFiles, ImageFolderDataModule, read_image
 from mlstrategy.data.mismatch import (
     SOURCE,
     TARGET,
+    TRAINING,
     check_same_classes,
     check_target_in_train,
     count_origins,
@@ -19,6 +24,8 @@ from mlstrategy.data.mismatch import (
     mismatch_splits,
     split_target,
 )
+from mlstrategy.data.normalization import Standardize
+from mlstrategy.data.synthesis import pool_report
 
 Files = tuple[list[Path], list[int]]
 
@@ -32,8 +39,20 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
     split folders are pooled). Dev and test are ``dev_fraction`` and ``test_fraction`` of the
     target's images, seeded and stratified; the training mix is every source image plus
     ``target_in_train`` target images; ``train_dev_fraction`` of the mix is held out as
-    train-dev. Normalization statistics come from the train split (the mix). :attr:`origin`
+    train-dev. Normalization statistics come from the train split only (the mix, as the model
+    sees it: synthesized when ``synthesis`` is set), never from dev or test. :attr:`origin`
     records each split's images' source.
+
+    Synthesis, as in :class:`~mlstrategy.data.MismatchDataModule`: the ``synthesis``
+    transforms (see :mod:`mlstrategy.data.synthesis`) are fit on up to
+    ``synthesis_fit_images`` of the target's images outside dev and test (seeded, decoded as
+    for evaluation; their pools come from these), and applied to each *source* image of the
+    training mix with probability ``synthesis_probability``, in the worker that decodes it:
+    after resizing and augmentation, on the image in [0, 1], a fresh draw per image and epoch.
+    Target images are left as they are. Train and train-dev are scored on a fixed synthesized
+    copy (each image's draw seeded by its place in its split), so train-dev keeps sharing
+    train's distribution. Memory: a ``TargetNoise`` pool holds ``clips x 3 x image_size^2``
+    floats (1,000 clips of 224 x 224 images: 600 MB); give small images or few clips.
 
     Args:
         root: The source's image folder.
@@ -43,6 +62,11 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
         dev_fraction: Fraction of the target's images in dev.
         test_fraction: Fraction of the target's images in test.
         train_dev_fraction: Fraction of the training mix held out as train-dev; 0 = none.
+        synthesis: Transforms that make source images look like the target's, e.g.
+            ``[{class_path: mlstrategy.data.TargetContrast}]``; null = none.
+        synthesis_probability: Chance that a source image of the training mix is synthesized.
+        synthesis_fit_images: Most target images (outside dev and test) the synthesis
+            transforms are fit on.
         image_size: As :class:`ImageFolderDataModule`.
         resize_size: As :class:`ImageFolderDataModule`.
         preprocessing: As :class:`ImageFolderDataModule`.
@@ -63,6 +87,9 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
         dev_fraction: float = 0.2,
         test_fraction: float = 0.2,
         train_dev_fraction: float = 0.1,
+        synthesis: list[nn.Module] | None = None,
+        synthesis_probability: float = 1.0,
+        synthesis_fit_images: int = 1000,
         image_size: int | None = None,
         resize_size: int | None = None,
         preprocessing: str | None = None,
@@ -92,12 +119,33 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
         check_target_in_train(target_in_train)
         if not 0 <= train_dev_fraction < 1:
             raise ValueError(f"train_dev_fraction={train_dev_fraction} must be in [0, 1).")
+        if not 0 < synthesis_probability <= 1:
+            raise ValueError(
+                f"synthesis_probability={synthesis_probability} must be in (0, 1] (the chance a "
+                "source image is synthesized); leave `synthesis` out for none."
+            )
+        if synthesis_fit_images < 1:
+            raise ValueError(f"synthesis_fit_images={synthesis_fit_images} must be >= 1.")
+        # Kept as text: checkpoints must load with weights_only=True, which refuses objects.
+        self.hparams["synthesis"] = repr(synthesis) if synthesis else None
         self.target_root = Path(target_root)
         self.target_in_train = target_in_train
         self.train_dev_fraction = train_dev_fraction
+        self.synthesis = nn.Sequential(*per_example(synthesis)) if synthesis else None
+        self.synthesis_probability = synthesis_probability
+        self.synthesis_fit_images = synthesis_fit_images
         self.origin: dict[str, np.ndarray] = {}
+        self._fit_files: list[Path] = []  # the target's images outside dev and test
+        self._fitted = False
 
     def _find(self) -> dict[str, Files]:
+        if not self.target_root.is_dir():
+            raise ValueError(
+                f"target_root={str(self.target_root)!r} is not a folder. Give the image folder "
+                "of the distribution the system must work on (the target: dev and test come "
+                "from it only), with the same class sub-folders as "
+                f"root={str(self.root)!r}."
+            )
         source = self._pool(self.root)  # sets self.class_names from the source's folders
         names = list(self.class_names)
         where = (f"image folder {str(self.root)!r}", f"image folder {str(self.target_root)!r}")
@@ -117,6 +165,7 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
             seed=self.seed,
             target=f"image folder {str(self.target_root)!r}",
         )
+        self._fit_files = [target[0][i] for i in parts["left"]]
         pools = {SOURCE: source, TARGET: target}
         found: dict[str, Files] = {}
         for split, (origin, rows) in mismatch_splits(
@@ -135,11 +184,6 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
 
     def _pool(self, root: Path) -> Files:
         """Every image under ``root``: its class folders, or those of its split folders."""
-        if not root.is_dir():
-            raise ValueError(
-                f"{str(root)!r} is not a folder. Give a folder with one sub-folder of images per "
-                "class (or train/, dev/ and test/ folders holding those)."
-            )
         found = self._find_in(root)  # the parent's checks and scan, splits pooled below
         files = [f for split in found.values() for f in split[0]]
         labels = [k for split in found.values() for k in split[1]]
@@ -151,12 +195,117 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
         return count_origins(self.origin)
 
     def describe_sources(self) -> dict[str, Any]:
-        """The two folders and each split's origins, for the report."""
+        """The two folders, each split's origins and the synthesis pools, for the report."""
         origins = self.split_origins()
-        return {
-            **describe_origins(str(self.root), str(self.target_root), origins),
-            "synthesis": None,
-        }
+        out = {**describe_origins(str(self.root), str(self.target_root), origins)}
+        out["synthesis"] = None
+        if self.synthesis is not None:
+            self._fit_synthesis()
+            synthesized = origins.get("train", {}).get(SOURCE, 0)
+            out["synthesis"] = pool_report(list(self.synthesis), synthesized)
+            out["synthesis"]["probability"] = self.synthesis_probability
+        return out
+
+    # --------------------------------------------------------------------------- synthesis
+    def _fit_synthesis(self) -> None:
+        """Fit the transforms, once, on the target's images outside dev and test (seeded, at
+        most ``synthesis_fit_images``, decoded as for evaluation)."""
+        if self.synthesis is None or self._fitted:
+            return
+        self.split_files()  # finds the target's images outside dev and test
+        files = self._fit_files
+        if not files:
+            raise ValueError(
+                f"The target {str(self.target_root)!r} has no images outside dev and test to fit "
+                "the synthesis transforms on; give it more images or smaller dev/test fractions."
+            )
+        rng = np.random.default_rng(self.seed)
+        rows = rng.choice(len(files), min(self.synthesis_fit_images, len(files)), replace=False)
+        transform = self.eval_transform()
+        x = torch.stack([transform(read_image(files[i])) for i in sorted(rows)])
+        for i, t in enumerate(self.synthesis):
+            fit = getattr(t, "fit", None)
+            if callable(fit):
+                fit(x, self.seed + i)
+        self._fitted = True
+
+    def synthesized_images(self, split: str, train: bool = False) -> ImageFiles:
+        """The images of ``split`` (train or train-dev) with their source images synthesized:
+        a fresh draw per image for training, a fixed seeded one otherwise."""
+        assert self.synthesis is not None and split in TRAINING
+        self._fit_synthesis()
+        files, labels = self.split_files()[split]
+        return _SynthesizedImages(
+            files,
+            labels,
+            self.train_transform() if train else self.eval_transform(),
+            self.origin[split] == SOURCE,
+            self.synthesis,
+            self.synthesis_probability,
+            None if train else self.seed * 7919 + TRAINING.index(split) * 1_000_003,
+        )
+
+    def _split(self, split: str, train: bool = False, keep: bool = False) -> DataLoader:
+        if self.synthesis is None or split not in TRAINING:
+            return super()._split(split, train, keep)
+        return DataLoader(
+            self.synthesized_images(split, train),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            pin_memory=self._on_cuda(),
+            persistent_workers=keep and self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+        )
+
+    def input_normalizer(self, max_images: int = 256) -> Standardize | None:
+        """Per-channel statistics of (up to ``max_images``, seeded) train images, as the
+        model sees them: synthesized when ``synthesis`` is set (see the parent otherwise)."""
+        if self.synthesis is None or not self.normalize:
+            return super().input_normalizer(max_images)
+        images = self.synthesized_images("train")
+        rng = np.random.default_rng(self.seed)
+        rows = rng.choice(len(images), min(max_images, len(images)), replace=False)
+        norm = Standardize(self.input_shape)
+        norm.fit(torch.stack([images[i][0] for i in sorted(rows)]), per_channel=True)
+        return norm
+
+
+class _SynthesizedImages(ImageFiles):
+    """:class:`ImageFiles` whose ``synthesize[i]`` images go through ``synthesis`` (each with
+    ``probability``): a fresh draw when ``seed`` is None, else one seeded by ``seed + i``."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: Sequence[int],
+        transform: nn.Module,
+        synthesize: np.ndarray,
+        synthesis: nn.Module,
+        probability: float,
+        seed: int | None,
+    ) -> None:
+        super().__init__(files, labels, transform)
+        self.synthesize = synthesize
+        self.synthesis = synthesis
+        self.probability = probability
+        self.seed = seed
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = super().__getitem__(i)
+        if not self.synthesize[i]:
+            return x, y
+        if self.seed is None:
+            return self._made(x), y
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + i)
+            return self._made(x), y
+
+    @torch.no_grad()
+    def _made(self, x: torch.Tensor) -> torch.Tensor:
+        if self.probability < 1 and float(torch.rand(())) >= self.probability:
+            return x
+        return self.synthesis(x[None])[0].to(x.dtype)
 
 
 def _class_folders(folder: Path) -> list[str]:
