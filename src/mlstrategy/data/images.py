@@ -1,5 +1,6 @@
-"""Image data: a folder of images per class (decoded by worker processes), and an offline source
-of small RGB digit images for tests and demos of transfer learning.
+"""Image data: a folder of images per class, decoded by worker processes. (The offline digit
+images for tests and demos, :class:`DigitImages` and :func:`write_image_folder`, live in
+:mod:`mlstrategy.data.digit_images` and are importable from here too.)
 
 Geometry (resizing, cropping, augmentation) belongs to the data; the normalization that follows
 belongs to the model (a pretrained backbone brings its own mean and standard deviation, saved
@@ -18,123 +19,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mlstrategy.data.digit_images import DigitImages, write_image_folder
 from mlstrategy.data.normalization import Standardize
-from mlstrategy.data.sources import Arrays, ArraySource
 from mlstrategy.data.splits import stratified_split
+
+__all__ = ["DigitImages", "ImageFiles", "ImageFolderDataModule", "read_image", "write_image_folder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 _DEV_DIRS = ("dev", "val", "valid", "validation")
-
-
-class DigitImages(ArraySource):
-    """scikit-learn's 8x8 digits as ``size x size`` RGB images in [0, 1]: offline image data.
-
-    Each 8x8 digit (grey levels 0..16) is upsampled bilinearly to the backbone's input size and
-    copied into ``channels`` channels, so ImageNet backbones and small ConvNets take it as is.
-    ``classes`` picks digits (relabelled ``0..k-1``, named by the digit), which makes a source
-    task and a target task from one data set: pretrain on 0-4, transfer to 5-9.
-
-    Args:
-        size: Height and width of the images (8 = the originals). The arrays live in memory:
-            1,797 images take ``1797 * channels * size^2 * 4`` bytes (22 MB at 32, 1 GB at 224).
-        channels: 3 (RGB, what pretrained backbones take) or 1.
-        classes: Digits to keep, e.g. ``[5, 6, 7, 8, 9]``; null = all ten.
-        labels_per_class: Few labels: keep this many seeded examples of each class as the
-            source's train split (the data module carves dev from it) and give every other
-            example as the source's own test split. null = all examples, split by fractions.
-
-    Example:
-        >>> arrays = DigitImages(size=16, classes=[5, 6], labels_per_class=10).load(seed=0)
-        >>> arrays.x.shape, arrays.class_names, float(arrays.x.max()) <= 1.0
-        ((20, 3, 16, 16), ['5', '6'], True)
-    """
-
-    def __init__(
-        self,
-        size: int = 32,
-        channels: int = 3,
-        classes: list[int] | None = None,
-        labels_per_class: int | None = None,
-    ) -> None:
-        if size < 8:
-            raise ValueError(f"DigitImages: size={size} must be >= 8 (the digits are 8x8).")
-        if channels not in (1, 3):
-            raise ValueError(f"DigitImages: channels={channels} must be 1 or 3 (RGB).")
-        if classes is not None and (
-            len(set(classes)) < 2 or any(c not in range(10) for c in classes)
-        ):
-            raise ValueError(
-                f"DigitImages: classes={classes} must be at least two distinct digits 0..9."
-            )
-        if labels_per_class is not None and labels_per_class < 2:
-            raise ValueError(
-                f"DigitImages: labels_per_class={labels_per_class} must be >= 2 (the data module "
-                "carves a dev split from them), or null for all examples."
-            )
-        self.size = size
-        self.channels = channels
-        self.classes = list(classes) if classes is not None else None
-        self.labels_per_class = labels_per_class
-
-    def load(self, seed: int) -> Arrays:
-        import torch.nn.functional as F
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        digits = self.classes if self.classes is not None else list(range(10))
-        keep = np.isin(data.target, digits)
-        y = np.searchsorted(np.array(sorted(digits)), data.target[keep]).astype(np.int64)
-        images = torch.from_numpy(data.images[keep].astype(np.float32) / 16.0)[:, None]
-        if self.size != 8:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear")
-        x = images.clamp(0, 1).expand(-1, self.channels, -1, -1).contiguous().numpy()
-        names = [str(d) for d in sorted(digits)]
-        if self.labels_per_class is None:
-            return Arrays(x=x, y=y, class_names=names)
-        rng = np.random.default_rng(seed)
-        labelled = np.zeros(len(y), dtype=bool)
-        for k in range(len(digits)):
-            members = np.flatnonzero(y == k)
-            if len(members) <= self.labels_per_class:
-                raise ValueError(
-                    f"DigitImages: labels_per_class={self.labels_per_class} leaves no test "
-                    f"examples of digit {names[k]} ({len(members)} in all); use fewer."
-                )
-            labelled[rng.choice(members, self.labels_per_class, replace=False)] = True
-        return Arrays(
-            x=x[labelled],
-            y=y[labelled],
-            class_names=names,
-            x_test=x[~labelled],
-            y_test=y[~labelled],
-        )
-
-
-def write_image_folder(
-    arrays: Arrays, root: str | Path, limit_per_class: int | None = None
-) -> Path:
-    """Write images in [0, 1] as PNG files, one sub-folder per class: an image folder to try
-    :class:`ImageFolderDataModule` on without downloading anything.
-
-    Example:
-        >>> import tempfile
-        >>> root = write_image_folder(DigitImages(size=16).load(0), tempfile.mkdtemp(), 2)
-        >>> sorted(p.name for p in (root / "3").iterdir())
-        ['00000.png', '00001.png']
-    """
-    from PIL import Image
-
-    root = Path(root)
-    names = arrays.class_names or [str(k) for k in range(int(arrays.y.max()) + 1)]
-    for k, name in enumerate(names):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        members = np.flatnonzero(arrays.y == k)[:limit_per_class]
-        for i, row in enumerate(members):
-            image = np.broadcast_to(arrays.x[row], (3, *arrays.x.shape[2:]))
-            pixels = (image.transpose(1, 2, 0) * 255).round().astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:05d}.png")
-    return root
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -171,7 +63,9 @@ class ImageFolderDataModule(L.LightningDataModule):
     Two layouts: ``root/train/<class>/*.jpg`` with optional ``root/dev`` (or ``val``) and
     ``root/test`` holding the same class folders; or ``root/<class>/*.jpg``. Splits that have no
     folder are carved from the train images, stratified and seeded (``dev_fraction``,
-    ``test_fraction``).
+    ``test_fraction``). ``train_dev_fraction`` holds out a train-dev split from the train
+    images the same way: from the training distribution, never trained on, so the diagnosis
+    tells variance (train-dev - train) from data mismatch (dev - train-dev).
 
     Every image is resized so its shorter side is ``resize_size`` and center-cropped to
     ``image_size`` (torchvision's evaluation preprocessing: 256 then 224 for its ImageNet
@@ -199,6 +93,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             final center crop.
         dev_fraction: Fraction of the train images carved as dev when there is no dev folder.
         test_fraction: Fraction carved as test when there is no test folder.
+        train_dev_fraction: Fraction of the train folder's images held out as train-dev
+            (evaluated like dev: resized and cropped, never augmented), in [0, 1); 0 = none.
+            Dev and test are the same with or without it (they are carved first).
         batch_size: Training mini-batch size.
         eval_batch_size: Batch size for evaluation and prediction.
         num_workers: Worker processes decoding images (0 = in the main process).
@@ -217,6 +114,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         augment: bool | list[nn.Module] = True,
         dev_fraction: float = 0.2,
         test_fraction: float = 0.2,
+        train_dev_fraction: float = 0.0,
         batch_size: int = 32,
         eval_batch_size: int = 64,
         num_workers: int = 2,
@@ -232,6 +130,12 @@ class ImageFolderDataModule(L.LightningDataModule):
                 raise ValueError(f"{arg}={value} must be >= 1.")
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = the main process).")
+        if not 0 <= train_dev_fraction < 1:
+            raise ValueError(
+                f"train_dev_fraction={train_dev_fraction} is outside [0, 1) (0 = no train-dev "
+                "split). It is the fraction of the train folder's images held out as train-dev; "
+                "typical values are 0.1 to 0.2."
+            )
         interpolation = InterpolationMode.BILINEAR
         if preprocessing is not None:
             sizes = _weights_preprocessing(preprocessing)
@@ -252,6 +156,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.interpolation = interpolation
         self.augment = augment
         self.dev_fraction, self.test_fraction = dev_fraction, test_fraction
+        self.train_dev_fraction = train_dev_fraction
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
         self.normalize = normalize
@@ -269,10 +174,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self._splits
 
     def _find(self) -> dict[str, tuple[list[Path], list[int]]]:
-        return self._find_in(self.root)
+        return self._find_in(self.root, self.train_dev_fraction)
 
-    def _find_in(self, root: Path) -> dict[str, tuple[list[Path], list[int]]]:
-        """The splits of the image folder ``root``; sets :attr:`class_names` from its own."""
+    def _find_in(
+        self, root: Path, train_dev_fraction: float = 0.0
+    ) -> dict[str, tuple[list[Path], list[int]]]:
+        """The splits of the image folder ``root``; sets :attr:`class_names` from its own.
+        ``train_dev_fraction`` of its train images are held out as train-dev."""
         if not root.is_dir():
             raise ValueError(
                 f"root={str(root)!r} is not a folder. Give a folder with one sub-folder of "
@@ -303,22 +211,42 @@ class ImageFolderDataModule(L.LightningDataModule):
             if (root / "test").is_dir():
                 found["test"] = self._scan(root / "test")
         missing = [s for s in ("dev", "test") if s not in found]
-        if missing:
-            files, labels = found["train"]
-            # stratified_split carves "dev" first, then optionally "test"; name its parts.
-            fractions = {"dev": self.dev_fraction, "test": self.test_fraction}
-            first, second = missing[0], missing[1] if len(missing) > 1 else None
-            index = stratified_split(
-                np.array(labels),
-                dev_fraction=fractions[first],
-                test_fraction=fractions[second] if second else None,
-                seed=self.seed,
-            )
-            if first != "dev":
-                index[first] = index.pop("dev")
-            for split, rows in index.items():
-                found[split] = ([files[i] for i in rows], [labels[i] for i in rows])
+        if missing or train_dev_fraction > 0:
+            found.update(self._carve(found["train"], missing, train_dev_fraction))
         return {k: found[k] for k in _SPLITS if k in found}
+
+    def _carve(
+        self, train: tuple[list[Path], list[int]], missing: list[str], train_dev_fraction: float
+    ) -> dict[str, tuple[list[Path], list[int]]]:
+        """The ``missing`` splits (dev, test) and a train-dev split carved from the train
+        images, and the train images left.
+
+        :func:`stratified_split` carves its ``test`` part first, then ``dev``, then
+        ``train_dev``, each from what is left, seeded: the parts are named after the splits
+        they become, so dev and test do not change when a train-dev split is added.
+        """
+        files, labels = train
+        carve = missing + (["train_dev"] if train_dev_fraction > 0 else [])
+        fractions = {
+            "dev": self.dev_fraction,
+            "test": self.test_fraction,
+            "train_dev": train_dev_fraction,
+        }
+        first = carve[0]  # stratified_split's "dev" part (the only one it requires)
+        both = len(missing) == 2
+        with_train_dev = "train_dev" in carve and first != "train_dev"
+        index = stratified_split(
+            np.array(labels),
+            dev_fraction=fractions[first],
+            test_fraction=fractions["test"] if both else None,
+            train_dev_fraction=train_dev_fraction if with_train_dev else 0.0,
+            seed=self.seed,
+        )
+        index[first] = index.pop("dev")
+        return {
+            split: ([files[i] for i in rows], [labels[i] for i in rows])
+            for split, rows in index.items()
+        }
 
     def _scan(self, folder: Path) -> tuple[list[Path], list[int]]:
         files: list[Path] = []
@@ -343,8 +271,58 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def split_names(self) -> list[str]:
-        """The splits, in order: train, dev, test."""
+        """The splits, in order: train, [train_dev], dev, [test]."""
         return list(self.split_files())
+
+    # ------------------------------------------- what evaluation reads (data.EvaluationData)
+    def _files(self, split: str) -> tuple[list[Path], list[int]]:
+        splits = self.split_files()
+        if split not in splits:
+            raise ValueError(f"No {split!r} split; this data module has {self.split_names}.")
+        return splits[split]
+
+    def split_labels(self, split: str) -> torch.Tensor:
+        """The labels of ``split``, in file order."""
+        return torch.tensor(self._files(split)[1], dtype=torch.long)
+
+    def split_size(self, split: str) -> int:
+        """How many images ``split`` holds."""
+        return len(self._files(split)[0])
+
+    def example_files(self, split: str) -> list[Path]:
+        """The image file of each example of ``split``, in order."""
+        return list(self._files(split)[0])
+
+    def split_examples(self, split: str, rows: Sequence[int]) -> torch.Tensor:
+        """The images at positions ``rows`` of ``split``, decoded with the evaluation
+        transforms (as :meth:`eval_dataloader` gives them), stacked."""
+        if not len(rows):
+            return torch.empty((0, *self.input_shape))
+        dataset = self.eval_dataloader(split).dataset  # what scoring reads, one image at a time
+        return torch.stack([dataset[int(i)][0] for i in rows])
+
+    def distribution_features(self, x: torch.Tensor) -> np.ndarray:
+        """Per image, each channel's mean, then each channel's standard deviation: what the
+        dev/test check compares (a few numbers an image, not every pixel of a large one)."""
+        flat = x.flatten(2).double()
+        return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1).numpy()
+
+    @property
+    def distribution_feature_names(self) -> list[str]:
+        """``mean of channel R``, ..., ``std of channel B``."""
+        return [f"{s} of channel {c}" for s in ("mean", "std") for c in ("R", "G", "B")]
+
+    def keep_train(self, rows: np.ndarray) -> None:
+        """Keep only the train images at positions ``rows`` (a learning curve's subset): what
+        training, the normalization statistics and the train scores then see. Per-split
+        arrays kept beside the files (a mismatch module's :attr:`origin`) follow."""
+        files, labels = self._files("train")
+        keep = [int(i) for i in rows]
+        assert self._splits is not None
+        self._splits["train"] = ([files[i] for i in keep], [labels[i] for i in keep])
+        origin = getattr(self, "origin", None)
+        if isinstance(origin, dict) and len(origin.get("train", ())) == len(files):
+            origin["train"] = np.asarray(origin["train"])[keep]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -432,10 +410,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
 
     def _split(self, split: str, train: bool = False, keep: bool = False) -> DataLoader:
-        splits = self.split_files()
-        if split not in splits:
-            raise ValueError(f"No {split!r} split; this data module has {self.split_names}.")
-        return self._loader(*splits[split], train=train, keep=keep)
+        return self._loader(*self._files(split), train=train, keep=keep)
 
     def train_dataloader(self) -> DataLoader:
         return self._split("train", train=True, keep=True)
@@ -472,7 +447,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.class_names = list(state_dict.get("class_names") or self.class_names)
 
 
-_SPLITS = ("train", "dev", "test")
+_SPLITS = ("train", "train_dev", "dev", "test")
 
 
 def _image_files(folder: Path) -> list[Path]:

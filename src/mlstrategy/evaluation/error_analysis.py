@@ -6,10 +6,11 @@ mistake dominate, and work on the biggest category first. Here: the most-confuse
 wrong). The course also requires dev and test to come from one distribution; the check is
 :func:`~mlstrategy.evaluation.distributions.compare_distributions`.
 
-:func:`analyze_errors` does both for every kind of run: in-memory arrays, a folder of image
-files (the highest-loss examples are listed by file; dev and test are compared on each image's
-colour statistics) and a multi-task model (per classification task, on its present labels; dev
-and test compared on the features and on each task's labels).
+:func:`analyze_errors` does both for every kind of run, reading the data through one
+interface (:class:`~mlstrategy.data.protocol.EvaluationData`): in-memory arrays, a folder of
+image files (the highest-loss examples are listed by file; dev and test are compared on each
+image's colour statistics) and a multi-task model (per classification task, on its present
+labels; dev and test compared on the features and on each task's labels).
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mlstrategy.evaluation.distributions import compare_distributions, compare_task_distributions
+from mlstrategy.data.protocol import EvaluationData, evaluation_data
+from mlstrategy.evaluation.distributions import (
+    DOMAIN_MAX_ROWS,
+    compare_distributions,
+    compare_task_distributions,
+)
 from mlstrategy.evaluation.scoring import is_multitask
 from mlstrategy.metrics.masking import present_mask
 
@@ -149,12 +155,17 @@ def analyze_errors(
 ) -> dict[str, Any]:
     """Error analysis on the dev split and the dev/test same-distribution check, for any run.
 
-    - A single-task classifier on in-memory data (a data module whose ``prepare()`` returns
-      ``{split: (x, y)}``, as :class:`~mlstrategy.data.ArrayDataModule`).
-    - A single-task classifier on image files (``split_files()``, as
-      :class:`~mlstrategy.data.ImageFolderDataModule`): each highest-loss example also names
-      its ``file``; dev and test are compared on every image's per-channel mean and standard
-      deviation (what the model sees), each split decoded once more.
+    The data is read through :class:`~mlstrategy.data.protocol.EvaluationData`, so in-memory
+    arrays (:class:`~mlstrategy.data.ArrayDataModule`) and folders of image files
+    (:class:`~mlstrategy.data.ImageFolderDataModule`) are analysed alike, split by split in
+    evaluation batches (never augmented):
+
+    - A single-task classifier: the most-confused pairs and the highest-loss dev examples
+      (for image files each also names its ``file``). Dev and test are compared on what the
+      data module offers (``distribution_features``: the raw features of in-memory data, each
+      image's per-channel mean and standard deviation for image files); train is told from
+      dev on at most :data:`~mlstrategy.evaluation.distributions.DOMAIN_MAX_ROWS` train
+      examples of a folder (every one in memory).
     - A multi-task model (it lists its ``tasks``): per classification task, its most-confused
       pairs and its highest-loss dev examples among those with a label for it (``index`` is
       the position in the dev split); dev and test are compared on the features and on each
@@ -168,89 +179,80 @@ def analyze_errors(
 
     Returns:
         ``{"most_confused": [...], "highest_loss": [...], "same_distribution": {...}}``, for
-        image or signal data ``"highest_loss_x"`` too (the raw examples, for the figure); for a
-        multi-task model ``{"tasks": {task: {"most_confused", "highest_loss"}},
-        "same_distribution": {...}}``. ``{}`` where there is no dev split to analyse.
+        image or signal data ``"highest_loss_x"`` too (the examples as the model saw them, for
+        the figure); for a multi-task model ``{"tasks": {task: {"most_confused",
+        "highest_loss"}}, "same_distribution": {...}}``. ``{}`` where there is no dev split to
+        analyse, or a data module that cannot be read split by split.
     """
+    data = evaluation_data(datamodule)
+    if data is None or "dev" not in data.split_names:
+        return {}
     if is_multitask(model):
-        return _analyze_tasks(model, datamodule, splits, k)
-    if callable(getattr(datamodule, "split_files", None)):
-        return _analyze_image_files(model, datamodule, splits, k)
-    prepare = getattr(datamodule, "prepare", None)
-    if not callable(prepare):
-        return {}
-    data = prepare()
-    if "dev" not in data:
-        return {}
-    x_dev, y_dev = data["dev"]
-    if y_dev.dim() != 1:
+        return _analyze_tasks(model, datamodule, data, splits, k)
+    if data.split_labels("dev").dim() != 1:
         return {}  # one label column per task: not a single-task classifier's labels
     cm = splits.get("dev", {}).get("confusion_matrix")
-    num_classes = len(cm) if cm else int(max(int(y.max()) for _, y in data.values())) + 1
-    names = _class_names(datamodule, num_classes)
-    losses, preds, p_true = example_losses(model, x_dev, y_dev)
+    losses, preds, p_true, y_dev, features = _dev_pass(model, data)
+    names = _class_names(data, len(cm) if cm else None)
     worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
+    files = data.example_files("dev")
+    if files is not None:
+        for w in worst:
+            w["file"] = str(files[w["index"]])
     out: dict[str, Any] = {
         "most_confused": most_confused(cm, names) if cm else [],
         "highest_loss": worst,
     }
-    if x_dev.dim() in (3, 4):
-        out["highest_loss_x"] = x_dev[[w["index"] for w in worst]].numpy()
-    if "test" in data:
-        x_test, y_test = data["test"]
+    shown = data.split_examples("dev", [w["index"] for w in worst])
+    if shown.dim() in (3, 4):
+        out["highest_loss_x"] = shown.numpy()
+    if "test" in data.split_names:
         out["same_distribution"] = compare_distributions(
-            (x_dev.numpy(), y_dev.numpy()),
-            (x_test.numpy(), y_test.numpy()),
-            num_classes,
-            train_x=data["train"][0].numpy() if "train" in data else None,
-        )
-    return out
-
-
-def _class_names(datamodule: Any, num_classes: int) -> list[str]:
-    return list(getattr(datamodule, "class_names", None) or []) or [
-        str(c) for c in range(num_classes)
-    ]
-
-
-def _image_statistics(x: torch.Tensor) -> torch.Tensor:
-    """Per image: each channel's mean, then each channel's standard deviation."""
-    flat = x.flatten(2).double()
-    return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
-
-
-def _analyze_image_files(
-    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int
-) -> dict[str, Any]:
-    files = datamodule.split_files()
-    if "dev" not in files:
-        return {}
-    cm = splits.get("dev", {}).get("confusion_matrix")
-    names = _class_names(datamodule, len(cm) if cm else datamodule.num_classes)
-    loader = datamodule.eval_dataloader("dev")
-    parts: list[tuple[torch.Tensor, ...]] = []
-    for x, y in loader:  # decoded and resized as for scoring, one batch at a time
-        parts.append((*example_losses(model, x, y), y, _image_statistics(x)))
-    losses, preds, p_true, y_dev, stats = (torch.cat(p) for p in zip(*parts, strict=True))
-    worst = highest_loss(losses, preds, p_true, y_dev, names, k=k)
-    for w in worst:
-        w["file"] = str(files["dev"][0][w["index"]])
-    out: dict[str, Any] = {
-        "most_confused": most_confused(cm, names) if cm else [],
-        "highest_loss": worst,
-        "highest_loss_x": np.stack([loader.dataset[w["index"]][0].numpy() for w in worst]),
-    }
-    if "test" in files:
-        test = torch.cat([_image_statistics(x) for x, _ in datamodule.eval_dataloader("test")])
-        channels = int(stats.shape[1]) // 2
-        labels = ["R", "G", "B"] if channels == 3 else [str(c) for c in range(channels)]
-        out["same_distribution"] = compare_distributions(
-            (stats.numpy(), y_dev.numpy()),
-            (test.numpy(), np.asarray(files["test"][1], dtype=np.int64)),
+            (features, y_dev.numpy()),
+            (_features(data, "test"), data.split_labels("test").numpy()),
             len(names),
-            feature_names=[f"{s} of channel {c}" for s in ("mean", "std") for c in labels],
+            feature_names=data.distribution_feature_names,
+            train_x=_train_sample(data) if "train" in data.split_names else None,
         )
     return out
+
+
+def _class_names(data: EvaluationData, num_classes: int | None) -> list[str]:
+    """The data's class names; ``0..K-1`` where it has none (or not ``num_classes`` of them)."""
+    names = list(data.class_names or [])
+    if num_classes is None:
+        if names:
+            return names
+        num_classes = 1 + max(int(data.split_labels(s).max()) for s in data.split_names)
+    return names if len(names) == num_classes else [str(c) for c in range(num_classes)]
+
+
+def _dev_pass(model: torch.nn.Module, data: EvaluationData) -> tuple[Any, ...]:
+    """One pass over the dev batches: losses, predictions, ``p_true``, labels (tensors) and
+    the distribution features (an array), each in dev order."""
+    parts: list[tuple[torch.Tensor, ...]] = []
+    features: list[np.ndarray] = []
+    for x, y in data.eval_dataloader("dev"):  # decoded and resized as for scoring
+        parts.append((*example_losses(model, x, y), y.cpu()))
+        features.append(data.distribution_features(x.cpu()))
+    losses, preds, p_true, y_dev = (torch.cat(p) for p in zip(*parts, strict=True))
+    return losses, preds, p_true, y_dev, np.concatenate(features)
+
+
+def _features(data: EvaluationData, split: str) -> np.ndarray:
+    """The distribution features of every example of ``split``, in order."""
+    batches = data.eval_dataloader(split)
+    return np.concatenate([data.distribution_features(x.cpu()) for x, _ in batches])
+
+
+def _train_sample(data: EvaluationData, seed: int = 0) -> np.ndarray:
+    """The distribution features of the train split: every example in memory (the domain
+    classifier draws its own rows), a seeded sample of as many as it uses of image files."""
+    n = data.split_size("train")
+    if data.example_files("train") is None or n <= DOMAIN_MAX_ROWS:
+        return _features(data, "train")
+    rows = np.sort(np.random.default_rng(seed).choice(n, DOMAIN_MAX_ROWS, replace=False))
+    return data.distribution_features(data.split_examples("train", rows.tolist()))
 
 
 @torch.no_grad()
@@ -271,16 +273,17 @@ def _task_outputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 409
 
 
 def _analyze_tasks(
-    model: torch.nn.Module, datamodule: Any, splits: Mapping[str, Mapping[str, Any]], k: int
+    model: torch.nn.Module,
+    datamodule: Any,
+    data: EvaluationData,
+    splits: Mapping[str, Mapping[str, Any]],
+    k: int,
 ) -> dict[str, Any]:
-    prepare = getattr(datamodule, "prepare", None)
-    data = prepare() if callable(prepare) else {}
-    if "dev" not in data:
-        return {}
-    x_dev, y_dev = data["dev"]
-    outputs = _task_outputs(model, x_dev)
+    y_dev = data.split_labels("dev")
+    outputs, x_dev = _task_pass(model, data)
     given = dict(getattr(datamodule, "label_classes", None) or {})
     dev_rows = splits.get("dev", {}).get("tasks", {})
+    y_test = data.split_labels("test") if "test" in data.split_names else None
     tasks: dict[str, Any] = {}
     labels: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
     for task in getattr(model, "tasks", []):
@@ -291,8 +294,8 @@ def _analyze_tasks(
             names = [str(c) for c in range(task.num_classes)]
         target = y_dev[:, task.column]
         present = present_mask(target, task.class_column)
-        if "test" in data:
-            test = data["test"][1][:, task.column]
+        if y_test is not None:
+            test = y_test[:, task.column]
             test = test[present_mask(test, task.class_column)]
             labels[task.name] = (_ints(target[present]), _ints(test), task.num_classes)
         if not present.any():
@@ -313,11 +316,21 @@ def _analyze_tasks(
             "highest_loss": worst,
         }
     out: dict[str, Any] = {"tasks": tasks}
-    if "test" in data:
+    if y_test is not None:
         out["same_distribution"] = compare_task_distributions(
-            x_dev.numpy(), data["test"][0].numpy(), labels
+            x_dev, _features(data, "test"), labels
         )
     return out
+
+
+def _task_pass(model: torch.nn.Module, data: EvaluationData) -> tuple[dict[str, Any], Any]:
+    """``{task: outputs}`` over the dev batches, and their distribution features."""
+    parts = [
+        (_task_outputs(model, x), data.distribution_features(x.cpu()))
+        for x, _ in data.eval_dataloader("dev")
+    ]
+    outputs = {t: torch.cat([p[0][t] for p in parts]) for t in parts[0][0]} if parts else {}
+    return outputs, np.concatenate([p[1] for p in parts])
 
 
 def _ints(y: torch.Tensor) -> np.ndarray:

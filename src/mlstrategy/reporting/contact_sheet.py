@@ -2,7 +2,8 @@
 
 Each cell shows one example as the model saw it before normalization (an image, or a signal
 such as MNIST-1D drawn as a line plot), titled with its dev index, its true class and the
-predicted one, and the probability the model gave the true class. Cells are large (about
+predicted one, the probability the model gave the true class and, for an image file, the
+file. Cells are large (about
 250 pixels) so a person can judge each example by eye, as the course's error analysis asks.
 
 Built with matplotlib's object API (no pyplot state), like the other figures.
@@ -31,21 +32,30 @@ class SheetCell:
         true: Its true class.
         predicted: The predicted class.
         p_true: The probability the model gave the true class.
+        name: Where the example came from (an image file), to find it again; None for
+            in-memory data.
     """
 
     index: int
     true: str
     predicted: str
     p_true: float
+    name: str | None = None
 
     def caption(self) -> str:
-        """Two lines: ``#index`` and ``true -> predicted``, then ``p(true)``.
+        """``#index`` and ``true -> predicted``, then ``p(true)``, then the name if any (its
+        last 30 characters).
 
         Example:
             >>> SheetCell(12, "3", "8", 0.041).caption()
             '#12  true 3 -> 8\\np(true) = 0.04'
+            >>> SheetCell(0, "cat", "dog", 0.5, "cat/0042.jpg").caption().splitlines()[-1]
+            'cat/0042.jpg'
         """
-        return f"#{self.index}  true {self.true} -> {self.predicted}\np(true) = {self.p_true:.2f}"
+        text = f"#{self.index}  true {self.true} -> {self.predicted}\np(true) = {self.p_true:.2f}"
+        if self.name:
+            text += "\n" + (self.name if len(self.name) <= 30 else "..." + self.name[-27:])
+        return text
 
 
 def contact_sheet_figure(

@@ -4,7 +4,9 @@
 example, worst (highest loss) first, with its dev index, true and predicted class, ``p_true``,
 ``loss``, the input it came from (``input``: the image file, the CSV line, or the row of the
 data source, named by :func:`~mlstrategy.runs.trained_run.input_identities`) and a ``tags``
-column to fill in. Written again, the sheet keeps the tags already filled in (matched by task,
+column to fill in. In-memory data and image folders are read alike, through
+:class:`~mlstrategy.data.protocol.EvaluationData`; a contact-sheet cell of an image file also
+names the file. Written again, the sheet keeps the tags already filled in (matched by task,
 dev index and input). For images and signals it also draws the highest-loss ones in
 ``errors.png``. The per-example losses come from
 :func:`~mlstrategy.evaluation.error_analysis.analyze_errors`, the same analysis the run report
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mlstrategy.data.protocol import evaluation_data
 from mlstrategy.data.sources import read_csv_table
 from mlstrategy.evaluation.error_analysis import analyze_errors
 from mlstrategy.evaluation.error_tags import TagTable, parse_tags, tag_table
@@ -129,10 +132,10 @@ def _draw(
         order = {w["index"]: k for k, w in enumerate(analysis["highest_loss"])}
         x = analysis["highest_loss_x"][[order[r["index"]] for r in rows]]
     else:
-        prepare = getattr(datamodule, "prepare", None)
-        if not callable(prepare):
+        data = evaluation_data(datamodule)
+        if data is None:
             return None
-        x = prepare()["dev"][0].numpy()[[r["index"] for r in rows]]
+        x = data.split_examples("dev", [r["index"] for r in rows]).numpy()
     x = _as_picture(x, datamodule)
     cells = [
         SheetCell(
@@ -140,6 +143,7 @@ def _draw(
             f"{r['task']}={r['true']}" if "task" in r else r["true"],
             r["predicted"],
             r["p_true"],
+            _file_name(r.get("file")),
         )
         for r in rows
     ]
@@ -148,6 +152,14 @@ def _draw(
     if fig is None:
         return None
     return save_figure(fig, run.run_dir / ERRORS_FIGURE)
+
+
+def _file_name(file: str | None) -> str | None:
+    """An image file as its cell names it: its class folder and its name (``cat/0042.jpg``)."""
+    if not file:
+        return None
+    path = Path(file)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def _as_picture(x: np.ndarray, datamodule: Any) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The learning curve of a recipe: training and dev error against the training-set size m.
 
 Each size is a full run (fit, best checkpoint, scores, diagnosis) on a nested, stratified
-subset of the train split; dev and test stay whole (Machine Learning Yearning, ch. 28-32).
+subset of the train split; train-dev, dev and test stay whole (Machine Learning Yearning,
+ch. 28-32). In-memory data and image folders alike.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
+from mlstrategy.data.protocol import evaluation_data
 from mlstrategy.evaluation.learning_curve import (
     CurvePoint,
     curve_to_dict,
@@ -53,27 +56,26 @@ class LearningCurve:
 
 
 def train_subset(fraction: float) -> Callable[[Any], None]:
-    """Keep a nested, stratified ``fraction`` of a data module's train split."""
+    """Keep a nested, stratified ``fraction`` of a data module's train split (in memory or a
+    folder of images alike, through :class:`~mlstrategy.data.protocol.EvaluationData`)."""
 
     def apply(datamodule: Any) -> None:
-        import torch
-
-        prepare = getattr(datamodule, "prepare", None)
-        splits = prepare() if callable(prepare) else None
-        if not isinstance(splits, dict) or "train" not in splits:
+        data = evaluation_data(datamodule)
+        if data is None or "train" not in data.split_names:
             raise ValueError(
-                f"learning-curve needs a data module that keeps its splits in memory "
-                f"(mlstrategy.data.ArrayDataModule); {type(datamodule).__name__} does not."
+                f"learning-curve trains on subsets of the train split, and "
+                f"{type(datamodule).__name__} does not offer its splits (neither prepare() of "
+                "in-memory data nor the image folders' split methods). Use "
+                "mlstrategy.data.ArrayDataModule or mlstrategy.data.ImageFolderDataModule."
             )
-        x, y = splits["train"]
-        # Class labels are kept in proportion; a real-valued target has no classes (one stratum).
-        strata = torch.zeros(len(y), dtype=torch.long) if y.is_floating_point() else y
-        keep = torch.from_numpy(
-            nested_subset(strata.numpy(), fraction, getattr(datamodule, "seed", 0))
-        )
-        # prepare() hands back its cached splits, so the subset is what setup() and the
-        # train-only normalization statistics see.
-        splits["train"] = (x[keep], y[keep])
+        y = data.split_labels("train")
+        # Class labels are kept in proportion; a real-valued target, or a column per task,
+        # has no classes (one stratum).
+        if y.is_floating_point() or y.dim() != 1:
+            strata = np.zeros(len(y), dtype=np.int64)
+        else:
+            strata = y.numpy()
+        data.keep_train(nested_subset(strata, fraction, getattr(datamodule, "seed", 0)))
 
     return apply
 
