@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mlstrategy.data.example_columns import encode_groups, encode_labels, example_weights
+
 
 @dataclass
 class Arrays:
@@ -25,6 +27,9 @@ class Arrays:
         class_names: One name per class.
         x_test: Features of the source's own test split, if it has one.
         y_test: Labels of the source's own test split.
+        weights: Optional weight ``w_i >= 0`` of each example of ``x`` (the weighted error).
+        groups: Optional group code ``0..G-1`` of each example of ``x`` (per-group errors).
+        group_names: One name per group code.
     """
 
     x: np.ndarray
@@ -32,6 +37,9 @@ class Arrays:
     class_names: list[str] = field(default_factory=list)
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    group_names: list[str] = field(default_factory=list)
 
 
 class ArraySource:
@@ -328,33 +336,62 @@ class ArrayFile(ArraySource):
     For ``.npz``, ``features`` and ``target`` name arrays in the archive (default ``X`` and
     ``y``). For ``.csv`` (header row required; blank lines are skipped), ``target`` names the
     label column and ``features`` the feature columns (default: every other column). Labels
-    may be integers ``0..K-1`` or strings (mapped to classes in sorted order).
+    may be integers ``0..K-1`` or strings (mapped to classes in sorted order). The weight and
+    group columns (arrays) are never features.
 
     Args:
         path: Path to the ``.npz`` or ``.csv`` file.
         target: Name of the label array (``.npz``) or column (``.csv``).
         features: Name of the feature array (``.npz``, one name) or feature columns (``.csv``).
+        weight: Optional column (array) of example weights ``w_i >= 0`` for the weighted error
+            ``sum_i w_i cost(y_i, yhat_i) / sum_i w_i`` (see ``evaluation.class_costs``);
+            training is not weighted by it. null: every example weighs 1.
+        group: Optional column (array) naming each example's group (e.g. a country): the
+            report shows each group's error and ``{split}/error_group_mean``, their mean.
     """
 
-    def __init__(self, path: str, target: str = "y", features: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        target: str = "y",
+        features: list[str] | None = None,
+        weight: str | None = None,
+        group: str | None = None,
+    ) -> None:
         self.path = path
         self.target = target
         self.features = features
+        self.weight = weight
+        self.group = group
 
     def load(self, seed: int) -> Arrays:
-        x, y, path = self.load_raw()
-        return Arrays(x, *_encode_labels(y, path))  # y as classes 0..K-1, and their names
+        x, y, path, extra = self._read()
+        arrays = Arrays(x, *encode_labels(y, path))  # y as classes 0..K-1, and their names
+        if self.weight is not None:
+            arrays.weights = example_weights(extra[self.weight], path, self.weight)
+        if self.group is not None:
+            arrays.groups, arrays.group_names = encode_groups(extra[self.group], path, self.group)
+        return arrays
 
     def load_raw(self) -> tuple[np.ndarray, np.ndarray, Path]:
         """Features, the target as stored (a regression reads it as numbers) and the path."""
-        path = check_data_file(self.path, (".npz", ".csv"), "ArrayFile")
-        if path.suffix.lower() == ".npz":
-            x, y = self._load_npz(path)
-        else:
-            x, y = self._load_csv(path)
-        return x, y, path
+        return self._read()[:3]
 
-    def _load_npz(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self) -> tuple[np.ndarray, np.ndarray, Path, dict[str, np.ndarray]]:
+        path = check_data_file(self.path, (".npz", ".csv"), "ArrayFile")
+        extra = [c for c in (self.weight, self.group) if c is not None]
+        if self.target in extra:
+            raise ValueError(
+                f"{path}: the label column {self.target!r} is also the weight or group column; "
+                "name a column of its own for `weight` and `group`."
+            )
+        load = self._load_npz if path.suffix.lower() == ".npz" else self._load_csv
+        x, y, columns = load(path, extra)
+        return x, y, path, columns
+
+    def _load_npz(
+        self, path: Path, extra: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         import zipfile
 
         feature_key = self.features[0] if self.features else "X"
@@ -372,7 +409,7 @@ class ArrayFile(ArraySource):
             )
         with archive:
             keys = list(archive.keys())
-            for key in (feature_key, self.target):
+            for key in (feature_key, self.target, *extra):
                 if key not in keys:
                     raise ValueError(
                         f"{path} has no array named {key!r} (it has {keys}). Set `source."
@@ -381,6 +418,7 @@ class ArrayFile(ArraySource):
                     )
             x = _npz_array(archive, feature_key, path)
             y = _npz_array(archive, self.target, path)
+            columns = {key: _npz_array(archive, key, path).reshape(-1) for key in extra}
         if not np.issubdtype(x.dtype, np.number):
             raise ValueError(f"{path}: features {feature_key!r} are {x.dtype}, not numbers.")
         if x.ndim < 2:
@@ -395,12 +433,17 @@ class ArrayFile(ArraySource):
             )
         if len(x) == 0:
             raise ValueError(f"{path}: features {feature_key!r} hold no examples (0 rows).")
-        return x.astype(np.float32), y
+        for key, values in columns.items():
+            if len(values) != len(x):
+                raise ValueError(f"{path}: {len(x)} examples but {len(values)} {key!r} values.")
+        return x.astype(np.float32), y, columns
 
-    def _load_csv(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _load_csv(
+        self, path: Path, extra: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         table = read_csv_table(path)
         table.require(
-            [self.target, *(self.features or [])],
+            [self.target, *(self.features or []), *extra],
             "Set `source.init_args.target` (label column) and `source.init_args.features` to "
             "columns of the file.",
         )
@@ -409,7 +452,7 @@ class ArrayFile(ArraySource):
                 f"{path}: the label column {self.target!r} is also listed in `features`, which "
                 "would hand the model its answer. Leave it out of `features`."
             )
-        feature_cols = self.features or [c for c in table.header if c != self.target]
+        feature_cols = self.features or [c for c in table.header if c not in (self.target, *extra)]
         if not feature_cols:
             raise ValueError(
                 f"{path} has only the label column {self.target!r}; it needs feature columns."
@@ -434,7 +477,8 @@ class ArrayFile(ArraySource):
                         "the column out of `features`."
                     ) from None
         y = np.array([row[target_idx].strip() for row in table.rows])
-        return x, y
+        cells = {c: np.array([row[table.header.index(c)] for row in table.rows]) for c in extra}
+        return x, y, cells
 
 
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
@@ -446,53 +490,6 @@ def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
             "(they could run code). Save numeric arrays, e.g. numpy.savez(path, X=X.astype("
             "float), y=y.astype(int))."
         ) from None
-
-
-def _encode_labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
-    """Map labels to ``0..K-1``: integer labels are kept, strings become sorted classes."""
-    y = np.asarray(y).reshape(-1)
-    if len(y) == 0:
-        raise ValueError(f"{path}: there are no labels (0 examples).")
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"{path}: every label is {y[0].item()!r}, so there is one class; a classifier needs "
-            "examples of at least 2 classes. Is `target` the label column?"
-        )
-    if y.dtype.kind in "US":  # strings from a CSV: numeric if they all parse
-        try:
-            y = y.astype(np.float64)
-        except ValueError:
-            names = sorted(set(y.tolist()))
-            if "" in names:
-                raise ValueError(
-                    f"{path}: some labels are empty; every row needs a label."
-                ) from None
-            return np.searchsorted(names, y).astype(np.int64), names
-    if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
-        raise ValueError(f"{path}: labels are {y.dtype}; give integers 0..K-1 or strings.")
-    y = y.astype(np.float64)
-    if np.isnan(y).any():
-        raise ValueError(f"{path}: {int(np.isnan(y).sum())} labels are missing (NaN or empty).")
-    if (y != np.round(y)).any() or (y < 0).any() or np.isinf(y).any():
-        bad = y[(y != np.round(y)) | (y < 0) | np.isinf(y)][:3].tolist()
-        raise ValueError(
-            f"{path}: labels out of range, e.g. {bad}. Class labels must be integers 0..K-1 "
-            "(or strings, mapped to classes in sorted order)."
-        )
-    top = int(y.max())
-    if top >= len(y):
-        raise ValueError(
-            f"{path}: the largest label is {top} but there are only {len(y)} examples, so most "
-            f"of the {top + 1} classes 0..{top} have none. Class labels must be 0..K-1; is "
-            "`target` really the label column (not an id)?"
-        )
-    if not (y == 0).any():
-        raise ValueError(
-            f"{path}: labels run from {int(y.min())} to {top} and none is 0; class labels must "
-            "be 0..K-1. Subtract 1 if they count from 1, or give them as strings."
-        )
-    y_int = y.astype(np.int64)
-    return y_int, [str(k) for k in range(top + 1)]
 
 
 SOURCES: dict[str, type[ArraySource]] = {

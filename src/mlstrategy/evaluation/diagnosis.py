@@ -477,4 +477,5 @@ def diagnose_run(
         metric = error_metric if error_metric in REGRESSION_ERRORS else "rmse"
         return diagnose_splits(splits, human_error, metric)
     reason = no_error_rate(splits)
-    return reason if reason is not None else diagnose_splits(splits, human_error)
+    metric = "weighted_error" if error_metric == "weighted_error" else "error"  # a classifier's
+    return reason if reason is not None else diagnose_splits(splits, human_error, metric)

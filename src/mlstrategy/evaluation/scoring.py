@@ -14,6 +14,11 @@ where no classification task has labels), and adds ``"tasks": {task: row}``. Sin
 regressors get per-split MSE, RMSE, MAE, R^2 and loss, and ``"standard_errors"``: each
 score's bootstrap standard error (:func:`~mlstrategy.evaluation.sampling.
 bootstrap_standard_errors`).
+
+Single-task classifiers also get ``weighted_error`` (:mod:`mlstrategy.metrics.weighted`: the
+costs of ``evaluation.class_costs`` and the data's example weights, 0-1 costs and weight 1
+when not given) with its standard error in ``"standard_errors"``, and, when the data has a
+group column, ``error_group_mean`` and ``"groups"`` (each group's ``n`` and ``error``).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from lightning.pytorch.callbacks import Callback
 
 from mlstrategy.evaluation.sampling import bootstrap_standard_errors
 from mlstrategy.metrics.classification import ClassificationScores, per_class_table
+from mlstrategy.metrics.costs import ClassCosts, cost_matrix
 from mlstrategy.metrics.regression import RegressionScores
 from mlstrategy.metrics.tasks import TaskScores, summarize_tasks
+from mlstrategy.metrics.weighted import WeightedConfusion, weighted_scores
 
 
 class ScoredTask(Protocol):
@@ -78,6 +85,8 @@ class SplitScorer(Callback):
         class_names: One name per class (single task), or ``{label column: names}``
             (multi-task); default: the trainer's data module's ``class_names`` or
             ``label_classes``.
+        class_costs: A single-task classifier's ``evaluation.class_costs`` (see
+            :func:`~mlstrategy.metrics.costs.cost_matrix`); None: every mistake costs 1.
 
     Attributes:
         summary: The split's scalars: ``error``, ``accuracy``, ... and ``loss`` (multi-task:
@@ -88,11 +97,16 @@ class SplitScorer(Callback):
     """
 
     def __init__(
-        self, split: str = "test", class_names: Sequence[str] | Mapping[str, Any] | None = None
+        self,
+        split: str = "test",
+        class_names: Sequence[str] | Mapping[str, Any] | None = None,
+        class_costs: ClassCosts | None = None,
     ) -> None:
         super().__init__()
         self.split = split
         self.class_names = class_names
+        self.class_costs = class_costs
+        self._weighted: _WeightedSplit | None = None
         self.summary: dict[str, float | None] = {}
         self.details: dict[str, Any] = {}
         self._scores: ClassificationScores | None = None  # single task
@@ -122,6 +136,7 @@ class SplitScorer(Callback):
             }
         else:
             self._scores = ClassificationScores(int(model.num_classes)).to(pl_module.device)
+            self._weighted = _WeightedSplit(trainer, self.split, int(model.num_classes))
 
     def on_test_batch_end(
         self,
@@ -134,6 +149,8 @@ class SplitScorer(Callback):
     ) -> None:
         if self._scores is not None:
             self._scores.update(outputs["cost"], outputs["preds"], outputs["targets"])
+            if self._weighted is not None:
+                self._weighted.update(outputs["preds"], outputs["targets"])
             return
         if self._values is not None:
             self._values.update(outputs["cost"], outputs["preds"], outputs["targets"])
@@ -153,6 +170,11 @@ class SplitScorer(Callback):
                 "confusion_matrix": per_class["confusion_matrix"].tolist(),
             }
             pl_module.log_dict({f"{self.split}/{k}": v for k, v in scalars.items()})
+            if self._weighted is not None:
+                weighted, details = self._weighted.compute(self.class_costs)
+                self.summary.update(weighted)
+                self.details.update(details)
+                pl_module.log_dict({f"{self.split}/{k}": v for k, v in weighted.items()})
             return
         if self._values is not None:
             self._score_values(pl_module)
@@ -198,6 +220,7 @@ def evaluate_splits(
     datamodule: Any,
     ckpt_path: str | None,
     only: Sequence[str] | None = None,
+    class_costs: ClassCosts | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``model`` on every split of ``datamodule``, in eval mode, over whole splits.
 
@@ -216,9 +239,12 @@ def evaluate_splits(
         ckpt_path: The checkpoint to score (the best one), or None for the model as it is.
         only: Score these splits alone (``["test"]``: the chosen trial of a tune), in the
             data module's order; default: every split.
+        class_costs: ``evaluation.class_costs`` for a single-task classifier's
+            ``weighted_error``; None: 0-1 costs.
 
     Raises:
-        ValueError: ``only`` names a split the data module does not have.
+        ValueError: ``only`` names a split the data module does not have, or ``class_costs``
+            do not fit the model's number of classes.
 
     Returns:
         Single task: ``{split: {"error", "accuracy", "precision", "recall", "f1", ..., "loss",
@@ -236,10 +262,12 @@ def evaluate_splits(
     splits = [s for s in splits if only is None or s in only]
     order = sorted(splits, key=lambda s: s != "test")  # test first where there is one
     names = class_names(datamodule, model)
+    if class_costs is not None and not (is_regressor(model) or is_multitask(model)):
+        cost_matrix(class_costs, int(cast(Any, model).num_classes))  # refused before scoring
     results: dict[str, dict[str, Any]] = {}
     for i, split in enumerate(order):
         loader = datamodule.eval_dataloader(split)
-        scorer = SplitScorer(split, names)
+        scorer = SplitScorer(split, names, class_costs)
         callbacks: list[Callback] = cast(Any, trainer).callbacks  # set by Trainer.__init__
         callbacks.append(scorer)
         try:
@@ -250,6 +278,53 @@ def evaluate_splits(
             callbacks.remove(scorer)
         results[split] = {**scorer.summary, "n": _split_size(loader), **scorer.details}
     return {s: results[s] for s in splits}
+
+
+class _WeightedSplit:
+    """One split's :class:`~mlstrategy.metrics.weighted.WeightedConfusion`, fed with each
+    batch's rows of the data module's ``example_columns`` (weights and group codes).
+
+    Evaluation batches come in the split's order, unshuffled; under a distributed strategy
+    this process holds every ``world_size``-th example from its ``rank``, so the ``p``-th
+    example it scores is the split's row ``rank + world_size * p``. Columns whose length is
+    not the split's (a learning curve's train subset) are not used: weight 1, no groups.
+    """
+
+    def __init__(self, trainer: Any, split: str, num_classes: int) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        columns = dict((getattr(datamodule, "example_columns", None) or {}).get(split) or {})
+        prepare = getattr(datamodule, "prepare", None)
+        splits = prepare() if columns and callable(prepare) else {}
+        size = len(splits[split][1]) if split in splits else None
+        columns = {k: v for k, v in columns.items() if size is not None and len(v) == size}
+        device = trainer.strategy.root_device
+        self.weights = _on(columns.get("weight"), device, torch.float64)
+        self.groups = _on(columns.get("group"), device, torch.long)
+        names = list(getattr(datamodule, "group_names", None) or []) if "group" in columns else []
+        self.group_names = names
+        self.sums = WeightedConfusion(num_classes, len(names)).to(device)
+        self.rank, self.world = int(trainer.global_rank), int(trainer.world_size)
+        self.seen = 0
+
+    def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
+        n = len(preds)
+        rows = None
+        if self.weights is not None or self.groups is not None:
+            rows = torch.arange(self.seen, self.seen + n, device=preds.device)
+            rows = self.rank + self.world * rows
+        self.seen += n
+        ones = torch.ones(n, dtype=torch.float64, device=preds.device)
+        w = self.weights[rows] if self.weights is not None and rows is not None else ones
+        g = self.groups[rows] if self.groups is not None and rows is not None else None
+        self.sums.update(preds, targets, w, g)
+
+    def compute(self, class_costs: ClassCosts | None) -> tuple[dict[str, float], dict[str, Any]]:
+        costs = cost_matrix(class_costs, self.sums.num_classes)
+        return weighted_scores(self.sums.compute(), costs, self.group_names)
+
+
+def _on(values: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if values is None else torch.as_tensor(values).to(device=device, dtype=dtype)
 
 
 def class_names(datamodule: Any, model: Any) -> list[str] | dict[str, list[str]]:

@@ -18,7 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlstrategy.metrics.names import AVERAGES, CONFUSION_NAMES, METRIC_NAMES, PER_CLASS_NAMES
+from mlstrategy.metrics.names import (
+    AVERAGES,
+    CONFUSION_NAMES,
+    METRIC_NAMES,
+    PER_CLASS_NAMES,
+    WEIGHTED_NAMES,
+)
 
 Goal = Literal["max", "min"]
 
@@ -123,6 +129,7 @@ SPLIT_METRICS = (
     "r2",
     *(f"{m}_{a}" for m in PER_CLASS_NAMES for a in AVERAGES),
     *CONFUSION_NAMES,
+    *WEIGHTED_NAMES,
 )
 
 
@@ -140,7 +147,8 @@ def check_metric_name(name: str, where: str) -> None:
         ValueError: evaluation.satisfy names the metric 'dev/speed', which no run records: \
 'speed' is not one of n, error, accuracy, precision, recall, f1, loss, mse, mae, rmse, \
 r2, precision_micro, precision_macro, precision_weighted, recall_micro, recall_macro, \
-recall_weighted, f1_micro, f1_macro, f1_weighted, fp, fn, fp_rate, fn_rate.
+recall_weighted, f1_micro, f1_macro, f1_weighted, fp, fn, fp_rate, fn_rate, \
+weighted_error, error_group_mean.
     """
     parts = name.split("/")
     if len(parts) == 1:

@@ -12,9 +12,10 @@ from mlstrategy.evaluation.selection import (
     default_goal,
     parse_constraint,
 )
+from mlstrategy.metrics.costs import ClassCosts, check_class_costs
 from mlstrategy.metrics.names import REGRESSION_ERRORS, REGRESSION_NAMES
 
-ErrorMetric = Literal["auto", "error", "rmse", "mse", "mae"]
+ErrorMetric = Literal["auto", "error", "weighted_error", "rmse", "mse", "mae"]
 DEFAULT_OPTIMIZE = {False: "dev/f1", True: "dev/rmse"}  # by "is the model a regressor"
 
 
@@ -52,8 +53,18 @@ class EvaluationSettings:
             averages over about ``1 / (1 - beta)`` steps (0.9: ~10, 0.98: ~50); 0 draws the raw
             cost only.
         error_metric: The error the diagnosis subtracts: ``error`` (the error rate, a
-            classifier's), or for a regressor ``rmse``, ``mse`` or ``mae`` in the target's
-            units; ``auto``: ``error`` for a classifier, ``rmse`` for a regressor.
+            classifier's) or ``weighted_error`` (a classifier's, with ``class_costs`` and the
+            data's example weights; ``human_error`` is then in the same cost units), or for a
+            regressor ``rmse``, ``mse`` or ``mae`` in the target's units; ``auto``: ``error``
+            for a classifier, ``rmse`` for a regressor.
+        class_costs: What each kind of mistake costs in a classifier's ``{split}/
+            weighted_error`` = ``sum_i w_i cost[y_i, yhat_i] / sum_i w_i`` (``w_i``: the
+            data's example weight, e.g. ``ArrayFile``'s ``weight`` column, else 1). One of
+            ``{true: [c_0, .., c_K-1]}`` (a mistake on an example of true class k costs c_k),
+            ``{predicted: [c_0, .., c_K-1]}`` (wrongly predicting k costs c_k), or a K x K
+            matrix ``[[..], ..]`` indexed [true][predicted]; costs >= 0, in the data's class
+            order. null: every mistake costs 1 (``weighted_error`` is then the error rate,
+            weighted by the example weights).
 
     Example:
         >>> s = EvaluationSettings(human_error=0.05, satisfy=["latency_ms<=5"])
@@ -76,6 +87,7 @@ class EvaluationSettings:
         columns: list[str] | None = None,
         smoothing_beta: float = 0.98,
         error_metric: ErrorMetric = "auto",
+        class_costs: ClassCosts | None = None,
     ) -> None:
         if human_error is not None and not (math.isfinite(human_error) and human_error >= 0):
             raise ValueError(
@@ -83,10 +95,13 @@ class EvaluationSettings:
                 "[0, 1] for a classifier (5% -> 0.05), an RMSE >= 0 in the target's units for "
                 "a regressor, or null when it is not known."
             )
-        if error_metric not in ("auto", "error", *REGRESSION_ERRORS):
+        if error_metric not in ("auto", "error", "weighted_error", *REGRESSION_ERRORS):
             raise ValueError(
-                f"evaluation.error_metric={error_metric!r}; use auto, error, rmse, mse or mae."
+                f"evaluation.error_metric={error_metric!r}; use auto, error, weighted_error, "
+                "rmse, mse or mae."
             )
+        if class_costs is not None:
+            check_class_costs(class_costs)  # the class count is checked once the data is known
         if goal not in ("auto", "max", "min"):
             raise ValueError(f"evaluation.goal={goal!r}; use auto, max or min.")
         if not 0.0 <= smoothing_beta < 1.0:
@@ -106,6 +121,7 @@ class EvaluationSettings:
         self.columns = list(columns or [])
         self.smoothing_beta = smoothing_beta
         self.error_metric = error_metric
+        self.class_costs = class_costs
         self.constraints: list[Constraint] = [parse_constraint(c) for c in self.satisfy]
         # A name no run records would train a run that no comparison can choose.
         if optimize is not None:
@@ -132,10 +148,10 @@ class EvaluationSettings:
         if self.error_metric == "auto":
             self.error_metric = "rmse" if regression else "error"
         if regression:
-            if self.error_metric == "error":
+            if self.error_metric in ("error", "weighted_error"):
                 raise ValueError(
-                    "evaluation.error_metric=error is a classifier's error rate; this run's "
-                    "model is a regressor. Use rmse (the default), mse or mae."
+                    f"evaluation.error_metric={self.error_metric} is a classifier's error; this "
+                    "run's model is a regressor. Use rmse (the default), mse or mae."
                 )
             named = [("evaluation.optimize", self.optimize)]
             named += [("evaluation.satisfy", c.metric) for c in self.constraints]
@@ -150,13 +166,13 @@ class EvaluationSettings:
                         "(rmse, mse and mae minimized, r2 maximized)."
                     )
             return
-        if self.error_metric != "error":
+        if self.error_metric not in ("error", "weighted_error"):
             raise ValueError(
                 f"evaluation.error_metric={self.error_metric} is a regression error; this "
                 "run's model is a classifier, diagnosed on its error rate (error_metric: error "
-                "or auto)."
+                "or auto, or weighted_error)."
             )
-        if self.human_error is not None and self.human_error > 1.0:
+        if self.error_metric == "error" and self.human_error is not None and self.human_error > 1:
             raise ValueError(
                 f"evaluation.human_error={self.human_error} is not an error rate; give a "
                 "fraction in [0, 1] (5% -> 0.05), or null when it is not known."
@@ -179,4 +195,5 @@ class EvaluationSettings:
             "columns": list(self.columns),
             "smoothing_beta": self.smoothing_beta,
             "error_metric": self.error_metric,
+            "class_costs": self.class_costs,
         }

@@ -14,3 +14,6 @@ CONFUSION_NAMES = ("fp", "fn", "fp_rate", "fn_rate")
 # target's units that the diagnosis can subtract (R^2 is a ratio, not an error).
 REGRESSION_NAMES = ("mse", "rmse", "mae", "r2")
 REGRESSION_ERRORS = ("rmse", "mse", "mae")
+# A classifier's weighted error (evaluation.class_costs and the data's example weights) and the
+# unweighted mean of its per-group error rates (the data's group column); both minimized.
+WEIGHTED_NAMES = ("weighted_error", "error_group_mean")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,12 +28,26 @@ class ClassifierModule(SupervisedModule):
     Args:
         input_shape: Shape of one example; filled in from the data module by the CLI.
         num_classes: Number of classes; filled in from the data module by the CLI.
+        class_weights: One weight ``>= 0`` per class (in the data's class order) for the
+            cost: each example's cross-entropy is weighted by its true class's weight and the
+            batch's cost is normalized by the sum of those weights, ``J = sum_i w[y_i] L_i /
+            sum_i w[y_i]`` (as ``torch.nn.CrossEntropyLoss(weight=...)`` with
+            ``reduction="mean"``, and scikit-learn's ``log_loss(..., sample_weight=w[y])``;
+            binary logistic too). The course's weighted cost that matches
+            ``evaluation.class_costs: {true: [...]}``; it weights the training cost, ``cost/dev``
+            and each split's ``loss``. null: every class weighs 1.
         **kwargs: Cost and optimizer settings of
             :class:`~mlstrategy.models.base.SupervisedModule` (``optimizer``,
             ``learning_rate``, ``l2_lambda``, ``lr_decay``, ``compile``, ...).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        class_weights: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if num_classes == 0:  # the data's mark for a real-valued target
             raise ValueError(
                 f"{type(self).__name__} is a classifier, but the data's target is real numbers "
@@ -40,8 +56,14 @@ class ClassifierModule(SupervisedModule):
             )
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes}; a classifier needs at least 2 classes.")
+        _check_class_weights(class_weights, num_classes)
         super().__init__(input_shape, **kwargs)
         self.num_classes = num_classes
+        weight = None if class_weights is None else torch.tensor([float(w) for w in class_weights])
+        # Not persistent: checkpoints keep the list in the hyperparameters, and their keys do
+        # not change; it moves to the model's device with the model.
+        self.class_weight: Tensor | None
+        self.register_buffer("class_weight", weight, persistent=False)
 
     @property
     def binary(self) -> bool:
@@ -59,10 +81,16 @@ class ClassifierModule(SupervisedModule):
         return z.squeeze(-1) if self.binary else z
 
     def cost(self, outputs: Tensor, y: Tensor) -> Tensor:
-        """Cross-entropy cost ``J = -1/m sum y log(a)`` (binary: ``+ (1-y) log(1-a)``)."""
-        if self.binary:
+        """Cross-entropy cost ``J = -1/m sum y log(a)`` (binary: ``+ (1-y) log(1-a)``); with
+        ``class_weights`` ``w``, ``J = sum_i w[y_i] L_i / sum_i w[y_i]``."""
+        w = self.class_weight
+        if not self.binary:
+            return F.cross_entropy(outputs, y, weight=None if w is None else w.to(outputs.dtype))
+        if w is None:
             return F.binary_cross_entropy_with_logits(outputs, y.to(outputs.dtype))
-        return F.cross_entropy(outputs, y)
+        losses = F.binary_cross_entropy_with_logits(outputs, y.to(outputs.dtype), reduction="none")
+        wy = w.to(outputs.dtype)[y.long()]
+        return (wy * losses).sum() / wy.sum()
 
     def predict_labels(self, logits: Tensor) -> Tensor:
         """Class labels: ``a > 0.5`` (i.e. ``z > 0``) for binary, ``argmax`` otherwise."""
@@ -79,3 +107,20 @@ class ClassifierModule(SupervisedModule):
         """One test batch for the split's scorer: ``{"cost", "preds", "targets"}``."""
         cost, logits, y = self.model_step(batch)
         return {"cost": cost, "preds": self.predict_labels(logits), "targets": y}
+
+
+def _check_class_weights(class_weights: Sequence[float] | None, num_classes: int) -> None:
+    """Refuse class weights of the wrong length, negative or non-finite, or all 0."""
+    if class_weights is None:
+        return
+    weights = [float(w) for w in class_weights]
+    if len(weights) != num_classes:
+        raise ValueError(
+            f"class_weights={weights} has {len(weights)} weights, but the data has {num_classes} "
+            f"classes; give one weight per class in the data's class order (0..{num_classes - 1})."
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(weights):
+        raise ValueError(
+            f"class_weights={weights}: weights must be finite and >= 0, and not all 0 (1 = the "
+            "usual cost, 10 = that class's examples count ten times)."
+        )

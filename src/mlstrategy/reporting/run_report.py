@@ -42,6 +42,7 @@ from mlstrategy.reporting.regression import (
     regression_figures_lines,
     regression_scores_lines,
 )
+from mlstrategy.reporting.slices import weighted_lines
 from mlstrategy.reporting.tables import SPLIT_COLUMNS, gap_formulas, gap_value
 from mlstrategy.reporting.tasks import render_task_report
 from mlstrategy.run_folder import DIAGNOSIS_FILE, REPORT_FILE
@@ -124,6 +125,7 @@ def _render(
         *_figures_section(images, _has_step_costs(metrics)),
         *regression_figures_lines(images),
         *_per_class_section(splits),
+        *weighted_lines(splits),  # example weights, class costs, per-group errors
     ]
     if "highest_loss" in analysis:
         out += error_analysis_lines(analysis, images.get("dev_examples"))
