@@ -63,16 +63,21 @@ def test_tensorboard_has_train_and_dev_cost_for_every_epoch(tiny_recipe):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert main(["run", str(tiny_recipe), "--trainer.max_epochs=4"]) == 0
-    events = EventAccumulator(str(_only_run_dir(tiny_recipe.parent)))
+    run_dir = _only_run_dir(tiny_recipe.parent)
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     tags = events.Tags()["scalars"]
-    for tag in ("cost/train", "cost/dev"):
-        steps = [e.step for e in events.Scalars(tag)]
-        assert steps == [0, 1, 2, 3], tag
-        assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars(tag))
+    # One tag, "cost", in the train and dev sub-runs: one chart, a line each.
+    costs = {}
+    for split in ("train", "dev"):
+        sub_run = EventAccumulator(str(run_dir / split))
+        sub_run.Reload()
+        costs[split] = sub_run.Scalars("cost")
+        assert [e.step for e in costs[split]] == [0, 1, 2, 3], split
+        assert all(np.isfinite(e.value) and e.value > 0 for e in costs[split])
     assert {"test/accuracy", "train/error", "dev/f1"} <= set(tags)
     # Full-batch gradient descent on a convex cost: the training cost goes down every epoch.
-    train = [e.value for e in events.Scalars("cost/train")]
+    train = [e.value for e in costs["train"]]
     assert train == sorted(train, reverse=True)
 
 

@@ -102,7 +102,7 @@ def test_the_run_summary_tensorboard_command_finds_the_runs_events(finished, tin
         timeout=120,
     )
     assert inspected.returncode == 0, inspected.stderr
-    assert "cost/train" in inspected.stdout and "dev/error" in inspected.stdout
+    assert "cost/step" in inspected.stdout and "dev/error" in inspected.stdout
 
 
 def test_lr_find_use_it_command_runs_the_recipe_with_the_suggested_rate(tiny_recipe, capsys):

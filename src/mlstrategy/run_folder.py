@@ -51,6 +51,13 @@ ERRORS_FIGURE = "errors.png"
 # its given label is, and the contact sheet of the most suspect ones (image data).
 SUSPECTS_FILE = "suspect_labels.csv"
 SUSPECTS_FIGURE = "suspect_labels.png"
+# Written by `mlstrategy run --resume` with changed hyperparameters: each resume's changes (key,
+# old, new) and the epoch and step they apply from, oldest first (config.yaml holds the newest).
+CONFIG_HISTORY_FILE = "config_history.yaml"
+# TensorBoard sub-runs inside a run folder (events of their own): the train and dev cost on one
+# chart, one line each, as Keras writes train/ and validation/.
+TENSORBOARD_TRAIN_RUN = "train"
+TENSORBOARD_DEV_RUN = "dev"
 
 
 def checkpoint_path(run_dir: Path, which: str = BEST_CHECKPOINT) -> Path:

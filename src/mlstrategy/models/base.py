@@ -11,14 +11,17 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from mlstrategy.data.normalization import Standardize
+from mlstrategy.models.cost_log import CostSubRuns, is_tensorboard
 from mlstrategy.models.init import WEIGHT_LAYERS
 from mlstrategy.models.optim import OptimizerName, build_optimizer
 from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_decay
+from mlstrategy.run_folder import TENSORBOARD_DEV_RUN, TENSORBOARD_TRAIN_RUN
 
 COST_CURVE_KEY = "cost_curve"  # where a checkpoint keeps the cost per epoch
 STEP_COSTS_KEY = "step_costs"  # each epoch's per-step training costs, in its cost-curve point
 _PENDING_STEPS_KEY = "pending_step_costs"  # a mid-epoch checkpoint's steps of the open epoch
 _PENDING_COST_KEY = "pending_train_cost"  # and the open epoch's weighted cost sum and count
+_PENDING_L2_KEY = "pending_l2_terms"  # and the L2 term of each of those steps
 _OLD_COST_CURVE_KEY = "learning_curve"  # the same, in checkpoints written before the rename
 
 
@@ -60,14 +63,24 @@ class SupervisedModule(L.LightningModule):
     schedule, ``torch.compile``, and the cost curve (cost per epoch).
 
     Logged per epoch: ``cost/train`` (mean training-batch cost of the epoch, without the L2
-    term, so it reads on the same scale as dev) and ``cost/dev``, on one TensorBoard chart
-    (Custom Scalars tab) with the epoch as x-axis, and ``lr`` (the rate the epoch trained with).
-    All three are kept in :attr:`cost_curve`, which checkpoints save and restore, with each
-    epoch's per-step training costs (``step_costs``: the cost of every mini-batch, without the
-    L2 term, in training order) for the report's smoothed per-step chart. The steps' costs stay
-    on the device in a tensor buffer during the epoch and reach the host once, at its end, and
-    ``cost/train``'s weighted sum is added up on the device (one in-place add a step) and
-    reaches its metric once, at the epoch's end: no step adds a host-device synchronization.
+    term, so it reads on the same scale as dev), ``cost/dev`` and ``lr`` (the rate the epoch
+    trained with). All three are kept in :attr:`cost_curve`, which checkpoints save and
+    restore, with each epoch's per-step training costs (``step_costs``: the cost of every
+    mini-batch, without the L2 term, in training order) for the report's smoothed per-step
+    chart.
+
+    In TensorBoard the costs go to two sub-runs of the run, ``train/`` and ``dev/``
+    (:class:`~mlstrategy.models.cost_log.CostSubRuns`), so tag ``cost`` is one chart with a
+    train and a dev line per run; ``lr`` stays in the run's own events. The train sub-run also
+    holds ``J``, the course's regularized cost ``cost + lambda/(2m) sum ||W||^2`` (the epoch's
+    mean cost plus its steps' mean L2 term; with batch gradient descent it must fall every
+    epoch), and per step (x-axis: the step) ``cost/step`` and ``J/step``, the raw mini-batch
+    costs whose noise the epoch means hide. Other loggers get ``cost/train``, ``cost/dev``,
+    ``J/train`` and ``lr``.
+
+    No step adds a host-device synchronization, nor any device operation: each step's cost
+    (and L2 term) is kept as the tensor it is, and at the epoch's end they are stacked, the
+    epoch's weighted mean is taken on the device and the steps reach the host in one copy.
 
     Args:
         input_shape: Shape of one example; filled in from the data module by the CLI.
@@ -138,17 +151,17 @@ class SupervisedModule(L.LightningModule):
         # Its states stay in checkpoints (older mid-epoch ones hold the open epoch's sum there);
         # it is fed once per epoch, so newer ones keep that sum under _PENDING_COST_KEY.
         self.train_cost.persistent(True)
-        self._train_cost_sum = torch.zeros(())  # sum of cost * batch size, on the device
-        self._train_cost_count = 0  # examples this epoch (a host int: no device op)
-        self._restored_cost: tuple[float, int] = (0.0, 0)
         self.dev_cost = _WeightedMean()
         self.cost_curve: list[dict[str, Any]] = []
         self._restored_curve: list[dict[str, Any]] = []
         self._dev_cost_value: float | None = None
-        self._step_buffer = torch.zeros(0)  # this epoch's step costs, on the training device
-        self._steps_in_buffer = 0
-        self._steps_before: list[float] = []  # the open epoch's steps from a checkpoint
-        self._restored_steps: list[float] = []
+        self._step_costs: list[Tensor] = []  # this epoch's step costs, as computed (unread)
+        self._step_l2: list[Tensor] = []  # and their L2 terms, when l2_lambda > 0
+        self._step_sizes: list[int] = []  # and batch sizes (host ints: no device op)
+        # The open epoch's steps from a mid-epoch checkpoint: costs, L2 terms, (sum, count).
+        self._before: tuple[list[float], list[float], float, int] = ([], [], 0.0, 0)
+        self._restored: tuple[list[float], list[float], float, int] = ([], [], 0.0, 0)
+        self._sub_runs = CostSubRuns()
 
     # ------------------------------------------------------------------------------- model
     def cost(self, outputs: Any, y: Tensor) -> Tensor:
@@ -224,35 +237,30 @@ class SupervisedModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         cost, _, y = self.model_step(batch)
-        # cost/train logs the cost alone, on the same scale as cost/dev.
-        self._add_train_cost(cost.detach(), len(y))
-        self._record_step_cost(cost.detach())
-        if self.l2_lambda:
-            return cost + self.l2_penalty(self.train_size or len(y))
-        return cost
+        # cost/train is the cost alone, on the same scale as cost/dev. Keeping the detached
+        # tensor is no device operation; the epoch's end reads them all at once.
+        self._step_costs.append(cost.detach())
+        self._step_sizes.append(len(y))
+        if not self.l2_lambda:
+            return cost
+        l2 = self.l2_penalty(self.train_size or len(y))
+        self._step_l2.append(l2.detach())
+        return cost + l2
 
-    def _add_train_cost(self, cost: Tensor, n: int) -> None:
-        """Add ``cost * n`` to the epoch's sum in place on the device (no sync, and none of
-        torchmetrics' per-update work); :attr:`train_cost` receives the sum at the epoch's end."""
-        if self._train_cost_sum.device != cost.device:
-            self._train_cost_sum = self._train_cost_sum.to(cost.device)
-        self._train_cost_sum.add_(cost * n)
-        self._train_cost_count += n
-
-    def _record_step_cost(self, cost: Tensor) -> None:
-        """Copy the step's cost into the device buffer (a device-side copy: no sync)."""
-        i = self._steps_in_buffer
-        if i == len(self._step_buffer) or self._step_buffer.device != cost.device:
-            grown = torch.zeros(max(64, 2 * i), dtype=torch.float32, device=cost.device)
-            grown[:i] = self._step_buffer[:i].to(cost.device)
-            self._step_buffer = grown
-        self._step_buffer[i] = cost.float()
-        self._steps_in_buffer = i + 1
-
-    def _epoch_step_costs(self) -> list[float]:
-        """The open epoch's step costs on the host (one copy from the device)."""
-        steps = self._step_buffer[: self._steps_in_buffer].tolist()
-        return [*self._steps_before, *steps]
+    def _open_epoch(self) -> tuple[list[float], list[float], Tensor, int]:
+        """The open epoch so far: its steps' costs and L2 terms on the host (one copy from the
+        device), and the sum of cost * batch size (a tensor) and the examples it covers."""
+        costs, l2, total, count = self._before
+        costs, l2 = list(costs), list(l2)
+        if not self._step_costs:
+            return costs, l2, torch.tensor(total), count
+        stacked = torch.stack(self._step_costs).float()
+        sizes = torch.tensor(self._step_sizes, dtype=stacked.dtype).to(stacked.device)
+        rows = [stacked, torch.stack(self._step_l2).float()] if self._step_l2 else [stacked]
+        host = torch.stack(rows).tolist()
+        costs += host[0]
+        l2 += host[1] if self._step_l2 else []
+        return costs, l2, stacked @ sizes + total, count + sum(self._step_sizes)
 
     def on_train_start(self) -> None:
         self.train_size = _dataset_size(self.trainer.train_dataloader)
@@ -281,55 +289,77 @@ class SupervisedModule(L.LightningModule):
         self._epoch_lr = self._current_lr()
 
     def on_train_epoch_end(self) -> None:
-        self.train_cost.update(self._train_cost_sum, self._train_cost_count)
-        self._train_cost_sum.zero_()
-        self._train_cost_count = 0
+        steps, l2, total, count = self._open_epoch()
+        self._step_costs, self._step_l2, self._step_sizes = [], [], []
+        self._before = ([], [], 0.0, 0)
+        self.train_cost.update(total, count)
         cost = self.train_cost.compute()
         self.train_cost.reset()
         self.log("cost/train", cost, prog_bar=True, logger=False)
         point = {"cost/train": cost.item()}
-        steps = self._epoch_step_costs()
-        self._steps_in_buffer, self._steps_before = 0, []
         if self._dev_cost_value is not None:
             point["cost/dev"] = self._dev_cost_value
             self._dev_cost_value = None
         # A fit resumed mid-epoch skips on_train_epoch_start; the rate has not changed since.
         point["lr"] = getattr(self, "_epoch_lr", None) or self._current_lr()
-        for logger in self.loggers:
-            logger.log_metrics(point, step=self.current_epoch)
+        self._log_costs(point, steps, l2)
         self.cost_curve.append({"epoch": float(self.current_epoch), **point, STEP_COSTS_KEY: steps})
+
+    def _log_costs(self, point: dict[str, float], steps: list[float], l2: list[float]) -> None:
+        """Log one epoch: ``cost`` and ``J`` per epoch and per step to TensorBoard's train and
+        dev sub-runs and ``lr`` to the run's own events; flat names to any other logger."""
+        epoch, cost = self.current_epoch, point["cost/train"]
+        # J = cost + L2 term; an old mid-epoch checkpoint may lack its first steps' L2 terms.
+        offset = len(steps) - len(l2) if self.l2_lambda else 0
+        j_steps = [c + (l2[i - offset] if self.l2_lambda else 0.0) for i, c in enumerate(steps)]
+        j = cost + (sum(l2) / len(l2) if l2 else 0.0)
+        first = sum(len(p.get(STEP_COSTS_KEY, [])) for p in self.cost_curve)  # steps before
+        tensorboard = [lg for lg in self.loggers if is_tensorboard(lg)]
+        for logger in self.loggers:
+            if logger in tensorboard:
+                logger.log_metrics({"lr": point["lr"]}, step=epoch)
+            else:
+                logger.log_metrics({**point, "J/train": j}, step=epoch)
+        if not tensorboard or not self.trainer.is_global_zero:
+            return
+        train, dev = TENSORBOARD_TRAIN_RUN, TENSORBOARD_DEV_RUN
+        self._sub_runs.write(tensorboard, train, "cost", [(epoch, cost)])
+        self._sub_runs.write(tensorboard, train, "J", [(epoch, j)])
+        self._sub_runs.write(tensorboard, train, "cost/step", enumerate(steps, first))
+        j_points = list(enumerate(j_steps, first))[offset:]
+        self._sub_runs.write(tensorboard, train, "J/step", j_points)
+        if "cost/dev" in point:
+            self._sub_runs.write(tensorboard, dev, "cost", [(epoch, point["cost/dev"])])
+        self._sub_runs.flush()
+
+    def on_fit_end(self) -> None:
+        self._sub_runs.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[COST_CURVE_KEY] = list(self.cost_curve)
         # A checkpoint taken inside an epoch keeps its steps so far (a sync, as saving is).
-        checkpoint[_PENDING_STEPS_KEY] = self._epoch_step_costs()
-        checkpoint[_PENDING_COST_KEY] = [self._train_cost_sum.item(), self._train_cost_count]
+        steps, l2, total, count = self._open_epoch()
+        checkpoint[_PENDING_STEPS_KEY] = steps
+        checkpoint[_PENDING_L2_KEY] = l2
+        checkpoint[_PENDING_COST_KEY] = [float(total), count]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         curve = checkpoint.get(COST_CURVE_KEY, checkpoint.get(_OLD_COST_CURVE_KEY, []))
         self._restored_curve = list(curve)
-        self._restored_steps = list(checkpoint.get(_PENDING_STEPS_KEY, []))
         total, count = checkpoint.get(_PENDING_COST_KEY, (0.0, 0))
-        self._restored_cost = (float(total), int(count))
+        self._restored = (
+            list(checkpoint.get(_PENDING_STEPS_KEY, [])),
+            list(checkpoint.get(_PENDING_L2_KEY, [])),
+            float(total),
+            int(count),
+        )
 
     def on_fit_start(self) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         # One cost curve per fit (a learning-rate search fits too); a resumed fit continues
-        # the curve saved in its checkpoint.
+        # the curve saved in its checkpoint, and the open epoch's steps before it.
         self.cost_curve, self._restored_curve = self._restored_curve, []
-        self._steps_before = self._restored_steps
-        self._restored_steps, self._steps_in_buffer = [], 0
-        total, self._train_cost_count = self._restored_cost
-        self._train_cost_sum, self._restored_cost = torch.tensor(total), (0.0, 0)
-
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                # Train and dev cost on one chart: the course's picture for spotting overfitting
-                # and the early-stopping point.
-                chart = ["Multiline", ["cost/train", "cost/dev"]]
-                layout = {"ML strategy": {"cost (train vs dev)": chart}}
-                logger.experiment.add_custom_scalars(layout)
+        self._before, self._restored = self._restored, ([], [], 0.0, 0)
+        self._step_costs, self._step_l2, self._step_sizes = [], [], []
 
     # ------------------------------------------------------------------------- prediction
     def predict_step(self, batch: Any, batch_idx: int) -> Any:
