@@ -11,7 +11,12 @@ from mlstrategy.data.datamodule import ArrayDataModule
 from mlstrategy.data.images import DigitImages, ImageFolderDataModule
 from mlstrategy.data.mismatch import MismatchDataModule
 from mlstrategy.data.mismatch_images import MismatchImageFolderDataModule
-from mlstrategy.data.multitask import LabelledArrays, LabelsFile, MultiTaskDataModule
+from mlstrategy.data.multitask import (
+    LabelledArrays,
+    LabelsFile,
+    MismatchMultiTaskDataModule,
+    MultiTaskDataModule,
+)
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.phone_digits import PhoneDigits
 from mlstrategy.data.regression import Diabetes, NoisyCurve, RegressionDataModule
@@ -52,6 +57,7 @@ __all__ = [
     "LabelsFile",
     "MismatchDataModule",
     "MismatchImageFolderDataModule",
+    "MismatchMultiTaskDataModule",
     "Moons",
     "MultiTaskDataModule",
     "NoisyCurve",

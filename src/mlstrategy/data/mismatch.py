@@ -156,8 +156,8 @@ class MismatchDataModule(ArrayDataModule):
             src.y, tgt.y, parts, self.train_dev_fraction, self.seed
         ).items():
             self.origin[split], self.rows[split] = origin, rows
-            x = _take(origin, rows, src.x, tgt.x, np.float32)
-            y = _take(origin, rows, src.y, tgt.y, np.int64)
+            x = take_rows(origin, rows, src.x, tgt.x, np.float32)
+            y = take_rows(origin, rows, src.y, tgt.y, np.int64)
             out[split] = (torch.from_numpy(x), torch.from_numpy(y))
         if self.synthesis is not None:
             self._fit_synthesis(torch.from_numpy(tgt.x[parts["left"]]), out)
@@ -418,7 +418,7 @@ def mismatch_splits(
     return out
 
 
-def _take(
+def take_rows(
     origin: np.ndarray, rows: np.ndarray, source: np.ndarray, target: np.ndarray, dtype: Any
 ) -> np.ndarray:
     """Row ``rows[i]`` of ``source`` or of ``target``, as ``origin[i]`` says, in order."""

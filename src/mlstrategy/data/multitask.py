@@ -16,6 +16,14 @@ import torch
 from torch import nn
 
 from mlstrategy.data.datamodule import SPLITS, ArrayDataModule, check_finite_features
+from mlstrategy.data.mismatch import (
+    check_target_in_train,
+    count_origins,
+    describe_origins,
+    mismatch_splits,
+    split_target,
+    take_rows,
+)
 from mlstrategy.data.sources import check_data_file, read_csv_table
 from mlstrategy.data.splits import stratified_split
 
@@ -291,3 +299,173 @@ class MultiTaskDataModule(ArrayDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "label_names": self.label_names}
+
+
+class MismatchMultiTaskDataModule(MultiTaskDataModule):
+    """Multi-task data from two distributions: dev and test from the ``target`` only.
+
+    The course's setup with several labels per example, e.g. its autonomous-driving example:
+    plenty of labelled street scenes from elsewhere (the *source*) and fewer from the car's
+    own cameras (the *target*, what the system must work on). The splits are those of
+    :class:`~mlstrategy.data.MismatchDataModule`: ``dev`` and ``test`` are ``dev_fraction`` and
+    ``test_fraction`` of the target, seeded; the training mix is every source example plus
+    ``target_in_train`` target examples; ``train_dev_fraction`` of the mix is held out as
+    train-dev (stratified by source too), so ``dev - train-dev`` is each task's data mismatch.
+
+    There is no single label to stratify by, so the splits are stratified on the first label
+    column: its classes, with *missing* a stratum of its own (or, for a column of real
+    numbers, whether the label is present); when a stratum is too small for that, on whether
+    the first label is present; else at random. Missing labels stay missing (``-1``, ``NaN``)
+    in every split, so the masked cost and the metrics leave them out as before.
+    Normalization statistics come from the train split only (the mix), never dev or test.
+    Both sources need the same label columns, with the same classes, and examples of one
+    shape. No ``synthesis``: the synthesis transforms are for the single-task modules.
+
+    Args:
+        source: The multi-task data you have plenty of, e.g. ``mlstrategy.data.StreetScenes``.
+        target: The distribution the system must work on, with the same label columns.
+        target_in_train: Target examples added to training: a count, or a fraction of the
+            target's examples; at most what dev and test leave.
+        dev_fraction: Fraction of the target in the dev split, in (0, 1).
+        test_fraction: Fraction of the target in the test split, in (0, 1).
+        train_dev_fraction: Fraction of the training mix held out as train-dev, in [0, 1).
+        batch_size: Mini-batch size; null = the whole train split in one batch.
+        eval_batch_size: Batch size for evaluation.
+        normalize: Standardize inputs with statistics from the train split (the mix).
+        seed: Seed of data generation, the splits and the shuffle order.
+        augment: Training-only augmentation, as in :class:`MultiTaskDataModule`.
+    """
+
+    def __init__(
+        self,
+        source: MultiTaskSource,
+        target: MultiTaskSource,
+        target_in_train: int | float = 0,
+        dev_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        train_dev_fraction: float = 0.1,
+        batch_size: int | None = 64,
+        eval_batch_size: int = 4096,
+        normalize: bool = True,
+        seed: int = 0,
+        augment: list[nn.Module] | None = None,
+    ) -> None:
+        super().__init__(
+            source,
+            dev_fraction=dev_fraction,
+            test_fraction=test_fraction,
+            train_dev_fraction=train_dev_fraction,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            normalize=normalize,
+            seed=seed,
+            augment=augment,
+        )
+        check_target_in_train(target_in_train)
+        self.hparams["target"] = repr(target)
+        self.target = target
+        self.target_in_train = target_in_train
+        self.origin: dict[str, np.ndarray] = {}
+        self.rows: dict[str, np.ndarray] = {}
+        self._target_left = 0
+
+    def prepare(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Load and check both sources, and split them once; ``{split: (x, y)}`` on the CPU."""
+        if self._splits is not None:
+            return self._splits
+        src = cast(MultiTaskSource, self.source).load(self.seed)
+        tgt = self.target.load(self.seed)
+        check_labelled_arrays(src, self.source)
+        check_labelled_arrays(tgt, self.target)
+        _check_same_tasks(src, tgt, repr(self.source), repr(self.target))
+        self.label_names = list(src.label_names)
+        self.label_classes = {k: list(v) for k, v in src.class_names.items()}
+        source_key, target_key = self._strata(src, tgt)
+        parts = split_target(
+            target_key,
+            dev_fraction=self.dev_fraction,
+            test_fraction=self.test_fraction,
+            target_in_train=self.target_in_train,
+            seed=self.seed,
+            target=repr(self.target),
+        )
+        self._target_left = len(parts["left"])
+        self._splits = {}
+        for split, (origin, rows) in mismatch_splits(
+            source_key, target_key, parts, self.train_dev_fraction, self.seed
+        ).items():
+            self.origin[split], self.rows[split] = origin, rows
+            x = take_rows(origin, rows, src.x, tgt.x, np.float32)
+            y = take_rows(origin, rows, src.y, tgt.y, np.float32)
+            self._splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
+        return self._splits
+
+    def _strata(self, src: LabelledArrays, tgt: LabelledArrays) -> tuple[np.ndarray, np.ndarray]:
+        """The source's and the target's strata: the first label column's classes (missing
+        its own), else whether it is present, else one stratum (see the class docstring)."""
+        first = src.label_names[0]
+        keys = [
+            _first_label_strata(src.y[:, 0], first in src.class_names),
+            _first_label_strata(tgt.y[:, 0], first in src.class_names),
+        ]
+        candidates = [keys, [(~_missing(a.y[:, 0])).astype(np.int64) for a in (src, tgt)]]
+        for key in candidates:
+            try:
+                stratified_split(
+                    key[1], dev_fraction=self.dev_fraction, test_fraction=self.test_fraction
+                )
+            except ValueError:
+                continue
+            return key[0], key[1]
+        return np.zeros(len(src.y), np.int64), np.zeros(len(tgt.y), np.int64)
+
+    def split_origins(self) -> dict[str, dict[str, int]]:
+        """Per split, how many examples came from the source and how many from the target."""
+        self.prepare()
+        return count_origins(self.origin)
+
+    def describe_sources(self) -> dict[str, Any]:
+        """Both sources and each split's origins, for the report's "Two distributions"."""
+        out = describe_origins(repr(self.source), repr(self.target), self.split_origins())
+        out.update(target_left=self._target_left, synthesis=None)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "origins": self.split_origins()}
+
+
+def _missing(column: np.ndarray) -> np.ndarray:
+    return np.isnan(column) | (column == MISSING_CLASS)
+
+
+def _first_label_strata(column: np.ndarray, is_class: bool) -> np.ndarray:
+    """Class ``k`` as stratum ``k + 1``, a missing label as 0; presence for real values."""
+    if not is_class:
+        return (~_missing(column)).astype(np.int64)
+    return np.where(_missing(column), 0, column + 1).astype(np.int64)
+
+
+def _check_same_tasks(src: LabelledArrays, tgt: LabelledArrays, source: str, target: str) -> None:
+    """The target must have the source's label columns, each with the same classes, and
+    examples of the same shape: one multi-task net reads both."""
+    if src.label_names != tgt.label_names:
+        raise ValueError(
+            f"The source {source} has label columns {src.label_names} but the target {target} "
+            f"has {tgt.label_names}: only the source has "
+            f"{[c for c in src.label_names if c not in tgt.label_names]}, only the target has "
+            f"{[c for c in tgt.label_names if c not in src.label_names]}. Both need the same "
+            "label columns in the same order; rename or drop columns on one side."
+        )
+    for name in src.label_names:
+        mine, theirs = src.class_names.get(name), tgt.class_names.get(name)
+        if mine != theirs:
+            raise ValueError(
+                f"Label column {name!r} has classes {mine} in the source {source} but {theirs} "
+                f"in the target {target} (None: real values). A label must mean the same on "
+                "both sides; relabel the target."
+            )
+    if src.x.shape[1:] != tgt.x.shape[1:]:
+        raise ValueError(
+            f"The source {source} has examples of shape {src.x.shape[1:]} but the target "
+            f"{target} {tgt.x.shape[1:]}: one model reads both, so they need the same shape."
+        )
