@@ -196,3 +196,15 @@ def test_bad_target_is_exit_2_with_one_paragraph(in_tmp, capsys):
     err = capsys.readouterr().err
     assert "target_in_train=600 asks for 600 target examples" in err
     assert "Traceback" not in err
+
+
+def test_a_torchvision_synthesis_transform_draws_per_example_and_is_named_in_the_report():
+    from torchvision.transforms import v2
+
+    dm = _module(synthesis=[v2.GaussianBlur(kernel_size=3, sigma=(0.1, 2.0))], normalize=False)
+    x = dm.prepare()["train"][0][:1].expand(16, -1, -1, -1)  # 16 copies of one digit
+    torch.manual_seed(0)
+    made = dm._synthesize(x, torch.zeros(16, dtype=torch.bool))
+    assert len({tuple(row.flatten().tolist()) for row in made}) == 16  # a sigma each
+    (row,) = dm.describe_sources()["synthesis"]["transforms"]
+    assert row["transform"] == "GaussianBlur" and row["pool"] is None
