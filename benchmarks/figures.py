@@ -179,6 +179,39 @@ def lessons(scratch: Path) -> dict[str, Any]:
     return out
 
 
+def mismatch(scratch: Path) -> dict[str, Any]:
+    """The data-mismatch study: each run's five errors, the mismatch gap and its standard error."""
+    began = time.perf_counter()
+    _mlstrategy(scratch, "run", str(REPO / "recipes/mismatch"))
+    seconds = time.perf_counter() - began
+    runs = {}
+    for name, run_dir in _runs(scratch, "mismatch").items():
+        d = _json(run_dir / "diagnosis.json")
+        sources, ses = d["sources"], d["gap_standard_errors"]
+        synthesis = sources.get("synthesis") or {}
+        runs[name] = {
+            "target_in_train": sources["target_in_train"],
+            "dev_examples": sources["splits"]["dev"]["target"],
+            "synthesis": bool(synthesis),
+            "pool_warning": bool(synthesis.get("warnings")),
+            "errors": {
+                k: _r(d.get(f"{k}_error")) for k in ("human", "train", "train_dev", "dev", "test")
+            },
+            "gaps": {k: _r(d.get(k)) for k in ses},
+            "gap_standard_errors": {k: _r(v) for k, v in ses.items()},
+            "largest": d["largest"],
+            # The domain classifier of the distribution check, train against dev.
+            "train_dev_auc": _r(
+                ((d.get("same_distribution") or {}).get("domain") or {})
+                .get("train_dev", {})
+                .get("auc"),
+                3,
+            ),
+        }
+    largest = {name: r["largest"] for name, r in runs.items()}
+    return {"runs": runs, "largest": largest, "seconds": round(seconds, 1), "cores": os.cpu_count()}
+
+
 def mnist1d(scratch: Path) -> dict[str, Any]:
     """The three MNIST-1D recipes."""
     out = {}
@@ -206,6 +239,7 @@ SECTIONS: dict[str, Section] = {
     "multitask": multitask,
     "end_to_end": end_to_end,
     "lessons": lessons,
+    "mismatch": mismatch,
     "mnist1d": mnist1d,
     "loop_overhead": _benchmark("loop_overhead", "--repeats", "3"),
     "time_to_accuracy": _benchmark("time_to_accuracy"),
