@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 from mlstrategy.callbacks.predictions import PredictionsCSV
@@ -223,7 +224,7 @@ class MLStrategyCLI(LightningCLI):
                 # created before then, so a trainer that fails to build leaves no folder.
                 save_dir, name = self.logs_dir.resolve(), self._recipe_name()
                 version = _PENDING_VERSION
-            kwargs["logger"] = TensorBoardLogger(
+            kwargs["logger"] = RunLogger(
                 save_dir=str(save_dir), name=name, version=version, default_hp_metric=False
             )
         # Always on, and outside the recipe's callbacks list so recipes keep their own.
@@ -241,6 +242,14 @@ class MLStrategyCLI(LightningCLI):
             # Only global rank 0 reserves (creates) a folder; the others learn its name from
             # rank 0 once the process group is up (SharedRunFolder).
             logger._version = new_run_version(Path(logger.save_dir), logger.name)
+        if isinstance(logger, RunLogger):
+            seed = self._get(self.config_init, "seed_everything", default=None)
+            logger.run_parts = {
+                "model": self.model,
+                "datamodule": self.datamodule,
+                "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                "max_epochs": trainer.max_epochs,
+            }
         return trainer
 
     def _callbacks(self, config: Any) -> list[Any]:
@@ -260,6 +269,43 @@ class MLStrategyCLI(LightningCLI):
 
 
 _PENDING_VERSION = "pending-run-folder"  # a non-zero rank's version until rank 0's arrives
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger, with the HParams tab the toolkit wants: the call with
+    the split scores writes :func:`~mlstrategy.reporting.hparams.hparam_columns` (model class,
+    optimizer, learning rate, batch size, seed and what else the recipe sets) and the scores
+    as ``{split}/{score}`` metrics, not every argument of the model and the data module.
+    Lightning's own call at the start of a fit (no metrics) still writes ``hparams.yaml``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_parts: dict[str, Any] = {}  # model, datamodule, seed, max_epochs
+        self._logged: set[str] = set()  # scalar tags already written
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._logged.update(metrics)
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None
+    ) -> None:
+        if metrics is None or not self.run_parts:
+            super().log_hyperparams(params, metrics, step)
+            return
+        from mlstrategy.reporting.hparams import hparam_columns, hparams_summaries, score_columns
+
+        scores = score_columns(metrics)
+        # The HParams table reads each metric's last scalar in the run; the scorer logged most.
+        missing = {k: v for k, v in scores.items() if k not in self._logged}
+        if missing:
+            self.log_metrics(missing, step)
+        writer = self.experiment._get_file_writer()
+        for summary in hparams_summaries(hparam_columns(**self.run_parts), list(scores)):
+            writer.add_summary(summary, step)
 
 
 class SharedRunFolder(Callback):
