@@ -47,6 +47,8 @@ def main(argv: list[str], console: Console) -> int:
     path = one_recipe(args.recipe, "lr-find", "recipes/mnist1d/mlp.yaml")
     found = lr_find(path, overrides, args.min_lr, args.max_lr, args.num_training, args.mode)
     suggestion = found.suggestion
+    if not found.writer:
+        return 0  # a distributed sweep's other process: rank 0 prints
     if suggestion is None or not math.isfinite(suggestion):
         console.print(
             "[bold red]no suggestion:[/] the cost never fell steadily over the sweep. Widen "

@@ -166,6 +166,8 @@ class LRFind:
         steepest: Lightning's steepest-slope rate, or None.
         rates: The swept rates.
         costs: The smoothed training cost at each.
+        writer: False on a distributed sweep's other processes, which write and print
+            nothing (rank 0 writes the one run folder).
     """
 
     run_dir: Path
@@ -174,6 +176,7 @@ class LRFind:
     steepest: float | None
     rates: list[float]
     costs: list[float]
+    writer: bool = True
 
     @property
     def figure_path(self) -> Path:
@@ -198,21 +201,26 @@ def lr_find(
     (configs,) = recipe_configs(recipe)
     cli = build_run(configs, overrides, logs_dir / "lr-find")
     run_dir = run_dir_of(cli.trainer)
+    writer = cli.trainer.is_global_zero  # a distributed sweep: rank 0 writes, once
     try:
         result = find_learning_rate(
             cli.trainer, cli.model, cli.datamodule, min_lr, max_lr, num_training, mode
         )
+        run_dir = run_dir_of(cli.trainer)  # rank 0's folder on every rank, once the sweep ran
         finder = result.pop("finder")
         suggestion = result["suggestion"]
         recipe_lr = cli.model.hparams["learning_rate"]
-        write_json_atomic(
-            run_dir / RESULTS_FILE,
-            {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
-        )
-        if finder is not None:
+        if writer:
+            write_json_atomic(
+                run_dir / RESULTS_FILE,
+                {"recipe": str(recipe), "recipe_learning_rate": recipe_lr, **result},
+            )
+        if writer and finder is not None:
             figure = lr_find_figure(result["lr"], result["cost"], suggestion, Path(recipe).stem)
             save_figure(figure, run_dir / FIGURE_FILE)
     except BaseException as err:
-        abandon(run_dir, err)  # no folder left that looks like a finished sweep
+        if writer:
+            abandon(run_dir, err)  # no folder left that looks like a finished sweep
         raise
-    return LRFind(run_dir, recipe_lr, suggestion, result["steepest"], result["lr"], result["cost"])
+    rates, costs = result["lr"], result["cost"]
+    return LRFind(run_dir, recipe_lr, suggestion, result["steepest"], rates, costs, writer)

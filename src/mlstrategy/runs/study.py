@@ -59,8 +59,11 @@ def run_study(
         if on_run is not None:
             on_run(result)
         results.append(result)
+    writer = _after_rank_zero_wrote()
     run_dirs = [r.run_dir for r in results]
     comparison = compare_runs(run_dirs, recorded_rules(run_dirs))
+    if not writer:
+        return StudyResult(study_logs, results, comparison)
     # Runs on two distributions (a source and a target): their five errors side by side.
     names = [comparison.names.get(r.run_dir, r.run_dir.parent.name) for r in results]
     runs = [(n, r.diagnosis, r.analysis) for n, r in zip(names, results, strict=True)]
@@ -68,3 +71,17 @@ def run_study(
     if written and console is not None:
         console.print(f"two distributions: {written['report']} and {written['figure']}")
     return StudyResult(study_logs, results, comparison)
+
+
+def _after_rank_zero_wrote() -> bool:
+    """Whether this process writes the study's own files: True in a plain run; in a
+    distributed one (the runs trained with ``strategy: ddp``), True on rank 0 only, once every
+    process has got here. Rank 0 writes each run's ``metrics.json`` after the other processes
+    have scored it, so without the wait they would compare runs that have not finished yet.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    dist.barrier()
+    return dist.get_rank() == 0

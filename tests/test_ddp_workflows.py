@@ -1,0 +1,253 @@
+"""The toolkit's other workflows under 2-process DDP on the CPU (gloo), launched as users launch
+them: a study folder (a frozen-backbone transfer and a multi-task net with missing labels, both
+early stopping) through ``mlstrategy run``, ``mlstrategy lr-find``, and each process's weights
+after early stopping's restore-best (a script that saves what every rank ends with)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from mlstrategy.evaluation.scoring import evaluate_splits
+from mlstrategy.models import ConvNet
+from mlstrategy.runs.lightning_cli import build_run
+from test_ddp import DDP, ENV, EXE, _folders
+
+MAX_EPOCHS, PATIENCE = 8, 1
+BASE = {  # the study's _base.yaml: every run stops early and restores its best weights
+    "trainer": {
+        "max_epochs": MAX_EPOCHS,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [
+            {
+                "class_path": "mlstrategy.callbacks.EarlyStopping",
+                "init_args": {"monitor": "cost/dev", "patience": PATIENCE},
+            }
+        ],
+    }
+}
+MULTITASK = {  # 81 scenes, 30% of labels missing: the two processes' shares differ
+    "model": {
+        "class_path": "mlstrategy.models.MultiTaskNet",
+        "init_args": {
+            "heads": {
+                "pedestrian": {"kind": "binary"},
+                "signs": {"kind": "multilabel", "columns": ["stop_sign", "traffic_light"]},
+            },
+            "layer_dims": [8],
+            "learning_rate": 0.01,
+        },
+    },
+    "data": {
+        "class_path": "mlstrategy.data.MultiTaskDataModule",
+        "init_args": {
+            "source": {
+                "class_path": "mlstrategy.data.StreetScenes",
+                "init_args": {"n_samples": 81, "image_size": 16, "missing_fraction": 0.3},
+            },
+            "batch_size": 16,
+        },
+    },
+}
+
+
+def _source_checkpoint(path: Path) -> Path:
+    """A ConvNet checkpoint with batch norm and distinctive running statistics, as a finished
+    toolkit run leaves it: the backbone a transfer recipe freezes."""
+    torch.manual_seed(0)
+    model = ConvNet((3, 8, 8), 4, channels=[4, 6], batch_norm=True, global_pool="flatten")
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    hparams = {**dict(model.hparams), "_class_path": "mlstrategy.models.ConvNet"}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
+    return path
+
+
+def _transfer(source: Path) -> dict[str, Any]:
+    return {
+        "model": {
+            "class_path": "mlstrategy.models.TransferNet",
+            "init_args": {
+                "backbone": "checkpoint",
+                "checkpoint": str(source),
+                "strategy": "freeze",
+                "learning_rate": 0.05,
+            },
+        },
+        "data": {
+            "class_path": "mlstrategy.data.ArrayDataModule",
+            "init_args": {
+                "source": {
+                    "class_path": "mlstrategy.data.DigitImages",
+                    "init_args": {"size": 8, "classes": [5, 6, 7], "labels_per_class": 15},
+                },
+                "dev_fraction": 0.25,
+                "batch_size": 8,
+            },
+        },
+    }
+
+
+def _study(root: Path) -> Path:
+    study = root / "study"
+    study.mkdir()
+    recipes = {
+        "_base": BASE,
+        "a_transfer": _transfer(_source_checkpoint(root / "source.ckpt")),
+        "b_multitask": MULTITASK,
+    }
+    for name, recipe in recipes.items():
+        (study / f"{name}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return study
+
+
+def _backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The backbone's entries (weights, running statistics, batches tracked)."""
+    return {k: v for k, v in state.items() if k.startswith("net.features.")}
+
+
+def _assert_close(ddp: Any, alone: Any, where: str = "") -> None:
+    """Scores from the DDP run equal one process's: counts exactly, real numbers to 1e-5."""
+    if isinstance(alone, dict):
+        assert sorted(ddp) == sorted(alone), where
+        for key in alone:
+            _assert_close(ddp[key], alone[key], f"{where}.{key}")
+    elif isinstance(alone, list):
+        assert len(ddp) == len(alone), where
+        for i, (a, b) in enumerate(zip(ddp, alone, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(alone, float):
+        assert ddp == pytest.approx(alone, rel=1e-5, abs=1e-7, nan_ok=True), where
+    else:
+        assert ddp == alone, where
+
+
+@pytest.mark.slow
+def test_ddp_study_of_transfer_and_multitask_runs_stopping_early(in_tmp):
+    study = _study(in_tmp)
+    done = subprocess.run(
+        [str(EXE), "run", str(study), *DDP],
+        cwd=in_tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # Before the fix, rank 1 compared the runs before rank 0 had written the last one's
+    # metrics.json, and failed (rank 0 still exited 0): both processes' stderr is here.
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "error:" not in done.stderr, done.stderr[-3000:]
+    assert done.stdout.count("run folder:") == 2  # one report per run, from rank 0
+    assert done.stdout.count("winner:") == 1  # one comparison
+    for name in ("a_transfer", "b_multitask"):
+        (run_dir,) = _folders(in_tmp, f"study/{name}")  # one folder per run
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        best = torch.load(metrics["best_checkpoint"], weights_only=True)
+        # Early stopping stopped both runs (the ranks agreed) PATIENCE epochs after the best.
+        assert metrics["epochs"] < MAX_EPOCHS, name
+        assert best["epoch"] == metrics["epochs"] - 1 - PATIENCE, name
+
+    # Transfer: the frozen backbone, batch-norm statistics included, is the source's, bit for
+    # bit, in the best and the last checkpoint.
+    (run_dir,) = _folders(in_tmp, "study/a_transfer")
+    source = _backbone(torch.load(in_tmp / "source.ckpt", weights_only=True)["state_dict"])
+    assert any("running_mean" in k for k in source)
+    for name in ("best.ckpt", "last.ckpt"):
+        trained = torch.load(run_dir / "checkpoints" / name, weights_only=True)["state_dict"]
+        assert _backbone(trained).keys() == source.keys()
+        for key, value in source.items():
+            assert torch.equal(trained[key], value), (name, key)
+
+    # Multi-task: every split's per-task masked scores count each present label once and equal
+    # one process's scores of the same checkpoint.
+    (run_dir,) = _folders(in_tmp, "study/b_multitask")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cli = build_run([study / "_base.yaml", study / "b_multitask.yaml"], [], in_tmp / "alone")
+    alone = evaluate_splits(cli.trainer, cli.model, cli.datamodule, metrics["best_checkpoint"])
+    assert sum(metrics["splits"][s]["n"] for s in ("train", "dev", "test")) == 81
+    _assert_close(metrics["splits"], alone, "splits")
+
+
+@pytest.mark.slow
+def test_ddp_lr_find_writes_one_folder_and_prints_once(in_tmp):
+    recipe = in_tmp / "sweep.yaml"
+    trainer = {k: v for k, v in BASE["trainer"].items() if k != "callbacks"}
+    recipe.write_text(yaml.safe_dump({**MULTITASK, "trainer": trainer}, sort_keys=False))
+    done = subprocess.run(
+        [str(EXE), "lr-find", str(recipe), "--num-training=15", *DDP],
+        cwd=in_tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Before the fix, rank 1 wrote its own copy into logs/lr-find/sweep/pending-run-folder/
+    # and printed the suggestion a second time.
+    (run_dir,) = _folders(in_tmp, "lr-find/sweep")
+    assert done.stdout.count("suggested learning rate:") == 1
+    assert f"plot: {run_dir / 'lr_find.png'}" in done.stdout.replace("\n", "")
+    found = json.loads((run_dir / "lr_find.json").read_text())
+    rates = found["lr"]
+    assert len(rates) == 15 and rates == sorted(rates)
+    assert f"{found['suggestion']:.3g}" in done.stdout
+    assert not list(in_tmp.glob(".lr_find_*.ckpt"))  # the sweep's scratch checkpoint is gone
+
+
+RANKS_SCRIPT = """\
+import sys
+from pathlib import Path
+
+import torch
+
+from mlstrategy.runs.lightning_cli import build_run
+
+out, configs = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+cli = build_run(configs, ddp, logs_dir=out / "logs")
+cli.trainer.fit(cli.model, datamodule=cli.datamodule, weights_only=True)
+state = {k: v.cpu() for k, v in cli.model.state_dict().items()}
+best = cli.trainer.checkpoint_callback.best_model_path
+torch.save({"state": state, "best": best}, out / f"rank{cli.trainer.global_rank}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_ddp_early_stopping_restores_the_best_checkpoint_on_every_rank(in_tmp):
+    study = _study(in_tmp)
+    script = in_tmp / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    configs = [study / "_base.yaml", study / "a_transfer.yaml"]
+    done = subprocess.run(
+        [sys.executable, str(script), str(in_tmp), *map(str, configs)],
+        cwd=in_tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(in_tmp / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["best"] == ranks[1]["best"]
+    best = torch.load(ranks[0]["best"], weights_only=True)
+    # It stopped early, PATIENCE epochs of training after the best: the restore undid them.
+    assert best["epoch"] + PATIENCE + 1 < MAX_EPOCHS
+    source = torch.load(in_tmp / "source.ckpt", weights_only=True)["state_dict"]
+    for rank in ranks:  # the best checkpoint's state, batch-norm statistics too, on each rank
+        assert rank["state"].keys() == best["state_dict"].keys()
+        for key, value in best["state_dict"].items():
+            assert torch.equal(rank["state"][key], value), key
+        for key, value in _backbone(source).items():  # and the frozen backbone never moved
+            assert torch.equal(rank["state"][key], value), key
