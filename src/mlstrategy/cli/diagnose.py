@@ -26,6 +26,7 @@ matrix, cost curve and error analysis, is report.md in the run folder.
 def main(argv: list[str], console: Console) -> int:
     """Print the scores and the diagnosis of the run folder named on the command line."""
     from mlstrategy.evaluation.diagnosis import diagnose_run
+    from mlstrategy.evaluation.human_level import parse_human_error_option
     from mlstrategy.evaluation.multitask import diagnose_tasks, is_multitask_run
     from mlstrategy.reporting.tables import diagnosis_renderable, summary_table
     from mlstrategy.reporting.tasks import task_renderable
@@ -39,17 +40,21 @@ def main(argv: list[str], console: Console) -> int:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, or a recipe's folder")
     parser.add_argument(
         "--human-error",
-        type=float,
         default=None,
         help="human-level error: a fraction for a classifier (5%% -> 0.05), in the target's "
-        "units for a regressor (an RMSE, or the recipe's error_metric); default: the recipe's",
+        "units for a regressor (an RMSE, or the recipe's error_metric), or the course's "
+        "levels, typical=0.03,expert=0.01,team=0.005 (the lowest is the proxy); default: the "
+        "recipe's",
     )
     args = parser.parse_args(argv)
     run_dir = find_run(args.run_dir)
     metrics = load_metrics(run_dir)
-    human_error = args.human_error
-    if human_error is None:
-        human_error = load_settings(run_dir).get("human_error")
+    recorded = load_settings(run_dir)
+    human_error = (
+        parse_human_error_option(args.human_error)
+        if args.human_error is not None
+        else recorded.get("human_levels") or recorded.get("human_error")
+    )
     splits = metrics["splits"]
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
     if is_multitask_run(splits):

@@ -78,15 +78,18 @@ def main(argv: list[str], console: Console) -> int:
     )
     parser.add_argument(
         "--human-error",
-        type=float,
         default=None,
         metavar="FRACTION",
-        help="human-level error, the proxy for Bayes error, as a fraction (5%% -> 0.05); "
+        help="human-level error, the proxy for Bayes error, as a fraction (5%% -> 0.05), or "
+        "the course's levels, typical=0.03,expert=0.01,team=0.005 (the lowest is the proxy); "
         "the same as --evaluation.human_error=FRACTION (default: the recipe's)",
     )
     args, overrides = parser.parse_known_args(argv)
     if args.human_error is not None:
-        overrides = [*overrides, f"--evaluation.human_error={args.human_error}"]
+        from mlstrategy.evaluation.human_level import override_value, parse_human_error_option
+
+        human = override_value(parse_human_error_option(args.human_error))
+        overrides = [*overrides, f"--evaluation.human_error={human}"]
     path = Path(args.recipe)
     if not path.exists():
         raise ValueError(

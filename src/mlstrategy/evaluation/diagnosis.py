@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlstrategy.evaluation.human_level import HumanError, human_level_notes, resolve_human_error
+from mlstrategy.evaluation.run_kind import is_regression_run, no_error_rate
 from mlstrategy.evaluation.sampling import dev_size_note, split_sampling
 from mlstrategy.metrics.names import REGRESSION_ERRORS
 
@@ -90,7 +92,8 @@ class Diagnosis:
         dev_error: Error on the dev split.
         test_error: Error on the test split, or None when there is none.
         train_dev_error: Error on the train-dev split, or None when the data has none.
-        human_error: Human-level error as given by the recipe, or None.
+        human_error: The proxy for Bayes error: the human-level error the recipe gave, the
+            lowest of its levels when it gave several (see ``human_levels``), or None.
         avoidable_bias: ``train - human`` (``train - 0`` when ``human_error`` is None: then
             an upper bound, since Bayes error is at least 0).
         variance: ``train_dev - train``, or ``dev - train`` without a train-dev split.
@@ -106,6 +109,11 @@ class Diagnosis:
             a regression, each split's bootstrap standard error of ``metric``.
         metric: What the errors are: ``error`` (error rates, fractions) or a regression's
             ``rmse``, ``mse`` or ``mae`` in the target's units.
+        human_levels: Every level the recipe gave (``{"typical": .., "expert": ..,
+            "team": ..}``, any of them); empty when it gave one number or none.
+        human_proxy: The level that is the proxy (the lowest), or None.
+        below_human: The splits whose error is below the proxy: there avoidable bias cannot be
+            estimated as ``train - human`` (see the notes).
     """
 
     train_error: float
@@ -122,6 +130,9 @@ class Diagnosis:
     notes: tuple[str, ...] = field(default=())
     sampling: dict[str, dict[str, float | int]] = field(default_factory=dict)
     metric: str = "error"
+    human_levels: dict[str, float] = field(default_factory=dict)
+    human_proxy: str | None = None
+    below_human: tuple[str, ...] = ()
 
     @property
     def gaps(self) -> dict[str, float | None]:
@@ -145,6 +156,11 @@ class Diagnosis:
     def verdict(self) -> str:
         """One sentence: the largest gap and its size, in percentage points (a regression:
         in its metric's units, e.g. ``0.4 RMSE``)."""
+        if self.largest == "none" and "train" in self.below_human:
+            return (
+                "No gap is positive: train error is below the human-level proxy, where "
+                "avoidable bias cannot be estimated (see the notes)."
+            )
         if self.largest == "none":
             return "No gap is positive: the model is at the human-level proxy on every split."
         value = self.gaps[self.largest]
@@ -162,6 +178,7 @@ class Diagnosis:
         out = asdict(self)
         out["remedies"] = list(self.remedies)
         out["notes"] = list(self.notes)
+        out["below_human"] = list(self.below_human)
         out["verdict"] = self.verdict
         out["gap_standard_errors"] = self.gap_standard_errors
         return out
@@ -178,6 +195,11 @@ def _check_error(name: str, value: float | None, metric: str = "error") -> None:
         )
 
 
+NO_HUMAN_NOTE = (
+    "No human_error given: 0 stands in for Bayes error, so avoidable bias is an upper "
+    "bound. Set evaluation.human_error, or add --human-error 0.01 to `mlstrategy run`."
+)
+
 # A run of train and dev only (test_fraction: 0).
 NO_TEST_NOTE = (
     "No test split, so overfitting to dev cannot be measured, and the dev error is an "
@@ -191,7 +213,7 @@ def diagnose(
     dev_error: float,
     test_error: float | None = None,
     train_dev_error: float | None = None,
-    human_error: float | None = None,
+    human_error: HumanError | None = None,
     split_sizes: Mapping[str, int] | None = None,
     metric: str = "error",
     standard_errors: Mapping[str, float] | None = None,
@@ -204,8 +226,11 @@ def diagnose(
         test_error: Error on the test split; None leaves overfitting to dev out.
         train_dev_error: Error on a train-dev split (same distribution as train, not trained
             on); None when the data module carved none.
-        human_error: Human-level error, the proxy for Bayes error; None uses 0 (then avoidable
-            bias is an upper bound and a note says so).
+        human_error: Human-level error, the proxy for Bayes error: a number, or the course's
+            levels ``{"typical": .., "expert": .., "team": ..}`` (any of them), whose lowest is
+            the proxy; None uses 0 (then avoidable bias is an upper bound and a note says so).
+            Train or dev error below the proxy gets a note: avoidable bias cannot be estimated
+            there.
         split_sizes: Examples per split (``{"train": m, "dev": ..., ...}``); when given, a note
             warns if the largest gap is within two standard errors, i.e. may be sampling noise,
             another gives the smallest difference in dev error that would be significant at
@@ -220,7 +245,8 @@ def diagnose(
         A :class:`Diagnosis`.
 
     Raises:
-        ValueError: an error rate outside [0, 1] (a regression's error below 0).
+        ValueError: an error rate outside [0, 1] (a regression's error below 0), or a human
+            level that is not one of typical, expert and team.
 
     Example:
         >>> d = diagnose(train_error=0.08, dev_error=0.10, human_error=0.01)
@@ -231,23 +257,22 @@ def diagnose(
         >>> d = diagnose(0.01, 0.11, test_error=0.12, train_dev_error=0.015, human_error=0.005)
         >>> d.largest, round(d.data_mismatch, 3)
         ('data_mismatch', 0.095)
+        >>> d = diagnose(0.02, 0.04, human_error={"typical": 0.05, "expert": 0.03})
+        >>> d.human_error, d.human_proxy, d.below_human
+        (0.03, 'expert', ('train',))
     """
     for name, value in (
         ("train_error", train_error),
         ("dev_error", dev_error),
         ("test_error", test_error),
         ("train_dev_error", train_dev_error),
-        ("human_error", human_error),
     ):
         _check_error(name, value, metric)
-    notes: list[str] = []
-    bayes = human_error if human_error is not None else 0.0
-    if human_error is None:
-        notes.append(
-            "No human_error given: 0 stands in for Bayes error, so avoidable bias is an upper "
-            "bound. Set evaluation.human_error, or add --human-error 0.01 to `mlstrategy run`."
-        )
-    avoidable_bias = train_error - bayes
+    levels, proxy, human = resolve_human_error(
+        human_error, lambda name, value: _check_error(name, value, metric)
+    )
+    notes: list[str] = [] if human is not None else [NO_HUMAN_NOTE]
+    avoidable_bias = train_error - (human if human is not None else 0.0)
     if train_dev_error is not None:
         variance = train_dev_error - train_error
         data_mismatch: float | None = dev_error - train_dev_error
@@ -263,6 +288,8 @@ def diagnose(
         notes.append(NO_TEST_NOTE)
     errors = {"train": train_error, "train_dev": train_dev_error, "dev": dev_error}
     errors["test"] = test_error
+    below, human_notes = human_level_notes(levels, proxy, human, errors, metric)
+    notes = human_notes + notes
     sampling = _sampling(errors, split_sizes or {}, metric, standard_errors)
     gaps = {
         "avoidable_bias": avoidable_bias,
@@ -288,7 +315,7 @@ def diagnose(
         dev_error=dev_error,
         test_error=test_error,
         train_dev_error=train_dev_error,
-        human_error=human_error,
+        human_error=human,
         avoidable_bias=avoidable_bias,
         variance=variance,
         data_mismatch=data_mismatch,
@@ -298,6 +325,9 @@ def diagnose(
         notes=tuple(notes),
         sampling=sampling,
         metric=metric,
+        human_levels=levels,
+        human_proxy=proxy,
+        below_human=below,
     )
 
 
@@ -367,13 +397,15 @@ def _noise(
 
 
 def diagnose_splits(
-    splits: dict[str, dict[str, Any]], human_error: float | None = None, metric: str = "error"
+    splits: dict[str, dict[str, Any]],
+    human_error: HumanError | None = None,
+    metric: str = "error",
 ) -> Diagnosis:
     """:func:`diagnose` on the ``splits`` of a run's ``metrics.json``.
 
     Args:
         splits: ``{split: {"error": ..., ...}}`` with at least ``train`` and ``dev``.
-        human_error: Human-level error, or None.
+        human_error: Human-level error (a number or the course's levels), or None.
         metric: The error to diagnose: ``error``, or a regressor's ``rmse``, ``mse`` or
             ``mae`` (each row's ``standard_errors`` give the bootstrap standard errors).
 
@@ -414,51 +446,9 @@ def diagnose_splits(
     )
 
 
-def is_regression_run(splits: Mapping[str, Mapping[str, Any]]) -> bool:
-    """True when a run's scored splits are a single-task regressor's (they hold ``rmse``).
-
-    Example:
-        >>> is_regression_run({"dev": {"rmse": 0.3}}), is_regression_run({"dev": {"error": 0.1}})
-        (True, False)
-    """
-    return any("rmse" in row and "tasks" not in row for row in splits.values())
-
-
-def no_error_rate(splits: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """Why a multi-task run has no error rate to diagnose, or None when it has one.
-
-    A multi-task run's summary error averages its classification tasks; with none of them
-    (every head a regression) or none with labels in train or dev, the summary has no error
-    rate (None) and there is no bias / variance diagnosis of the run: each regression task is
-    judged by its squared error instead.
-
-    Example:
-        >>> size = {"kind": "regression", "n": 9, "mse": 0.2}
-        >>> no_error_rate({"train": {"error": None, "tasks": {"size": size}},
-        ...                "dev": {"error": None, "tasks": {"size": size}}}).split(";")[0]
-        'no task is a classification, so there is no error rate to diagnose'
-        >>> no_error_rate({"train": {"error": 0.1}, "dev": {"error": 0.2}}) is None
-        True
-    """
-    rows = [splits.get(s, {}) for s in ("train", "dev")]
-    if not any("tasks" in r for r in rows) or all(r.get("error") is not None for r in rows):
-        return None
-    kinds = {t.get("kind") for r in splits.values() for t in r.get("tasks", {}).values()}
-    if kinds <= {"regression"}:
-        return (
-            "no task is a classification, so there is no error rate to diagnose; the "
-            "regression tasks are scored by their squared error (mse, per task)"
-        )
-    lacking = [s for s, r in zip(("train", "dev"), rows, strict=True) if r.get("error") is None]
-    return (
-        f"no classification task has labels in {' and '.join(lacking)}, so there is no error "
-        "rate to diagnose there"
-    )
-
-
 def diagnose_run(
     splits: dict[str, dict[str, Any]],
-    human_error: float | None = None,
+    human_error: HumanError | None = None,
     error_metric: str | None = None,
 ) -> Diagnosis | str:
     """The diagnosis of a run (:func:`diagnose_splits`), or why it has none: a multi-task run

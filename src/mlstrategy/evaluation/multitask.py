@@ -41,7 +41,7 @@ def task_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def diagnose_tasks(
-    splits: Mapping[str, Mapping[str, Any]], human_error: float | None = None
+    splits: Mapping[str, Mapping[str, Any]], human_error: float | Mapping[str, float] | None = None
 ) -> dict[str, Diagnosis | str]:
     """The diagnosis of every classification task, from its errors on its present labels.
 

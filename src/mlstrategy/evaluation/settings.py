@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
+from mlstrategy.evaluation.human_level import (
+    bayes_proxy,
+    check_error_rates,
+    check_human_error,
+    human_levels,
+)
 from mlstrategy.evaluation.selection import (
     Constraint,
     Goal,
@@ -34,8 +39,14 @@ class EvaluationSettings:
         human_error: Human-level error on this task, used as the proxy for Bayes error in the
             diagnosis (avoidable bias = train error - human_error): for a classifier a fraction
             in [0, 1]; for a regressor in the units of ``error_metric`` (an RMSE in the
-            target's units, e.g. the noise's standard deviation). null: not known (0 is then
-            used and avoidable bias is an upper bound).
+            target's units, e.g. the noise's standard deviation). Or the course's levels,
+            ``{typical: 0.03, expert: 0.01, team: 0.005}`` (any of them): the lowest is the
+            proxy, and the report shows them all. null: not known (0 is then used and
+            avoidable bias is an upper bound).
+        human_error_dev: Human-level error on the dev/target distribution (a number or
+            levels, like ``human_error``), for a run on two distributions
+            (:class:`~mlstrategy.data.MismatchDataModule`): it fills the target column of the
+            report's human level / trained on / not trained on table.
         optimize: The optimizing metric for comparing runs (``mlstrategy compare`` and the
             table after a study), e.g. ``dev/f1``, ``dev/error``, ``test/recall/malignant``,
             ``dev/rmse``; null: ``dev/f1`` for a classifier, ``dev/rmse`` for a regressor.
@@ -78,7 +89,8 @@ class EvaluationSettings:
 
     def __init__(
         self,
-        human_error: float | None = None,
+        human_error: float | dict[str, float] | None = None,
+        human_error_dev: float | dict[str, float] | None = None,
         optimize: str | None = None,
         goal: Literal["auto", "max", "min"] = "auto",
         satisfy: list[str] | None = None,
@@ -89,12 +101,8 @@ class EvaluationSettings:
         error_metric: ErrorMetric = "auto",
         class_costs: ClassCosts | None = None,
     ) -> None:
-        if human_error is not None and not (math.isfinite(human_error) and human_error >= 0):
-            raise ValueError(
-                f"evaluation.human_error={human_error} is not an error; give a fraction in "
-                "[0, 1] for a classifier (5% -> 0.05), an RMSE >= 0 in the target's units for "
-                "a regressor, or null when it is not known."
-            )
+        check_human_error(human_error, "evaluation.human_error")
+        check_human_error(human_error_dev, "evaluation.human_error_dev")
         if error_metric not in ("auto", "error", "weighted_error", *REGRESSION_ERRORS):
             raise ValueError(
                 f"evaluation.error_metric={error_metric!r}; use auto, error, weighted_error, "
@@ -113,6 +121,7 @@ class EvaluationSettings:
         if latency_repeats < 1:
             raise ValueError(f"evaluation.latency_repeats={latency_repeats} must be >= 1.")
         self.human_error = human_error
+        self.human_error_dev = human_error_dev
         self.optimize = optimize
         self.goal = goal
         self.satisfy = list(satisfy or [])
@@ -172,11 +181,9 @@ class EvaluationSettings:
                 "run's model is a classifier, diagnosed on its error rate (error_metric: error "
                 "or auto, or weighted_error)."
             )
-        if self.error_metric == "error" and self.human_error is not None and self.human_error > 1:
-            raise ValueError(
-                f"evaluation.human_error={self.human_error} is not an error rate; give a "
-                "fraction in [0, 1] (5% -> 0.05), or null when it is not known."
-            )
+        if self.error_metric == "error":  # every level a fraction in [0, 1]
+            check_error_rates(self.human_error, "evaluation.human_error")
+            check_error_rates(self.human_error_dev, "evaluation.human_error_dev")
 
     @property
     def resolved_goal(self) -> Goal:
@@ -185,9 +192,13 @@ class EvaluationSettings:
         return default_goal(optimize) if self.goal == "auto" else self.goal
 
     def to_dict(self) -> dict[str, object]:
-        """The settings as given, for ``diagnosis.json``."""
+        """The settings as given, for ``diagnosis.json``; ``human_error`` is the proxy (the
+        lowest level), with ``human_levels`` holding every level when several were given."""
+        levels = human_levels(self.human_error)
         return {
-            "human_error": self.human_error,
+            "human_error": bayes_proxy(self.human_error)[0],
+            **({"human_levels": levels} if levels else {}),
+            "human_error_dev": self.human_error_dev,
             "optimize": self.optimize,
             "goal": self.goal,
             "satisfy": list(self.satisfy),

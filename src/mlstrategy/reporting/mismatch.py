@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
+from mlstrategy.evaluation.human_level import LEVELS as HUMAN_LEVELS
 from mlstrategy.io import write_text_atomic
+from mlstrategy.reporting.human_level import distributions_lines, gap_text
 from mlstrategy.reporting.markdown import md_table, pct
 
 FIGURE_FILE = "mismatch_errors.png"  # beside a run's report
@@ -45,8 +47,9 @@ def ladder_lines(diagnosis: Diagnosis) -> list[str]:
         error = getattr(diagnosis, field)
         if error is None and gap in (None, "dev_overfitting"):
             continue
-        if gap is None:
-            rows.append([label, pct(error), "", "", ""])
+        if gap is None:  # human level: the proxy, and which level it is when several
+            who = f" ({HUMAN_LEVELS[diagnosis.human_proxy]})" if diagnosis.human_proxy else ""
+            rows.append([label + who, pct(error), "", "", ""])
             continue
         value = diagnosis.gaps[gap]
         if gap == "variance" and diagnosis.train_dev_error is None:
@@ -55,12 +58,19 @@ def ladder_lines(diagnosis: Diagnosis) -> list[str]:
         if value is not None and ses.get(gap) is not None:
             size += f" ± {pct(ses[gap])}"
         mark = "**largest**" if gap == diagnosis.largest else ""
+        size = gap_text(diagnosis, gap, size)
         rows.append([label, pct(error) if error is not None else "-", GAP_TITLES[gap], size, mark])
     return [*md_table(["level", "error", "gap to the level above", "size (± 1 SE)", ""], rows), ""]
 
 
-def sources_lines(sources: Mapping[str, Any] | None, image: str | None = None) -> list[str]:
-    """The report's section on the two distributions, or nothing for one distribution."""
+def sources_lines(
+    sources: Mapping[str, Any] | None,
+    image: str | None = None,
+    table: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The report's section on the two distributions, or nothing for one distribution;
+    ``table`` is the course's 2x3 table (from
+    :func:`~mlstrategy.evaluation.human_level.distributions_table`)."""
     if not sources:
         return []
     out = [
@@ -78,6 +88,7 @@ def sources_lines(sources: Mapping[str, Any] | None, image: str | None = None) -
         [[s, f"{o['source']:,}", f"{o['target']:,}"] for s, o in sources["splits"].items()],
     )
     out.append("")
+    out += distributions_lines(table)
     if image:
         out += [f"![the five errors]({image})", ""]
     return out + synthesis_lines(sources.get("synthesis"))

@@ -35,6 +35,12 @@ from mlstrategy.reporting.error_analysis import (
     error_analysis_lines,
     task_error_analysis_lines,
 )
+from mlstrategy.reporting.human_level import (
+    distributions_entry,
+    gap_text,
+    human_level_lines,
+    shown_notes,
+)
 from mlstrategy.reporting.markdown import md_table, num, pct
 from mlstrategy.reporting.mismatch import ladder_lines, mismatch_figures, sources_lines
 from mlstrategy.reporting.regression import (
@@ -120,7 +126,11 @@ def _render(
         *_sampling_section(splits),
         *_diagnosis_section(diagnosis),
         *(_knobs_section(diagnosis) if isinstance(diagnosis, Diagnosis) else []),
-        *sources_lines(analysis.get("sources"), images.get("mismatch_errors")),
+        *sources_lines(
+            analysis.get("sources"),
+            images.get("mismatch_errors"),
+            analysis.get("distributions_table"),  # the course's 2x3 table (human levels)
+        ),
         *_selection_section(metrics, constraints, optimize),
         *_figures_section(images, _has_step_costs(metrics)),
         *regression_figures_lines(images),
@@ -222,21 +232,26 @@ def _diagnosis_section(diagnosis: Diagnosis | str) -> list[str]:
     human = gap_value(d, d.human_error) if d.human_error is not None else "not given"
     if d.metric != "error":
         human += f" ({d.unit}, in the target's units, like every error below)"
-    out = ["## Diagnosis", "", f"Human-level error (proxy for Bayes error): {human}.", ""]
+    out = ["## Diagnosis", "", *human_level_lines(d, human)]
     if getattr(diagnosis, "metric", "error") == "error":  # the course's ladder of error rates
         out += ladder_lines(diagnosis)
     formulas = gap_formulas(diagnosis)
     out += md_table(
         ["gap", "value", "computed as", ""],
         [
-            [GAP_TITLES[g], gap_value(d, v), formulas[g], "**largest**" if g == d.largest else ""]
+            [
+                GAP_TITLES[g],
+                gap_text(d, g, gap_value(d, v)),
+                formulas[g],
+                "**largest**" if g == d.largest else "",
+            ]
             for g, v in diagnosis.gaps.items()
         ],
     )
     out += ["", f"**{diagnosis.verdict}**", ""]
     out += [f"- {r}" for r in diagnosis.remedies]
     out.append("")
-    for note in diagnosis.notes:  # one quote block each, or Markdown runs them together
+    for note in shown_notes(d):  # one quote block each, or Markdown runs them together
         out += [f"> Note: {note}", ""]
     return out
 
@@ -252,7 +267,7 @@ def _knobs_section(diagnosis: Diagnosis) -> list[str]:
     gaps = diagnosis.gaps
     rows = []
     for i, (goal, gap, knobs) in enumerate(KNOBS, start=1):
-        size = gap_value(diagnosis, gaps.get(gap)) if gap in gaps else "-"
+        size = gap_text(diagnosis, gap, gap_value(diagnosis, gaps.get(gap))) if gap in gaps else "-"
         mark = "**work on this**" if gap == diagnosis.largest else ""
         title = GAP_TITLES[gap] if gap != "none" else "-"
         rows.append([f"{i}. {goal}", title, size, knobs, mark])
@@ -362,6 +377,7 @@ def write_run_report(
 
     analysis = dict(analysis or {})
     examples = analysis.pop("highest_loss_x", None)
+    analysis |= distributions_entry(diagnosis, analysis, settings)  # two distributions: 2x3
     beta = float((settings or {}).get("smoothing_beta", DEFAULT_SMOOTHING_BETA))
     figures = _figures(metrics, analysis, examples, beta)
     figures |= mismatch_figures(diagnosis, analysis)  # two distributions: the five errors
