@@ -225,3 +225,23 @@ def test_an_image_folder_recipe_gets_a_curve_train_dev_distributions_and_errors(
     losses = [float(r["loss"]) for r in rows]
     assert losses == sorted(losses, reverse=True)
     assert (run_dir / ERRORS_FIGURE).is_file() == bool(rows)
+
+
+def test_a_mismatch_folder_s_subset_keeps_each_image_s_origin(tmp_path):
+    from mlstrategy.data import MismatchImageFolderDataModule
+    from mlstrategy.data.mismatch import SOURCE
+
+    root = write_image_folder(DigitImages(size=8, classes=[0, 1]).load(0), tmp_path / "web", 12)
+    target = write_image_folder(DigitImages(size=8, classes=[0, 1]).load(0), tmp_path / "app", 20)
+    dm = MismatchImageFolderDataModule(
+        str(root), str(target), target_in_train=10, image_size=8, resize_size=8, num_workers=0
+    )
+    train_subset(0.5)(dm)
+    files = dm.split_files()["train"][0]
+    from_source = [Path(f).is_relative_to(root) for f in files]
+    assert len(files) == len(dm.origin["train"])
+    assert from_source == (dm.origin["train"] == SOURCE).tolist()
+    assert dm.split_origins()["train"] == {
+        "source": sum(from_source),
+        "target": len(files) - sum(from_source),
+    }

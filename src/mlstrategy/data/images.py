@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from mlstrategy.data.digit_images import DigitImages, write_image_folder
 from mlstrategy.data.normalization import Standardize
@@ -298,8 +298,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         transforms (as :meth:`eval_dataloader` gives them), stacked."""
         if not len(rows):
             return torch.empty((0, *self.input_shape))
-        dataset = self.eval_dataloader(split).dataset  # what scoring reads, one image at a time
-        return torch.stack([dataset[int(i)][0] for i in rows])
+        dataset = self.eval_dataloader(split).dataset  # what scoring reads
+        loader = DataLoader(
+            Subset(dataset, [int(i) for i in rows]),
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers if len(rows) > self.eval_batch_size else 0,
+        )
+        return torch.cat([x for x, _ in loader])
 
     def distribution_features(self, x: torch.Tensor) -> np.ndarray:
         """Per image, each channel's mean, then each channel's standard deviation: what the
