@@ -21,7 +21,7 @@ from mlstrategy.evaluation.human_level import (
     parse_human_error_option,
 )
 from mlstrategy.evaluation.settings import EvaluationSettings
-from mlstrategy.reporting.human_level import BELOW_HUMAN_MARK
+from mlstrategy.reporting.human_level import BELOW_HUMAN_MARK, distributions_lines
 from mlstrategy.reporting.markdown import pct
 from mlstrategy.reporting.run_report import render_report, write_run_report
 
@@ -162,6 +162,15 @@ def test_the_2x3_table_fills_what_is_measured_and_says_why_not_the_rest():
     assert "45 target examples are scored together" in rows["trained on"]["target"]["reason"]
     assert table["readings"]["human_dev_minus_human"] == pytest.approx(0.02)
     assert table["readings"]["dev_minus_human_dev"] == pytest.approx(0.0)
+    # The README's example: the same errors, no target data in training.
+    no_target = {"splits": {"train": {"source": 900, "target": 0}, "train_dev": {"source": 100}}}
+    lines = distributions_lines(distributions_table(d, no_target, 0.06))
+    assert lines[6:9] == [
+        "| human level | 4.00% | 6.00% |",
+        "| error on examples trained on | 7.00% (train) | — (no target example was trained on: "
+        "data.init_args.target_in_train is 0) |",
+        "| error on examples not trained on | 10.00% (train-dev) | 6.00% (dev) |",
+    ]
 
     # No target in training, no train-dev split, no human levels: every "—" says why.
     d = diagnose(0.07, 0.2)
