@@ -106,3 +106,56 @@ def build_optimizer(
     return torch.optim.AdamW(
         params, lr=learning_rate, betas=(beta1, beta2), eps=epsilon, weight_decay=weight_decay
     )
+
+
+# Which of the course's hyperparameters each optimizer uses (build_optimizer's arguments).
+USED_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "gd": (),
+    "momentum": ("beta1",),
+    "rmsprop": ("beta2", "epsilon"),
+    "adam": ("beta1", "beta2", "epsilon"),
+    "adamw": ("beta1", "beta2", "epsilon", "weight_decay"),
+}
+
+
+def set_hyperparameters(
+    optimizer: torch.optim.Optimizer, name: str, values: dict[str, float]
+) -> list[str]:
+    """Write the course's hyperparameters into every parameter group of ``optimizer``, an
+    optimizer :func:`build_optimizer` made for ``name`` (the inverse of its mapping).
+
+    A resumed run's saved optimizer state carries the old values in its parameter groups
+    (``torch.optim.Optimizer.load_state_dict`` restores them); this writes the new ones over
+    them and keeps the state (moments, momentum buffers, Adam's step count).
+
+    Args:
+        optimizer: The optimizer, its state already loaded.
+        name: Its course name (``gd``, ``momentum``, ``rmsprop``, ``adam``, ``adamw``).
+        values: Some of ``beta1``, ``beta2``, ``epsilon``, ``weight_decay`` (the learning rate
+            and its decay: :func:`~mlstrategy.models.schedules.retarget_learning_rate`).
+
+    Returns:
+        The names in ``values`` that ``name`` does not use (nothing to write).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> opt = build_optimizer("adam", [w], learning_rate=0.01)
+        >>> set_hyperparameters(opt, "adam", {"beta2": 0.99, "weight_decay": 0.0})
+        ['weight_decay']
+        >>> opt.param_groups[0]["betas"]
+        (0.9, 0.99)
+    """
+    used = USED_HYPERPARAMETERS[name]
+    for group in optimizer.param_groups:
+        if name == "momentum" and "beta1" in values:
+            group["momentum"] = group["dampening"] = values["beta1"]  # as Momentum builds it
+        if name == "rmsprop" and "beta2" in values:
+            group["alpha"] = values["beta2"]
+        if name in ("adam", "adamw"):
+            beta1, beta2 = group["betas"]
+            group["betas"] = (values.get("beta1", beta1), values.get("beta2", beta2))
+        if "epsilon" in values and "epsilon" in used:
+            group["eps"] = values["epsilon"]
+        if "weight_decay" in values and "weight_decay" in used:
+            group["weight_decay"] = values["weight_decay"]
+    return [key for key in values if key not in used]

@@ -118,3 +118,56 @@ def build_lr_decay(
         check_lr_decay(schedule, decay_rate, decay_interval)
         return None
     return LambdaLR(optimizer, LearningRateDecay(schedule, decay_rate, decay_interval))
+
+
+def retarget_learning_rate(
+    optimizer: torch.optim.Optimizer,
+    scheduler: LambdaLR | None,
+    ratio: float,
+    schedule: str,
+    decay_rate: float | None,
+    decay_interval: int,
+    epoch: int,
+) -> None:
+    """From ``epoch`` on, train at a new ``alpha0`` and a new decay: a resumed run's new rate.
+
+    Each parameter group's ``alpha0`` (its ``initial_lr``, or its rate when it never decayed)
+    is multiplied by ``ratio`` (new / old ``learning_rate``), so groups at their own rates (a
+    backbone at a fraction of the head's) keep their proportions, and its rate becomes
+    ``alpha0 * decay_factor(schedule, epoch)``: the rate a run of the new settings has at
+    ``epoch``. The scheduler (the new recipe's, its saved state already loaded: that state
+    brings back the old schedule's constants and ``alpha0``) gets the new rule, the new
+    ``alpha0`` and ``epoch`` as its position.
+
+    Args:
+        optimizer: The optimizer, its saved state loaded.
+        scheduler: Its per-epoch decay, or ``None`` for ``lr_decay: none``.
+        ratio: New ``learning_rate`` / old.
+        schedule: The new ``lr_decay``.
+        decay_rate: The new ``decay_rate``.
+        decay_interval: The new ``decay_interval``.
+        epoch: The epoch about to train (Lightning's ``current_epoch``).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(1))
+        >>> opt = torch.optim.SGD([w], lr=0.5)
+        >>> decay = build_lr_decay(opt, "inverse_time", 1.0)
+        >>> retarget_learning_rate(opt, decay, 0.2, "inverse_time", 1.0, 1, epoch=3)
+        >>> opt.param_groups[0]["lr"]  # 0.1 / (1 + 1.0 * 3)
+        0.025
+    """
+    check_lr_decay(schedule, decay_rate, decay_interval)
+    factor = decay_factor(schedule, epoch, decay_rate, decay_interval)
+    bases: list[float | torch.Tensor] = []
+    for group in optimizer.param_groups:
+        base = float(group.get("initial_lr", group["lr"])) * ratio
+        if scheduler is not None or "initial_lr" in group:
+            group["initial_lr"] = base
+        group["lr"] = base * factor
+        bases.append(base)
+    if scheduler is None:
+        return
+    scheduler.base_lrs = bases
+    scheduler.lr_lambdas = [LearningRateDecay(schedule, decay_rate, decay_interval) for _ in bases]
+    scheduler.last_epoch = epoch
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # type: ignore[attr-defined]

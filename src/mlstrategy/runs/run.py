@@ -9,6 +9,8 @@ score every split with the best checkpoint's weights; diagnose; write the run fo
 from __future__ import annotations
 
 import shlex
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from mlstrategy.run_folder import (
     latest_run,
     shown,
 )
+from mlstrategy.runs.babysit import ResumedHyperparameters, current_config, resume_changes
 from mlstrategy.runs.lightning_cli import build_run, run_dir_of
 from mlstrategy.safety import check_checkpoint_matches, load_checkpoint
 
@@ -145,17 +148,19 @@ def run_recipe(
         # prints, and writes every file of the one run folder.
         console.quiet = True
     run_dir = shown(run_dir_of(trainer))
+    # Checked before anything is written: a resume refused leaves its folder as it was (its
+    # FAILED with the command that continues it included).
+    last = _check_resume(cli, run_dir, console) if resume is not None else None
+    # Lightning answers Ctrl-C in a fit by ignoring SIGINT for good (its graceful shutdown);
+    # the caller (a test, a notebook, the CLI with an inherited SIG_IGN) gets its own back.
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         if before_fit is not None:
             before_fit(datamodule)
         settings = cli.config_init.get("evaluation") or EvaluationSettings()
         settings.fit_model(regression=is_regressor(model))  # defaults by model kind; vetted
         console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
-        last = checkpoint_path(run_dir, LAST_CHECKPOINT) if resume is not None else None
         if last is not None:
-            # The same loader as every other path: damaged, crafted or another model's
-            # checkpoint is named before Lightning reads it.
-            check_checkpoint_matches(load_checkpoint(last), model, f"The checkpoint {last}")
             if trainer.is_global_zero:
                 clear_failed(run_dir)
             console.print(f"resuming from {last}")
@@ -174,6 +179,28 @@ def run_recipe(
             # Lightning turns Ctrl-C into sys.exit(1); the caller sees it as what it was.
             raise KeyboardInterrupt from err
         raise
+    finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
+
+
+def _check_resume(cli: Any, run_dir: Path, console: Console) -> Path:
+    """The checkpoint a resume continues from, once it is known to fit the recipe; a trainer
+    callback applies the recipe's changed hyperparameters from the first epoch it trains.
+
+    Raises:
+        ValueError: a damaged or another model's checkpoint, or a change that a resumed run
+            cannot apply (the architecture, the data, the optimizer's class).
+    """
+    last = checkpoint_path(run_dir, LAST_CHECKPOINT)
+    # The same loader as every other path: damaged, crafted or another model's checkpoint is
+    # named before Lightning reads it.
+    checkpoint = load_checkpoint(last)
+    changes = resume_changes(run_dir, current_config(cli), checkpoint, cli.model.hparams)
+    check_checkpoint_matches(checkpoint, cli.model, f"The checkpoint {last}")
+    if changes:
+        cli.trainer.callbacks.append(ResumedHyperparameters(changes, run_dir, last, console))
+    return last
 
 
 def failure_reason(err: BaseException, run_dir: Path, command: Sequence[str] | None) -> str:
