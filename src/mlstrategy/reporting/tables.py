@@ -142,15 +142,18 @@ def compare_table(
     present = {k for cand in selection.candidates for k in cand.values}
     shown += [c for c in columns if c not in shown and c in present]
     arrow = "max" if selection.goal == "max" else "min"
-    table = Table(title=title, title_justify="left")
-    # Names and numbers never wrap or get cut; on a narrow terminal the status column folds.
-    table.add_column("run", no_wrap=True)
+    table = _FoldingTable(title=title, title_justify="left")
+    rows = [[_shown_value(cand.values.get(m)) for m in shown] for cand in selection.candidates]
+    # Numbers are never cut (each column at least as wide as its widest value); on a narrow
+    # terminal the headers take two lines and names and the status fold, so the status (and
+    # the winner) stays in view at 80 columns.
+    table.add_column("run", overflow="fold", min_width=8)
     for i, name in enumerate(shown):
         header = f"{name} {arrow}" if i == 0 else name
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("status", overflow="fold", min_width=6)
-    for cand in selection.candidates:
-        values = [_shown_value(cand.values.get(m)) for m in shown]
+        widest = max((len(row[i]) for row in rows), default=1)
+        table.add_column(header, justify="right", overflow="fold", min_width=max(widest, 4))
+    table.add_column("status", overflow="fold", min_width=len("winner"))
+    for cand, values in zip(selection.candidates, rows, strict=True):
         if cand.name == selection.winner:
             status, style = "winner", "bold green"
         elif cand.eligible:
@@ -159,6 +162,33 @@ def compare_table(
             status, style = "fails " + ", ".join(cand.failures), "dim"
         table.add_row(cand.name, *values, status, style=style)
     return table
+
+
+def _two_lines(header: str) -> str:
+    """``header`` split at its last space, slash or underscore.
+
+    Example:
+        >>> _two_lines("dev/f1 max"), _two_lines("dev/recall"), _two_lines("latency_ms")
+        ('dev/f1\\nmax', 'dev/\\nrecall', 'latency\\n_ms')
+    """
+    cut = max(header.rfind(" "), header.rfind("/"), header.rfind("_"))
+    if cut <= 0:
+        return header
+    if header[cut] == " ":
+        return f"{header[:cut]}\n{header[cut + 1 :]}"
+    keep = cut + 1 if header[cut] == "/" else cut  # "dev/" above "recall"; "_ms" below
+    return f"{header[:keep]}\n{header[keep:]}"
+
+
+class _FoldingTable(Table):
+    """A table whose headers take two lines when it would not fit on one line each."""
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        if self.__rich_measure__(console, options).maximum > options.max_width:
+            for column in self.columns:
+                if isinstance(column.header, str):
+                    column.header = _two_lines(column.header)
+        yield from super().__rich_console__(console, options)
 
 
 def _shown_value(value: float | None) -> str:

@@ -15,8 +15,8 @@ from lightning.pytorch.callbacks import (
     BasePredictionWriter,
     Callback,
     ModelCheckpoint,
+    ModelSummary,
     ProgressBar,
-    RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 from mlstrategy.callbacks.predictions import PredictionsCSV
+from mlstrategy.callbacks.progress import NetworkSummary, RunProgressBar
 from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
@@ -41,8 +42,12 @@ from mlstrategy.safety import (
 
 
 class _DropAdverts(logging.Filter):
+    # Lightning's tips, and its notes on loading the best checkpoint to score it (the run
+    # prints its folder, and the scoring bars say which split they score).
+    _NOISE = ("💡 Tip", "Restoring states from the checkpoint", "Loaded model weights from")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not str(record.msg).startswith(self._NOISE)
 
 
 def quiet_known_warnings() -> None:
@@ -229,6 +234,8 @@ class MLStrategyCLI(LightningCLI):
             )
         # Always on, and outside the recipe's callbacks list so recipes keep their own.
         kwargs["callbacks"] = [*self._callbacks(config), NonFiniteGuard(), RNGState()]
+        if any(isinstance(c, NetworkSummary) for c in kwargs["callbacks"]):
+            kwargs["enable_model_summary"] = False  # ours is the summary: no second one
         kwargs["callbacks"].append(SharedRunFolder())
         if not config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -258,7 +265,11 @@ class MLStrategyCLI(LightningCLI):
         if config.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            callbacks.append(RichProgressBar())
+            callbacks.append(RunProgressBar())  # "epoch 3/200", "scoring dev"; 80 columns
+        if config.get("enable_model_summary") is not False and not any(
+            isinstance(c, ModelSummary) for c in callbacks
+        ):
+            callbacks.append(NetworkSummary())  # the network's layers, not the metric objects
         if self.subcommand == "predict" and not any(
             isinstance(c, BasePredictionWriter) for c in callbacks
         ):
