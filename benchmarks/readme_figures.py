@@ -265,6 +265,73 @@ def lessons(figures: Figures) -> str:
     return _table(["`mlstrategy run recipes/deep/...`", "what it showed"], rows)
 
 
+MISMATCH = ("1_source_only", "2_target_in_train", "3_synthesis", "4_both")
+
+
+def mismatch(figures: Figures) -> str:
+    """The data-mismatch study's table and what it shows, each figure from its runs."""
+    from mlstrategy.evaluation.diagnosis import GAP_TITLES
+
+    s = _section(figures, "mismatch")
+    runs = [s["runs"][name] for name in MISMATCH]
+    rows = []
+    for name, r in zip(MISMATCH, runs, strict=True):
+        gap, se = r["gaps"]["data_mismatch"], r["gap_standard_errors"]["data_mismatch"]
+        rows.append(
+            [
+                name,
+                f"{r['target_in_train']:,}",
+                "yes" if r["synthesis"] else "no",
+                *(_pts(r["errors"][k]) for k in ("train", "train_dev", "dev", "test")),
+                f"{_pts(gap)} ± {_pts(se)}",
+                GAP_TITLES[r["largest"]] + (" (pool warning)" if r["pool_warning"] else ""),
+            ]
+        )
+    header = ["run", "target in train", "synthesis", "train", "train-dev", "dev", "test"]
+    minutes, seconds = divmod(round(s["seconds"]), 60)
+    first, target, synthesis, both = runs
+    e, gap = first["errors"], first["gaps"]["data_mismatch"]
+    auc = f", and the domain classifier tells train from dev with AUC {first['train_dev_auc']:.2f}"
+    shrinks = all(r["gaps"]["data_mismatch"] < gap for r in runs[1:])
+
+    def dev(r: dict[str, Any]) -> str:
+        change = "falls" if r["errors"]["dev"] < e["dev"] else "rises"
+        gap = _pts(r["gaps"]["data_mismatch"], 1)
+        return f"{change} to {_pct(r['errors']['dev'])} (data mismatch {gap} points)"
+
+    harder = (
+        f"The synthesized training set is harder to fit (train error "
+        f"{_pct(synthesis['errors']['train'], 0)}), so the largest gap of {MISMATCH[2]} is "
+        f"{GAP_TITLES[synthesis['largest']]}"
+        + (": the next knob is a bigger network or longer training." if synthesis["largest"] ==
+           "avoidable_bias" else ".")
+    )  # fmt: skip
+    p3, p4, n = synthesis["errors"]["dev"], both["errors"]["dev"], both["dev_examples"]
+    resolution = 2 * ((p3 * (1 - p3) + p4 * (1 - p4)) / n) ** 0.5
+    apart = "less" if abs(p3 - p4) < resolution else "more"
+    return (
+        f"Measured by `make figures` on {s['cores']} CPU cores, seed 0, {minutes} min {seconds} s "
+        f"for the four runs (errors in %, human level {_pct(e['human'], 0)} assumed, data "
+        "mismatch ± one standard error):\n\n"
+        + _table([*header, "data mismatch", "largest gap"], rows)
+        + f"\nTrained on clean digits alone, the network's train error is {_pct(e['train'])}, "
+        f"and train-dev is within {_pts(e['train_dev'] - e['train'], 1)} points of it. It errs "
+        f"on {_pct(e['dev'])} of the phone digits, so the largest gap is "
+        f"{GAP_TITLES[first['largest']]}"
+        + (" (" if first["largest"] == "data_mismatch" else "; data mismatch is ")
+        + f"{_pts(gap, 1)} points, {gap / first['gap_standard_errors']['data_mismatch']:.1f} "
+        + ("standard errors)" if first["largest"] == "data_mismatch" else "standard errors")
+        + (auc if first["train_dev_auc"] is not None else "")
+        + ". "
+        + ("Each remedy shrinks the mismatch. " if shrinks else "")
+        + f"With {target['target_in_train']:,} phone digits in training, dev error "
+        f"{dev(target)}. With synthesis and no target labels at all, it {dev(synthesis)}; with "
+        f"both, it {dev(both)}. {harder} The last two runs' dev errors "
+        f"differ by {_pts(abs(p3 - p4), 1)} points, {apart} than twice the standard error of "
+        f"that difference on {n} dev examples ({_pts(resolution, 1)} points).\n"
+    )
+
+
 def mnist1d(figures: Figures) -> str:
     s = _section(figures, "mnist1d")
     what = {
@@ -393,6 +460,7 @@ TEMPLATES: dict[str, Callable[[Figures], str]] = {
         multitask,
         end_to_end,
         lessons,
+        mismatch,
         mnist1d,
         performance,
         loop_overhead,
