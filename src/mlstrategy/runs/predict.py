@@ -268,10 +268,11 @@ def _test_split(run: LoadedRun) -> Inputs:
 
 
 def _image_folder(run: LoadedRun, folder: Path) -> Inputs:
-    if run.data_class() != IMAGE_DATA:
+    if run.data_class() not in IMAGE_DATA:
         raise ValueError(
             f"{folder} is a folder; a folder of images is read for a run on an image folder "
-            f"({IMAGE_DATA}), and this run trained on {run.data_class() or 'other data'}. "
+            f"({' or '.join(IMAGE_DATA)}), and this run trained on "
+            f"{run.data_class() or 'other data'}. "
             "Give a .csv or .npz file."
         )
     datamodule = run_datamodule(run, [f"--data.init_args.predict_dir={folder}"])

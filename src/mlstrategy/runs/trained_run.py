@@ -29,7 +29,7 @@ from mlstrategy.models.base import SupervisedModule
 from mlstrategy.run_folder import CONFIG_FILE, find_run, load_metrics, run_checkpoint
 from mlstrategy.safety import check_recipe, load_checkpoint
 
-IMAGE_DATA = "ImageFolderDataModule"
+IMAGE_DATA = ("ImageFolderDataModule", "MismatchImageFolderDataModule")  # data on image files
 _EVAL_OVERRIDES = (
     "--trainer.logger=false",  # no new run folder: nothing is trained
     "--trainer.accelerator=cpu",
@@ -166,7 +166,7 @@ def run_datamodule(run: LoadedRun, overrides: Sequence[str] = ()) -> Any:
             "or run the recipe again with `mlstrategy run`."
         )
     extra = list(overrides)
-    if run.data_class() == "ImageFolderDataModule":
+    if run.data_class() in IMAGE_DATA:
         extra.append("--data.init_args.num_workers=0")
     check_recipe([config], extra)
     cli = build_run([config], [*_EVAL_OVERRIDES, *extra])
