@@ -211,7 +211,7 @@ def _tiny_mismatch_recipe(root: Path) -> Path:
                 "seed": 0,
             },
         },
-        "trainer": {"max_epochs": 4, "enable_progress_bar": False, "enable_model_summary": False},
+        "trainer": {"max_epochs": 2, "enable_progress_bar": False, "enable_model_summary": False},
         "evaluation": {
             "human_error": {"typical": 0.03, "expert": 0.02},
             "human_error_dev": {"typical": 0.06, "team": 0.04},

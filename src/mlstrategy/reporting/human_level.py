@@ -50,7 +50,9 @@ def human_level_lines(d: Diagnosis, shown: str) -> list[str]:
         "Human-level error, at each level given; the best (lowest) is the proxy for Bayes "
         "error, since Bayes error is at most what the best humans achieve:",
         "",
-        *md_table(["human level", "error", ""], rows),
+        *md_table(
+            ["human level", "error" if d.metric == "error" else f"error ({d.unit})", ""], rows
+        ),
         "",
     ]
 
