@@ -10,8 +10,11 @@ every example of it moves the same way. The in-memory data modules therefore app
   so ``uint8`` images stay ``uint8`` until the model normalizes them.
 - Any other module (``torchvision.transforms.v2.RandomAffine``, ``RandomErasing``, ...) is
   wrapped in :class:`PerExample`, which calls it once per example: its own draw each, at the
-  cost of a Python loop on the device (one call per example instead of one per batch; fine for
-  small batches, a few ms per batch of 64 small images on a CPU core).
+  cost of a Python loop on the device (one call per example instead of one per batch). Measured
+  on a busy 2-core CPU, a batch of 64 MNIST-1D sequences: ``v2.RandomCrop`` per example 21 ms,
+  against 0.25 ms for :class:`RandomCropPerExample` doing the same shift and 0.17 ms for one
+  ``v2.RandomCrop`` draw for the batch; ``v2.GaussianBlur`` on 64 8x8 images, 53 ms against
+  1.3 ms. Fine for small batches; prefer the vectorized modules where one fits.
 - :class:`WholeBatch` keeps one call per batch: one draw for the whole batch (the fastest), or
   a module that draws per example itself (e.g. ``kornia.augmentation``).
 
