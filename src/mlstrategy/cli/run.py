@@ -74,7 +74,12 @@ def main(argv: list[str], console: Console) -> int:
         const="latest",
         metavar="RUN_DIR",
         help="continue a killed run from its checkpoints/last.ckpt (default: the recipe's newest "
-        "run folder); the result is identical to an uninterrupted run",
+        "run folder); the result is identical to an uninterrupted run. Babysitting: changed "
+        "optimizer settings (--model.init_args.learning_rate=0.05, beta1, beta2, epsilon, "
+        "weight_decay, lr_decay, decay_rate, decay_interval, l2_lambda) or more "
+        "--trainer.max_epochs apply from the resumed epoch, one console line each, recorded in "
+        "the run's config_history.yaml; another model, architecture, optimizer or data is "
+        "refused (start a new run)",
     )
     parser.add_argument(
         "--human-error",

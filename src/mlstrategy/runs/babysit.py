@@ -126,9 +126,20 @@ def _why_refused(key: str) -> str | None:
 
 
 def _refusal(run_dir: Path, refused: list[tuple[Change, str]]) -> str:
-    shown = "; ".join(f"{c} ({why})" for c, why in refused[:6])
-    if len(refused) > 6:
-        shown += f"; and {len(refused) - 6} more"
+    # Another class brings other arguments: its class_path says it all.
+    classes = {c.key.rsplit(".", 1)[0] for c, _ in refused if c.key.endswith(".class_path")}
+    refused = [
+        (c, why)
+        for c, why in refused
+        if c.key.endswith(".class_path") or not any(c.key.startswith(f"{k}.") for k in classes)
+    ]
+    by_reason: dict[str, list[Change]] = {}
+    for change, why in refused:
+        by_reason.setdefault(why, []).append(change)
+    shown = "; ".join(
+        f"{', '.join(str(c) for c in group[:4])}{' and more' if len(group) > 4 else ''} ({why})"
+        for why, group in by_reason.items()
+    )
     these = "this change" if len(refused) == 1 else "these changes"
     applied = ", ".join((*RATE_KEYS, *OPTIMIZER_KEYS, *MODEL_KEYS))
     return (
