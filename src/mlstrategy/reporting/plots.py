@@ -20,15 +20,25 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from mlstrategy.evaluation.learning_curve import CurvePoint
 from mlstrategy.io import write_bytes_atomic
+
+_COUNTS_UP_TO = 10  # classes; more, and the cells show row shares by colour alone
+_NAMES_UP_TO = 30  # classes; more, and every n-th class is named
 
 
 def confusion_matrix_figure(
     matrices: dict[str, Sequence[Sequence[int]]], class_names: Sequence[str]
 ) -> Figure:
-    """One confusion matrix per split, side by side (rows: true class, columns: predicted).
+    """One confusion matrix per split (rows: true class, columns: predicted), sized to be
+    read at TensorBoard's default image size: two panels a row, large type, the count in
+    each cell and the class names on the axes.
+
+    Up to 10 classes each cell holds its count, coloured by its share of the true class's
+    examples (the row); with more, the colour alone shows the share (the diagonal is each
+    class's recall), and beyond 30 classes every n-th class is named.
 
     Args:
         matrices: ``{split: confusion matrix}`` (counts, ``[true][predicted]``).
@@ -36,21 +46,60 @@ def confusion_matrix_figure(
 
     Example:
         >>> fig = confusion_matrix_figure({"dev": [[5, 1], [0, 4]]}, ["no", "yes"])
-        >>> len(fig.axes)
-        1
+        >>> ax = fig.axes[0]
+        >>> ax.get_title(), [t.get_text() for t in ax.texts]
+        ('dev: 1 error in 10', ['5', '1', '0', '4'])
     """
-    from sklearn.metrics import ConfusionMatrixDisplay
-
     k = len(class_names)
-    size = min(2.0 + 0.45 * k, 7.0)
-    fig = Figure(figsize=(size * len(matrices), size + 0.4), layout="constrained")
-    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
-    for ax, (split, cm) in zip(axes, matrices.items(), strict=True):
-        display = ConfusionMatrixDisplay(np.asarray(cm), display_labels=list(class_names))
-        display.plot(ax=ax, colorbar=False, include_values=k <= 12, xticks_rotation="vertical")
-        errors = int(np.asarray(cm).sum() - np.trace(np.asarray(cm)))
-        ax.set_title(f"{split} ({errors} errors)")
+    cols = 1 if len(matrices) == 1 else 2
+    rows = math.ceil(len(matrices) / cols)
+    panel = min(3.2 + 0.25 * max(k - 4, 0), 7.0)  # inches; 10 classes: 4.7
+    # Constrained layout with thin pads: the pixels go to the cells and their type.
+    tight = ConstrainedLayoutEngine(w_pad=0.02, h_pad=0.02, wspace=0.04, hspace=0.04)
+    fig = Figure(figsize=(panel * cols + 0.3, panel * rows), layout=tight)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, (ax, (split, cm)) in enumerate(zip(axes, matrices.items(), strict=False)):
+        _confusion_axes(ax, np.asarray(cm, dtype=np.int64), class_names, split)
+        if i % cols == 0:
+            ax.set_ylabel("true", fontsize=13)
+        if i >= len(matrices) - cols:
+            ax.set_xlabel("predicted", fontsize=13)
+    for ax in axes[len(matrices) :]:
+        ax.set_axis_off()
     return fig
+
+
+def _confusion_axes(ax: Any, cm: np.ndarray, names: Sequence[str], split: str) -> None:
+    """One split's matrix: cells coloured by their share of the row, counts written in."""
+    k = len(names)
+    totals = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    # Counts: the colour is the row's share on a 0-1 scale. Many classes: the scale spans the
+    # shares there are, so small confusions still show.
+    top = 1.0 if k <= _COUNTS_UP_TO else max(float(share.max()), 1e-9)
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=top)
+    if k <= _COUNTS_UP_TO:
+        size = 18 if k <= 3 else 14 if k <= 6 else 11
+        for (t, p), count in np.ndenumerate(cm):
+            color = "white" if share[t, p] > 0.5 else "black"
+            ax.text(p, t, str(count), ha="center", va="center", fontsize=size, color=color)
+    step = 1 if k <= _NAMES_UP_TO else math.ceil(k / _NAMES_UP_TO)
+    ticks = list(range(0, k, step))
+    labels = [str(names[i]) for i in ticks]
+    font = 13 if k <= 4 else 11 if k <= _COUNTS_UP_TO else 8
+    horizontal = max((len(n) for n in labels), default=0) * k <= 24
+    ax.set_xticks(
+        ticks,
+        labels,
+        fontsize=font,
+        rotation=0 if horizontal else 45,
+        ha="center" if horizontal else "right",
+        rotation_mode="anchor",
+    )
+    ax.set_yticks(ticks, labels, fontsize=font)
+    errors, n = int(cm.sum() - np.trace(cm)), int(cm.sum())
+    shares = "" if k <= _COUNTS_UP_TO else ", colour: share of the row"
+    ax.set_title(f"{split}: {errors} error{'' if errors == 1 else 's'} in {n}{shares}", fontsize=14)
 
 
 def exponentially_weighted_average(values: Sequence[float], beta: float) -> np.ndarray:
