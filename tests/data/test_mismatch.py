@@ -198,6 +198,7 @@ def test_bad_target_is_exit_2_with_one_paragraph(in_tmp, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_torchvision_synthesis_transform_draws_per_example_and_is_named_in_the_report():
     from torchvision.transforms import v2
 

@@ -74,6 +74,7 @@ def test_normalization_comes_from_the_training_mix_only(folders):
     assert float(dev.mean()) > float(norm.mean.mean()) + 0.1  # the grey target is not in it
 
 
+@pytest.mark.slow
 def test_synthesis_makes_source_images_look_like_the_target_and_leaves_target_images(folders):
     synthesis = [Shift(pixels=0.5), TargetContrast(), TargetNoise(clips=50, std=0.02)]
     dm = _module(folders, synthesis=synthesis, seed=0)
