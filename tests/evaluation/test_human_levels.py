@@ -140,6 +140,17 @@ def test_diagnosis_json_holds_every_level(tmp_path):
     assert any("Train error (0.40%) is below" in n for n in saved["notes"])
 
 
+def test_tensorboard_gets_no_avoidable_bias_that_cannot_be_estimated(tmp_path, tensorboard_run):
+    logger, read = tensorboard_run
+    d = diagnose(0.004, 0.03, test_error=0.031, train_dev_error=0.02, human_error=LEVELS)
+    metrics = _metrics({"train": 0.004, "train_dev": 0.02, "dev": 0.03, "test": 0.031})
+    write_run_report(tmp_path, metrics, d, logger=logger)
+    found = read()
+    assert "diagnosis/avoidable_bias" not in found["scalars"]  # a scalar has no note beside it
+    assert found["scalars"]["diagnosis/variance"] == pytest.approx(0.016)
+    assert "Train error (0.40%) is below human-level error" in found["texts"]["report"]
+
+
 # ------------------------------------------------------------------------ the 2x3 table
 def test_the_2x3_table_fills_what_is_measured_and_says_why_not_the_rest():
     d = diagnose(0.07, 0.06, test_error=0.065, train_dev_error=0.10, human_error=0.04)

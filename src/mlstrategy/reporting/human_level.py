@@ -71,6 +71,19 @@ def gap_text(d: Diagnosis, gap: str, text: str) -> str:
     return text
 
 
+def estimable_gaps(d: Diagnosis) -> dict[str, float]:
+    """The gaps that were measured, less an avoidable bias that cannot be estimated (train
+    error below the human-level proxy): what goes to TensorBoard, where no note can follow.
+
+    Example:
+        >>> from mlstrategy.evaluation.diagnosis import diagnose
+        >>> sorted(estimable_gaps(diagnose(0.01, 0.05, human_error=0.02)))
+        ['variance']
+    """
+    unestimated = "avoidable_bias" if "train" in d.below_human else None
+    return {g: v for g, v in d.gaps.items() if v is not None and g != unestimated}
+
+
 def _value(d: Diagnosis, value: float | None) -> str:
     return pct(value) if d.metric == "error" else num(value)
 

@@ -37,6 +37,7 @@ from mlstrategy.reporting.error_analysis import (
 )
 from mlstrategy.reporting.human_level import (
     distributions_entry,
+    estimable_gaps,
     gap_text,
     human_level_lines,
     shown_notes,
@@ -451,11 +452,12 @@ def _figures(
 def _gap_scalars(
     diagnosis: Diagnosis | str, task_diagnoses: Mapping[str, Diagnosis | str]
 ) -> dict[str, float]:
-    """``diagnosis/{gap}`` and ``diagnosis/{task}/{gap}``: every gap that was measured."""
+    """``diagnosis/{gap}`` and ``diagnosis/{task}/{gap}``: every gap that was measured (not an
+    avoidable bias that a train error below human level leaves unestimated)."""
     scalars: dict[str, float] = {}
     if isinstance(diagnosis, Diagnosis):
-        scalars = {f"diagnosis/{g}": v for g, v in diagnosis.gaps.items() if v is not None}
+        scalars = {f"diagnosis/{g}": v for g, v in estimable_gaps(diagnosis).items()}
     for task, d in task_diagnoses.items():
         if isinstance(d, Diagnosis):
-            scalars |= {f"diagnosis/{task}/{g}": v for g, v in d.gaps.items() if v is not None}
+            scalars |= {f"diagnosis/{task}/{g}": v for g, v in estimable_gaps(d).items()}
     return scalars
