@@ -9,7 +9,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mlstrategy.callbacks.lean import LeanCallback
 
 
 class NonFiniteError(RuntimeError):
@@ -22,7 +24,7 @@ _CAUSES = (
 )
 
 
-class NonFiniteGuard(Callback):
+class NonFiniteGuard(LeanCallback):
     """Skip the update of a step whose cost or gradient is NaN or infinite, on the device, and
     stop at the next check (every validation, epoch end, checkpoint and the end of the fit),
     naming that step; never let a checkpoint be written whose weights or monitored score are
@@ -55,6 +57,7 @@ class NonFiniteGuard(Callback):
     """
 
     def __init__(self) -> None:
+        super().__init__()  # hooks it does not use are skipped by Lightning (LeanCallback)
         self.saved_epoch: int | None = None
         self._flags = torch.zeros(0)  # 1.0 where a step was non-finite, on the device
         self._where: list[tuple[int, int]] = []  # (epoch, step) of each flag
@@ -231,12 +234,13 @@ def last_good_checkpoint(
     )
 
 
-class RNGState(Callback):
+class RNGState(LeanCallback):
     """Save the global random generators (torch, CUDA, NumPy, Python) in every checkpoint and
     restore them on resume, so dropout masks and augmentations after a resume are the ones an
     uninterrupted run would have drawn.
 
     Stored as tensors and plain integers so the checkpoint loads with ``weights_only=True``.
+    It uses no hook, so Lightning calls none of them (:class:`LeanCallback`): no cost per step.
     """
 
     def state_dict(self) -> dict[str, Any]:

@@ -226,6 +226,13 @@ class SupervisedModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}
 
     # --------------------------------------------------------------------------- training
+    def configure_callbacks(self) -> list[Any]:
+        """The gradient norm of each layer, logged per epoch when the trainer has a logger
+        (:class:`~mlstrategy.callbacks.gradients.GradientNorms`)."""
+        from mlstrategy.callbacks.gradients import GradientNorms
+
+        return [GradientNorms()]
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)
         normalizer = getattr(datamodule, "input_normalizer", None)
