@@ -214,24 +214,47 @@ import torch
 
 from mlstrategy.runs.lightning_cli import build_run
 
-out, configs = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+out = Path(sys.argv[1])
 ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
-cli = build_run(configs, ddp, logs_dir=out / "logs")
-cli.trainer.fit(cli.model, datamodule=cli.datamodule, weights_only=True)
-state = {k: v.cpu() for k, v in cli.model.state_dict().items()}
-best = cli.trainer.checkpoint_callback.best_model_path
-torch.save({"state": state, "best": best}, out / f"rank{cli.trainer.global_rank}.pt")
+for i, configs in enumerate(sys.argv[2:]):  # one fit after another, as in a study
+    cli = build_run([Path(c) for c in configs.split(",")], ddp, logs_dir=out / "logs")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, weights_only=True)
+    state = {k: v.cpu() for k, v in cli.model.state_dict().items()}
+    checkpoints = cli.trainer.checkpoint_callback
+    paths = {"best": checkpoints.best_model_path, "last": checkpoints.last_model_path}
+    torch.save({"state": state, **paths}, out / f"fit{i}_rank{cli.trainer.global_rank}.pt")
 """
+GRADUAL = {  # on top of the study's transfer run: both blocks unfrozen by epoch 2, no stopping
+    "model": {"init_args": {"strategy": "gradual", "unfreeze_every": 1}},
+    "trainer": {"max_epochs": 3, "callbacks": []},
+}
+
+
+def _load(path: Path | str) -> dict[str, Any]:
+    return torch.load(path, weights_only=True)
+
+
+def _assert_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
 
 
 @pytest.mark.slow
-def test_ddp_early_stopping_restores_the_best_checkpoint_on_every_rank(in_tmp):
+def test_ddp_every_rank_ends_with_the_same_weights_early_stopping_and_gradual(in_tmp):
+    """Two fits in one launch: a frozen transfer with early stopping (every rank restores the
+    best checkpoint's state; the frozen backbone never moves), then gradual unfreezing (the
+    blocks it unfreezes mid-fit are outside DDP's reduction: before the fix each rank trained
+    its own copy of them)."""
     study = _study(in_tmp)
+    (in_tmp / "gradual.yaml").write_text(yaml.safe_dump(GRADUAL))
+    fits = [
+        f"{study / 'a_transfer.yaml'}",  # the folder's _base.yaml comes first, as in `run`
+        f"{study / 'a_transfer.yaml'},{in_tmp / 'gradual.yaml'}",
+    ]
     script = in_tmp / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    configs = [study / "_base.yaml", study / "a_transfer.yaml"]
     done = subprocess.run(
-        [sys.executable, str(script), str(in_tmp), *map(str, configs)],
+        [sys.executable, str(script), str(in_tmp), *fits],
         cwd=in_tmp,
         env=ENV,
         capture_output=True,
@@ -239,15 +262,22 @@ def test_ddp_early_stopping_restores_the_best_checkpoint_on_every_rank(in_tmp):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [torch.load(in_tmp / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert ranks[0]["best"] == ranks[1]["best"]
-    best = torch.load(ranks[0]["best"], weights_only=True)
+    source = _backbone(torch.load(in_tmp / "source.ckpt", weights_only=True)["state_dict"])
+
+    stopped = [_load(in_tmp / f"fit0_rank{r}.pt") for r in (0, 1)]
+    assert stopped[0]["best"] == stopped[1]["best"]
+    best = _load(stopped[0]["best"])
     # It stopped early, PATIENCE epochs of training after the best: the restore undid them.
     assert best["epoch"] + PATIENCE + 1 < MAX_EPOCHS
-    source = torch.load(in_tmp / "source.ckpt", weights_only=True)["state_dict"]
-    for rank in ranks:  # the best checkpoint's state, batch-norm statistics too, on each rank
+    for rank in stopped:  # the best checkpoint's state, batch-norm statistics too, on each rank
         assert rank["state"].keys() == best["state_dict"].keys()
-        for key, value in best["state_dict"].items():
-            assert torch.equal(rank["state"][key], value), key
-        for key, value in _backbone(source).items():  # and the frozen backbone never moved
-            assert torch.equal(rank["state"][key], value), key
+        _assert_state(rank["state"], best["state_dict"])
+        _assert_state(rank["state"], source)  # and the frozen backbone never moved
+
+    gradual = [_load(in_tmp / f"fit1_rank{r}.pt") for r in (0, 1)]
+    last = _load(gradual[0]["last"])["state_dict"]
+    assert "unfroze backbone block 0" in done.stdout + done.stderr
+    for rank in gradual:  # rank 0's last checkpoint is what every rank holds
+        _assert_state(rank["state"], last)
+    for key in ("net.features.0.weight", "net.features.4.weight"):  # both blocks trained
+        assert not torch.equal(last[key], source[key]), key

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities import rank_zero_info
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, MultiplicativeLR
 
@@ -24,6 +26,12 @@ class GradualUnfreezing(BaseFinetuning):
     the group too: it starts at its base rate times the schedule's current factor and decays
     with the others from then on (a plain ``add_param_group`` would leave it undecayed). A
     resumed run restores the groups, the schedule and which blocks train.
+
+    Under DDP the blocks unfrozen during training are outside DistributedDataParallel's
+    gradient reduction (it covers the parameters that trained when it wrapped the model), so
+    this callback averages their gradients over the processes before each optimizer step;
+    without that each process would train its own copy of them (Lightning's
+    ``BackboneFinetuning`` has this bug: Lightning-AI/pytorch-lightning#20340).
 
     Works with any LightningModule whose ``net`` has ``blocks`` (bottom-to-top lists of modules)
     and ``set_block_trainable(i, bool)``, as :class:`~mlstrategy.models.transfer.TransferNetwork`
@@ -50,6 +58,7 @@ class GradualUnfreezing(BaseFinetuning):
             )
         self.every = int(every)
         self.backbone_lr_ratio = backbone_lr_ratio
+        self._reduced_by_ddp: set[int] = set()  # ids of the parameters DDP averages itself
 
     @property
     def state_key(self) -> str:
@@ -80,6 +89,8 @@ class GradualUnfreezing(BaseFinetuning):
             net.set_block_trainable(i, False)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The strategy wrapped the model just before this hook: DDP reduces what trains now.
+        self._reduced_by_ddp = {id(p) for p in pl_module.parameters() if p.requires_grad}
         restarting = self._restarting
         super().on_fit_start(trainer, pl_module)  # a resumed run gets its param groups back
         if not restarting:
@@ -94,6 +105,19 @@ class GradualUnfreezing(BaseFinetuning):
             # The schedulers' saved state covers every group; size them before it loads.
             for scheduler in _schedulers_of(trainer, optimizer):
                 _match_lambdas(scheduler, len(optimizer.param_groups))
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
+    ) -> None:
+        if not isinstance(trainer.strategy.model, DistributedDataParallel):
+            return
+        grads = [
+            p.grad
+            for p in pl_module.parameters()
+            if p.requires_grad and p.grad is not None and id(p) not in self._reduced_by_ddp
+        ]
+        if grads:  # the same blocks on every process (the schedule is by epoch)
+            _average_over_processes(grads, trainer.world_size)
 
     def finetune_function(
         self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer
@@ -139,3 +163,14 @@ def _match_lambdas(scheduler: Any, n_groups: int) -> None:
     if isinstance(scheduler, (LambdaLR, MultiplicativeLR)):
         while len(scheduler.lr_lambdas) < n_groups:
             scheduler.lr_lambdas.append(scheduler.lr_lambdas[0])
+
+
+def _average_over_processes(grads: list[torch.Tensor], world_size: int) -> None:
+    """Replace each gradient by its mean over the processes, in one all-reduce."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
