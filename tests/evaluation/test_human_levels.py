@@ -334,3 +334,21 @@ def test_diagnose_takes_levels_from_the_option_or_the_run(in_tmp, fake_run, caps
     assert main(["diagnose", str(run), "--human-error", "expret=0.04"]) == 2
     err = capsys.readouterr().err
     assert "unknown level 'expret' (did you mean 'expert'?)" in err and "Traceback" not in err
+
+
+def test_console_table_marks_an_avoidable_bias_below_human_level():
+    from rich.console import Console
+
+    from mlstrategy.evaluation.diagnosis import diagnose
+    from mlstrategy.reporting.tables import diagnosis_table
+
+    console = Console(width=80, record=True)
+    console.print(diagnosis_table(diagnose(0.01, 0.05, human_error=0.02)))
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in console.export_text().splitlines()
+        if line.startswith("│") and line.split("│")[1].strip()
+    }
+    assert "-1.00%" in rows["avoidable bias"] and "below human" in rows["avoidable bias"]
+    assert "below human" not in rows["variance"]
+    assert "below human" not in console.export_text().split("variance")[0].split("gap")[0]

@@ -101,6 +101,8 @@ def diagnosis_table(d: Diagnosis, title: str = "diagnosis") -> Table:
     formulas = gap_formulas(d)
     for gap, value in d.gaps.items():
         mark = "<- largest" if gap == d.largest else ""
+        if gap == "avoidable_bias" and "train" in d.below_human:
+            mark = "below human: see note"
         style = "bold" if gap == d.largest else None
         table.add_row(GAP_TITLES[gap], gap_value(d, value), formulas[gap], mark, style=style)
     return table
