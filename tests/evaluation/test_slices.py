@@ -13,12 +13,13 @@ import lightning as L
 import numpy as np
 import pytest
 import yaml
+from lightning.pytorch.callbacks import Callback
 from sklearn.metrics import zero_one_loss
 
 from mlstrategy.cli import main
 from mlstrategy.data import ArrayDataModule, ArrayFile
 from mlstrategy.data.datamodule import source_columns
-from mlstrategy.evaluation.scoring import evaluate_splits
+from mlstrategy.evaluation.scoring import SplitScorer, evaluate_splits
 from mlstrategy.models import LogisticRegression
 
 COUNTRIES = np.array(["fr", "in", "us"])
@@ -84,11 +85,19 @@ def test_weight_and_group_columns_are_read_and_never_features(tmp_path):
         np.testing.assert_array_equal(data.example_columns[split]["group"], arrays.groups[index])
 
 
+class WithCallbacks(LogisticRegression):
+    """A model with its own callbacks: ``trainer.test`` then replaces ``trainer.callbacks``."""
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [Callback()]
+
+
 @pytest.mark.slow
-def test_class_costs_weighted_error_matches_numpy_on_the_scored_predictions(tmp_path):
+@pytest.mark.parametrize("model_class", [LogisticRegression, WithCallbacks])
+def test_class_costs_weighted_error_matches_numpy_on_the_scored_predictions(tmp_path, model_class):
     path = write_csv(tmp_path / "d.csv")
     data = ArrayDataModule(ArrayFile(str(path), "label", weight="w", group="country"))
-    model = LogisticRegression(input_shape=(2,), optimizer="gd", learning_rate=0.5)
+    model = model_class(input_shape=(2,), optimizer="gd", learning_rate=0.5)
     trainer = L.Trainer(
         max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False,
@@ -106,6 +115,7 @@ def test_class_costs_weighted_error_matches_numpy_on_the_scored_predictions(tmp_
         assert splits[split]["weighted_error"] == pytest.approx((w * c[y, yhat]).sum() / w.sum())
         rates = [zero_one_loss(y[g == k], yhat[g == k]) for k in range(3)]
         assert splits[split]["error_group_mean"] == pytest.approx(np.mean(rates))
+    assert not [c for c in trainer.callbacks if isinstance(c, SplitScorer)]  # none left over
     with pytest.raises(ValueError, match="gives 3 costs per axis, but the data has 2 classes"):
         evaluate_splits(trainer, model, data, ckpt_path=None, class_costs={"true": [1, 2, 3]})
 

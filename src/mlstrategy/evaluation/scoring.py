@@ -268,14 +268,17 @@ def evaluate_splits(
     for i, split in enumerate(order):
         loader = datamodule.eval_dataloader(split)
         scorer = SplitScorer(split, names, class_costs)
-        callbacks: list[Callback] = cast(Any, trainer).callbacks  # set by Trainer.__init__
-        callbacks.append(scorer)
+        cast(Any, trainer).callbacks.append(scorer)  # the list set by Trainer.__init__
         try:
             trainer.test(
                 model, dataloaders=loader, ckpt_path=ckpt_path if i == 0 else None, verbose=False
             )
         finally:
-            callbacks.remove(scorer)
+            # Read again: a model's configure_callbacks makes trainer.test put a new list in
+            # its place, and a scorer left there would score the next split as its own.
+            callbacks: list[Callback] = cast(Any, trainer).callbacks
+            if scorer in callbacks:
+                callbacks.remove(scorer)
         results[split] = {**scorer.summary, "n": _split_size(loader), **scorer.details}
     return {s: results[s] for s in splits}
 

@@ -59,17 +59,23 @@ class WeightedConfusion(Metric):
     def update(
         self, preds: Tensor, targets: Tensor, weights: Tensor, groups: Tensor | None = None
     ) -> None:
-        """Add a batch: predicted and true classes, the examples' weights and group codes."""
-        cell = targets.long() * self.num_classes + preds.long()
-        w = weights.to(torch.float64)
-        size = self.num_classes**2
-        self.weight += torch.bincount(cell, weights=w, minlength=size).view_as(self.weight)
-        self.weight_sq += torch.bincount(cell, weights=w * w, minlength=size).view_as(self.weight)
+        """Add a batch: predicted and true classes, the examples' weights and group codes.
+
+        Sums as products of indicator matrices (``[t_n = i]^T diag(w) [p_n = j]``), not
+        ``bincount``: a weighted ``bincount`` on CUDA has no deterministic kernel (the runs set
+        ``deterministic``), and these are deterministic on every device, with no host sync.
+        """
+        classes = torch.arange(self.num_classes, device=preds.device)
+        true = (targets.long()[:, None] == classes).to(torch.float64)  # (n, K)
+        predicted = (preds.long()[:, None] == classes).to(torch.float64)
+        w = weights.to(torch.float64)[:, None]
+        self.weight += (true * w).T @ predicted
+        self.weight_sq += (true * w * w).T @ predicted
         if groups is not None and len(self.group_n):
-            g = groups.long()
-            self.group_n += torch.bincount(g, minlength=len(self.group_n)).to(torch.float64)
-            wrong = (preds != targets).to(torch.float64)
-            self.group_wrong += torch.bincount(g, weights=wrong, minlength=len(self.group_n))
+            names = torch.arange(len(self.group_n), device=preds.device)
+            member = (groups.long()[:, None] == names).to(torch.float64)  # (n, G)
+            self.group_n += member.sum(dim=0)
+            self.group_wrong += member.T @ (preds != targets).to(torch.float64)
 
     def compute(self) -> dict[str, Tensor]:
         return {
