@@ -29,7 +29,7 @@ class GradualUnfreezing(BaseFinetuning):
 
     Under DDP the blocks unfrozen during training are outside DistributedDataParallel's
     gradient reduction (it covers the parameters that trained when it wrapped the model), so
-    this callback averages their gradients over the processes before each optimizer step;
+    this callback averages their gradients over the processes after each backward pass;
     without that each process would train its own copy of them (Lightning's
     ``BackboneFinetuning`` has this bug: Lightning-AI/pytorch-lightning#20340).
 
@@ -106,9 +106,10 @@ class GradualUnfreezing(BaseFinetuning):
             for scheduler in _schedulers_of(trainer, optimizer):
                 _match_lambdas(scheduler, len(optimizer.param_groups))
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Right after backward, where DDP reduces its own: the non-finite guard, clipping and
+        # the step see the same gradients on every process. (Averaging after each backward
+        # of an accumulated step gives the same sum: the earlier part is equal everywhere.)
         if not isinstance(trainer.strategy.model, DistributedDataParallel):
             return
         grads = [
