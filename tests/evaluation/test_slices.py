@@ -92,6 +92,27 @@ class WithCallbacks(LogisticRegression):
         return [Callback()]
 
 
+def test_npz_weight_and_group_arrays_and_bad_cells_are_named(tmp_path):
+    x, y = np.arange(12.0).reshape(6, 2), np.array([0, 1] * 3)
+    w, g = np.array([1.0, 2, 3, 4, 5, 6]), np.array(["a", "b", "a", "b", "c", "c"])
+    np.savez(tmp_path / "d.npz", X=x, y=y, w=w, g=g)
+    arrays = ArrayFile(str(tmp_path / "d.npz"), weight="w", group="g").load(0)
+    assert arrays.weights is not None and arrays.weights.tolist() == w.tolist()
+    assert arrays.groups is not None and arrays.groups.tolist() == [0, 1, 0, 1, 2, 2]
+    np.savez(tmp_path / "short.npz", X=x, y=y, w=w[:5])
+    with pytest.raises(ValueError, match="6 examples but 5 'w' values"):
+        ArrayFile(str(tmp_path / "short.npz"), weight="w").load(0)
+    with pytest.raises(ValueError, match="the label column 'y' is also the weight or group"):
+        ArrayFile(str(tmp_path / "d.npz"), weight="y").load(0)
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("a,w,g,y\n1,1,fr,0\n2,x,fr,1\n3,1,,0\n")
+    with pytest.raises(ValueError, match="holds a cell that is not a number"):
+        ArrayFile(str(csv_path), weight="w", features=["a"]).load(0)
+    csv_path.write_text("a,w,g,y\n1,1,fr,0\n2,1,fr,1\n3,1,,0\n")
+    with pytest.raises(ValueError, match="the group column 'g' is empty for example 2"):
+        ArrayFile(str(csv_path), weight="w", group="g").load(0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_class", [LogisticRegression, WithCallbacks])
 def test_class_costs_weighted_error_matches_numpy_on_the_scored_predictions(tmp_path, model_class):
