@@ -1,7 +1,8 @@
 """The toolkit's other workflows under 2-process DDP on the CPU (gloo), launched as users launch
 them: a study folder (a frozen-backbone transfer and a multi-task net with missing labels, both
-early stopping) through ``mlstrategy run``, ``mlstrategy lr-find``, and each process's weights
-after early stopping's restore-best (a script that saves what every rank ends with)."""
+early stopping) through ``mlstrategy run``, ``mlstrategy lr-find``, and what every process
+holds after early stopping's restore-best and after gradual unfreezing (a script that saves
+each rank's weights). Each test is one launch of two processes."""
 
 from __future__ import annotations
 
