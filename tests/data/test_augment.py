@@ -157,3 +157,35 @@ def test_image_augmentation_trains_a_convnet_on_digits():
     with torch.no_grad():
         accuracy = (model.predict_labels(model(x)) == y).float().mean().item()
     assert accuracy > 0.6  # well above the 0.1 of chance after three epochs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_gaussian_blur_per_example_equals_torchvision_with_each_examples_sigma(dtype, kernel_size):
+    from torchvision.transforms.v2 import functional as F
+
+    from mlstrategy.data import GaussianBlurPerExample
+
+    torch.manual_seed(0)
+    x = (torch.rand(4, 3, 9, 7) * 255).to(dtype)
+    for sigma in (0.4, 1.3):
+        ours = GaussianBlurPerExample(kernel_size, sigma=sigma)(x)
+        theirs = F.gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
+        assert ours.dtype == dtype and ours.shape == x.shape
+        assert torch.allclose(
+            ours.float(), theirs.float(), atol=1 if dtype == torch.uint8 else 1e-4
+        )
+
+
+def test_gaussian_blur_per_example_draws_a_sigma_per_example():
+    from mlstrategy.data import GaussianBlurPerExample
+
+    torch.manual_seed(1)
+    x = torch.rand(1, 1, 8, 8).expand(6, 1, 8, 8).contiguous()  # six identical images
+    out = GaussianBlurPerExample(3, sigma=(0.2, 2.0))(x)
+    distinct = {tuple(o.flatten().round(decimals=5).tolist()) for o in out}
+    assert len(distinct) == 6
+    with pytest.raises(ValueError, match="odd"):
+        GaussianBlurPerExample(4)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianBlurPerExample(3, sigma=(2.0, 1.0))

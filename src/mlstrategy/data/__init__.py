@@ -1,6 +1,7 @@
 """Data: sources, splits, normalization and fast in-memory batches."""
 
 from mlstrategy.data.augment import (
+    GaussianBlurPerExample,
     HorizontalFlipPerExample,
     PerExample,
     RandomCropPerExample,
@@ -50,6 +51,7 @@ __all__ = [
     "Digits",
     "FashionMNIST",
     "Flower",
+    "GaussianBlurPerExample",
     "HorizontalFlipPerExample",
     "ImageFolderDataModule",
     "InMemoryBatches",
