@@ -61,9 +61,9 @@ def confusion_matrix_figure(
     for i, (ax, (split, cm)) in enumerate(zip(axes, matrices.items(), strict=False)):
         _confusion_axes(ax, np.asarray(cm, dtype=np.int64), class_names, split)
         if i % cols == 0:
-            ax.set_ylabel("true", fontsize=13)
+            ax.set_ylabel("true", fontsize=14)
         if i >= len(matrices) - cols:
-            ax.set_xlabel("predicted", fontsize=13)
+            ax.set_xlabel("predicted", fontsize=14)
     for ax in axes[len(matrices) :]:
         ax.set_axis_off()
     return fig
@@ -79,14 +79,14 @@ def _confusion_axes(ax: Any, cm: np.ndarray, names: Sequence[str], split: str) -
     top = 1.0 if k <= _COUNTS_UP_TO else max(float(share.max()), 1e-9)
     ax.imshow(share, cmap="Blues", vmin=0.0, vmax=top)
     if k <= _COUNTS_UP_TO:
-        size = 18 if k <= 3 else 14 if k <= 6 else 11
+        size = 20 if k <= 3 else 15 if k <= 6 else 11
         for (t, p), count in np.ndenumerate(cm):
             color = "white" if share[t, p] > 0.5 else "black"
             ax.text(p, t, str(count), ha="center", va="center", fontsize=size, color=color)
     step = 1 if k <= _NAMES_UP_TO else math.ceil(k / _NAMES_UP_TO)
     ticks = list(range(0, k, step))
     labels = [str(names[i]) for i in ticks]
-    font = 13 if k <= 4 else 11 if k <= _COUNTS_UP_TO else 8
+    font = 14 if k <= 4 else 11 if k <= _COUNTS_UP_TO else 8
     horizontal = max((len(n) for n in labels), default=0) * k <= 24
     ax.set_xticks(
         ticks,
@@ -99,7 +99,7 @@ def _confusion_axes(ax: Any, cm: np.ndarray, names: Sequence[str], split: str) -
     ax.set_yticks(ticks, labels, fontsize=font)
     errors, n = int(cm.sum() - np.trace(cm)), int(cm.sum())
     shares = "" if k <= _COUNTS_UP_TO else ", colour: share of the row"
-    ax.set_title(f"{split}: {errors} error{'' if errors == 1 else 's'} in {n}{shares}", fontsize=14)
+    ax.set_title(f"{split}: {errors} error{'' if errors == 1 else 's'} in {n}{shares}", fontsize=16)
 
 
 def exponentially_weighted_average(values: Sequence[float], beta: float) -> np.ndarray:
