@@ -173,6 +173,8 @@ def test_run_writes_weighted_and_group_metrics_and_compare_optimizes_them(in_tmp
     report = (run / "report.md").read_text()
     assert "## Weighted error and slices" in report and "| error_group_mean |" in report
     capsys.readouterr()
+    assert main(["diagnose", str(run)]) == 0  # the recipe's error_metric, read back
+    assert "WEIGHTED_ERROR" in capsys.readouterr().out
     assert main(["compare", "logs", "--optimize", "dev/weighted_error"]) == 0
     out = capsys.readouterr().out
     assert "dev/weighted_error" in out and "min" in out
