@@ -206,11 +206,6 @@ def test_bad_columns_and_costs_exit_2_with_one_paragraph(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs/run.py does not yet pass class_costs=settings.class_costs to evaluate_splits "
-    "(one argument in _fit_and_report, left to the run layer's owner); remove this mark then",
-)
 def test_recipe_class_costs_reach_the_runs_weighted_error(in_tmp):
     path = write_csv(in_tmp / "d.csv")
     free = {"class_costs": {"true": [0.0, 0.0]}}  # every mistake free: weighted_error is 0

@@ -240,7 +240,9 @@ def _fit_and_report(
     fit_seconds = time.perf_counter() - start
     run_dir = shown(run_dir_of(trainer))  # every rank's, now rank 0's (a collective)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    splits = evaluate_splits(trainer, model, datamodule, ckpt_path=best or None)
+    splits = evaluate_splits(
+        trainer, model, datamodule, ckpt_path=best or None, class_costs=settings.class_costs
+    )
     # Timed where the model trained (Lightning moves it back to the CPU after testing).
     device = trainer.strategy.root_device
     example = next(iter(datamodule.eval_dataloader("dev")))[0][0]

@@ -123,7 +123,10 @@ def score_test(run_dir: Path) -> dict[str, Any] | None:
             enable_model_summary=False,
         )
         # The model already holds the checkpoint's weights (loaded weights-only by load_run).
-        row = evaluate_splits(trainer, run.model, datamodule, ckpt_path=None, only=[TEST])[TEST]
+        costs = (run.config.get("evaluation") or {}).get("class_costs")
+        row = evaluate_splits(
+            trainer, run.model, datamodule, ckpt_path=None, only=[TEST], class_costs=costs
+        )[TEST]
     return {**row, "checkpoint": str(run.checkpoint)}
 
 
