@@ -57,6 +57,28 @@ def _quiet_scratch_checkpoint() -> Iterator[None]:
             logger.removeFilter(noise)
 
 
+_BETA = 0.98  # Lightning's smoothing of the sweep's cost (its _LRCallback default)
+
+
+def unbiased_costs(smoothed: Sequence[float], beta: float = _BETA) -> list[float]:
+    """Lightning's smoothed sweep costs with the course's bias correction made exact.
+
+    Lightning keeps ``v_t = beta v_(t-1) + (1 - beta) J_t`` and records ``v_t / (1 -
+    beta^(t+1))`` at step ``t`` (counted from 1): one power too many, so the first costs read
+    about half the true cost and the curve seems to climb at the smallest rates. This returns
+    ``v_t / (1 - beta^t)``, the exponentially weighted average that
+    :func:`~mlstrategy.reporting.plots.exponentially_weighted_average` computes.
+
+    Example:
+        >>> [round(c, 3) for c in unbiased_costs([0.505, 0.6734])]  # Lightning's, for 1, 1
+        [1.0, 1.0]
+    """
+    return [
+        c * (1.0 - beta ** (t + 1)) / (1.0 - beta**t) if math.isfinite(c) else c
+        for t, c in enumerate(smoothed, start=1)
+    ]
+
+
 def find_learning_rate(
     trainer: Any,
     model: Any,
@@ -114,9 +136,9 @@ def find_learning_rate(
     if finder is None:  # only on non-zero ranks of a distributed run
         return {"lr": [], "cost": [], "suggestion": None, "steepest": None, "finder": None}
     rates = [float(r) for r in finder.results["lr"]]
-    costs = [float(c) for c in finder.results["loss"]]
-    # Skip the first points like Lightning's own suggestion does: its bias correction there is
-    # off by one step, so the first smoothed costs read about half the true cost.
+    costs = unbiased_costs([float(c) for c in finder.results["loss"]])
+    # Skip the first points like Lightning's own suggestion does (the average of a few steps
+    # is still noisy there).
     finite = [i for i, c in enumerate(costs) if math.isfinite(c) and i >= _SKIP_BEGIN]
     lowest = min(finite, key=costs.__getitem__) if finite else None
     steepest = finder.suggestion()
@@ -135,7 +157,7 @@ def lr_find_figure(
     """The smoothed training cost against the learning rate (log scale), suggestion marked."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    # From step 10, as the suggestion: the first smoothed costs read about half the true cost.
+    # From step 10, as the suggestion: the average of the first few steps is still noisy.
     shown = slice(_SKIP_BEGIN, None)
     ax.plot(rates[shown], costs[shown], color="tab:blue", label="training cost (smoothed)")
     ax.set_xscale("log")
