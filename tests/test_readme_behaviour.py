@@ -103,7 +103,7 @@ def test_scalars_put_train_and_dev_cost_on_one_chart(tiny_run):
 def test_tensorboard_logs_the_learning_rate_each_epoch_and_the_hyperparameters(tiny_run):
     events = _events(tiny_run["run_dir"])
     assert [e.value for e in events.Scalars("lr")] == [0.5, 0.5, 0.5]
-    assert {"hparams/dev_error", "hparams/test_f1"} <= set(events.Tags()["scalars"])
+    assert {"dev/error", "test/f1"} <= set(events.Tags()["scalars"])  # HParams' metrics
     hparams = (tiny_run["run_dir"] / "hparams.yaml").read_text()
     assert "learning_rate: 0.5" in hparams and "optimizer: gd" in hparams
 
