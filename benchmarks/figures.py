@@ -173,7 +173,8 @@ def end_to_end(scratch: Path) -> dict[str, Any]:
 def lessons(scratch: Path) -> dict[str, Any]:
     """Every lesson study under recipes/deep/."""
     out = {}
-    for lesson in ("init", "regularization", "optimizers", "lr_decay", "batch_norm", "activation"):
+    lessons = ("init", "regularization", "optimizers", "lr_decay", "batch_norm", "activation")
+    for lesson in (*lessons, "minibatch"):
         _mlstrategy(scratch, "run", str(REPO / "recipes/deep" / lesson))
         out[lesson] = {name: _run_summary(d) for name, d in _runs(scratch, lesson).items()}
     return out

@@ -214,6 +214,7 @@ LESSONS = {
     "lr_decay": ("none", "exponential", "step", "inverse_sqrt", "inverse_time"),
     "batch_norm": ("plain", "batch_norm"),
     "activation": ("logistic", "linear", "tanh", "relu"),
+    "minibatch": ("batch", "minibatch", "stochastic"),
 }
 
 
@@ -261,6 +262,7 @@ def lessons(figures: Figures) -> str:
             + each("activation", lambda r: acc("activation", r, "dev"))
             + " (a deep linear net is one linear map: no better than logistic regression)",
         ],
+        ["`minibatch/`", _minibatch(s)],
     ]
     return _table(["`mlstrategy run recipes/deep/...`", "what it showed"], rows)
 
@@ -330,6 +332,17 @@ def mismatch(figures: Figures) -> str:
         f"differ by {_pts(abs(p3 - p4), 1)} points, {apart} than twice the standard error of "
         f"that difference on {n} dev examples ({_pts(resolution, 1)} points).\n"
     )
+
+
+def _minibatch(s: dict[str, Any]) -> str:
+    """The mini-batch lesson's row: cost in the last epoch and fit time per batch size."""
+    if "minibatch" not in s:
+        return "not measured yet: `python benchmarks/figures.py --only lessons`"
+    runs = s["minibatch"]
+    epochs = max(r["epochs"] for r in runs.values())
+    cost = ", ".join(f"{r} {runs[r]['final_train_cost']:.3f}" for r in LESSONS["minibatch"])
+    fit = ", ".join(f"{r} {runs[r]['fit_seconds']:.0f} s" for r in LESSONS["minibatch"])
+    return f"mean training-batch cost in epoch {epochs}: {cost}; fit time: {fit}"
 
 
 def mnist1d(figures: Figures) -> str:

@@ -12,7 +12,7 @@ from conftest import REPO
 from mlstrategy.cli import main
 from mlstrategy.runs.recipes import recipe_configs
 
-STUDIES = ["init", "regularization", "optimizers", "lr_decay", "batch_norm"]
+STUDIES = ["init", "regularization", "optimizers", "lr_decay", "batch_norm", "minibatch"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mlstrategy.reporting.curves import write_study_curves
 from mlstrategy.reporting.mismatch import write_mismatch_study
 from mlstrategy.run_folder import LOGS_DIR
 from mlstrategy.runs.compare import Comparison, compare_runs, recorded_rules
@@ -70,6 +71,10 @@ def run_study(
     written = write_mismatch_study(study_logs, runs)
     if written and console is not None:
         console.print(f"two distributions: {written['report']} and {written['figure']}")
+    # Every run's cost per epoch and per step on one chart, and each layer's gradient norm.
+    curves = write_study_curves(study_logs, dict(zip(names, run_dirs, strict=True)))
+    if curves and console is not None:
+        console.print(f"training curves: {curves['report']}")
     return StudyResult(study_logs, results, comparison)
 
 
