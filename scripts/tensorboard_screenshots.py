@@ -68,7 +68,7 @@ def chromium_command(
     browser: str,
     url: str,
     png: Path,
-    window: tuple[int, int] = (1600, 1000),
+    window: tuple[int, int] = (1920, 1080),
     budget_ms: int = 20_000,
     profile: Path | None = None,
 ) -> list[str]:
@@ -78,7 +78,7 @@ def chromium_command(
     Example:
         >>> cmd = chromium_command("chromium", "http://127.0.0.1:1/#hparams", Path("h.png"))
         >>> [a for a in cmd if a.startswith(("--screenshot", "--window", "--virtual"))]
-        ['--screenshot=h.png', '--window-size=1600,1000', '--virtual-time-budget=20000']
+        ['--screenshot=h.png', '--window-size=1920,1080', '--virtual-time-budget=20000']
     """
     width, height = window
     return [
@@ -169,7 +169,7 @@ def screenshot(
     chromium: str,
     url: str,
     png: Path,
-    window: tuple[int, int] = (1600, 1000),
+    window: tuple[int, int] = (1920, 1080),
     budget_ms: int = 20_000,
 ) -> Path:
     """One headless-Chromium screenshot of ``url`` written to ``png`` (a fresh profile)."""
@@ -187,7 +187,7 @@ def take_screenshots(
     out: Path,
     tabs: Sequence[str] = tuple(TABS),
     browser: str | None = None,
-    window: tuple[int, int] = (1600, 1000),
+    window: tuple[int, int] = (1920, 1080),
     budget_ms: int = 20_000,
 ) -> list[Path]:
     """One PNG per tab of TensorBoard showing ``logdir``; returns their paths."""
@@ -207,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("screenshots"), help="PNG folder")
     parser.add_argument("--tabs", default=",".join(TABS), help="comma-separated tabs")
     parser.add_argument("--chromium", help="the browser to run (default: chromium on PATH)")
-    parser.add_argument("--width", type=int, default=1600)
-    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
     parser.add_argument(
         "--budget-ms", type=int, default=20_000, help="virtual time to let the page draw"
     )
