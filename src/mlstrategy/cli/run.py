@@ -40,14 +40,14 @@ the first recipe (the winner is marked).
 A recipe with a `study:` section instead of model/data/trainer names a study class that runs
 its own comparison, e.g. `mlstrategy run recipes/end_to_end/` (end-to-end vs pipeline).
 
-The run folder, logs/<recipe name>/<timestamp>/, holds TensorBoard events (cost/train and
-cost/dev per epoch on one chart under Custom Scalars, per-split scores, hyperparameters,
-diagnosis/* scalars, the report as text, confusion matrices as images), config.yaml (the
-full resolved recipe), checkpoints/best.ckpt and last.ckpt, metrics.json (per split: error,
-accuracy, precision, recall, F1 (multi-class: micro, macro, weighted), loss, n, per-class
-scores, confusion matrix; parameter count; latency_ms, the median time to predict one
-example), diagnosis.json (avoidable bias, variance, data mismatch, overfitting to dev, the
-largest gap and its remedies, error analysis) and report.md (all of it, with
+The run folder, logs/<recipe name>/<timestamp>/, holds TensorBoard events (the cost per
+epoch in train/ and dev/ sub-runs, one chart in the Scalars tab; per-split scores,
+hyperparameters, diagnosis/* scalars, the report as text, confusion matrices as images),
+config.yaml (the full resolved recipe), checkpoints/best.ckpt and last.ckpt, metrics.json
+(per split: error, accuracy, precision, recall, F1 (multi-class: micro, macro, weighted),
+loss, n, per-class scores, confusion matrix; parameter count; latency_ms, the median time to
+predict one example), diagnosis.json (avoidable bias, variance, data mismatch, overfitting
+to dev, the largest gap and its remedies, error analysis) and report.md (all of it, with
 confusion_matrix.png and cost_curve.png, train and dev cost per epoch).
 """
 
