@@ -20,7 +20,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mlstrategy run recipes/quickstart.yaml
-	@echo "Next: $(BIN)/tensorboard --logdir logs   (Custom Scalars tab: train vs dev cost)"
+	@echo "Next: $(BIN)/tensorboard --logdir logs   (Scalars tab: the cost chart, train vs dev)"
 
 # One torch thread: the suite trains many tiny nets, where a second thread only adds
 # synchronization (and on a shared 2-core machine oversubscription slows steps 4-7x).
@@ -30,8 +30,8 @@ test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 # Every figure the READMEs quote, measured again (about 20 minutes on 2 cores): the recipes
