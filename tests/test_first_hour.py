@@ -65,7 +65,7 @@ def test_a_typo_inside_a_recipe_file_names_the_file(in_tmp, capsys):
 
 def test_a_typo_in_a_trainer_or_evaluation_key_suggests_from_that_section(in_tmp, capsys):
     text = _error(capsys, "run", QUICKSTART, "--evaluation.human_eror=0.1")
-    assert "did you mean `human_error`?" in text
+    assert "did you mean `human_error`" in text
     assert "`mlstrategy fit --help | grep -- --evaluation.`" in text
     recipe = yaml.safe_load((REPO / "recipes" / "quickstart.yaml").read_text())
     recipe["trainer"]["max_epoch"] = recipe["trainer"].pop("max_epochs")

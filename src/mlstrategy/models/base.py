@@ -231,6 +231,10 @@ class SupervisedModule(L.LightningModule):
         (:class:`~mlstrategy.callbacks.gradients.GradientNorms`)."""
         from mlstrategy.callbacks.gradients import GradientNorms
 
+        # One per trainer: its later fits and tests (each calls this again) keep that one, so
+        # Lightning has nothing to override and prints no notice.
+        if any(isinstance(c, GradientNorms) for c in getattr(self._trainer, "callbacks", [])):
+            return []
         return [GradientNorms()]
 
     def setup(self, stage: str) -> None:

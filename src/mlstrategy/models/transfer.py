@@ -250,15 +250,16 @@ class TransferNet(ClassifierModule):
         return groups
 
     def configure_callbacks(self) -> list[Any]:
+        own = list(super().configure_callbacks())  # the gradient norms
         if self.strategy != "gradual":
-            return []
+            return own
         from mlstrategy.callbacks.finetuning import GradualUnfreezing
 
         trainer = self._trainer
         callbacks = getattr(trainer, "callbacks", [])  # Trainer.callbacks is set in __init__
         if trainer is not None and any(isinstance(c, GradualUnfreezing) for c in callbacks):
-            return []  # one already there (from this trainer's fit, or the recipe's own)
-        return [GradualUnfreezing(self.unfreeze_every, self.backbone_lr_ratio)]
+            return own  # one already there (from this trainer's fit, or the recipe's own)
+        return [*own, GradualUnfreezing(self.unfreeze_every, self.backbone_lr_ratio)]
 
     def on_fit_start(self) -> None:
         import warnings
