@@ -27,7 +27,7 @@ demo: $(STAMP)
 # Two worker processes instead (pytest-xdist), one test file each at a time: most of the
 # time goes to console-script tests that wait on importing torch, and that parallelizes.
 test: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $${TEST_WORKERS:-2} --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

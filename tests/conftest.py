@@ -161,3 +161,15 @@ def task_splits() -> dict:
         },
         "test": {"n": 100, "tasks": {"car": task_row(0.13), "sign": task_row(0.12)}},
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the most slow tests first, so that two xdist workers (``make test``: one file
+    at a time, in this order) start the long files early and finish on the short ones, instead
+    of one worker running a file of long DDP launches alone at the end."""
+    slow: dict[Path, int] = {}
+    for item in items:
+        if item.get_closest_marker("slow"):
+            slow[item.path] = slow.get(item.path, 0) + 1
+    first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
+    items.sort(key=lambda item: (-slow.get(item.path, 0), first_seen[item.path]))
