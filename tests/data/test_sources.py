@@ -202,9 +202,8 @@ def test_npz_that_is_not_an_archive(tmp_path):
     [
         ("a,b,label,\n" + "".join(f"{i},{i % 3},{i % 2},\n" for i in range(12)),
          "d.csv line 1: column 4 has no name: trailing commas?"),
-        ("a,b,label\n", "d.csv has a header row (3 columns) but no data rows"),
     ],
-    ids=["trailing_commas", "header_only"],
+    ids=["trailing_commas"],  # the other odd files' messages are checked in-process above
 )  # fmt: skip
 def test_console_script_refuses_an_odd_csv_in_one_line(in_tmp, text, says):
     (in_tmp / "d.csv").write_text(text)
