@@ -15,7 +15,8 @@ from mlstrategy.evaluation.human_level import (
     levels_note,
     shown_error,
 )
-from mlstrategy.reporting.markdown import md_table, num, pct
+from mlstrategy.reporting.markdown import md_table, pct
+from mlstrategy.reporting.tables import gap_value
 
 BELOW_HUMAN_MARK = "(train below human level: not an estimate, see the notes)"
 
@@ -43,7 +44,7 @@ def human_level_lines(d: Diagnosis, shown: str) -> list[str]:
     if not d.human_levels:
         return [f"Human-level error (proxy for Bayes error): {shown}.", ""]
     rows = [
-        [LEVELS[k], _value(d, v), "**the proxy**" if k == d.human_proxy else ""]
+        [LEVELS[k], gap_value(d, v), "**the proxy**" if k == d.human_proxy else ""]
         for k, v in d.human_levels.items()
     ]
     return [
@@ -82,10 +83,6 @@ def estimable_gaps(d: Diagnosis) -> dict[str, float]:
     """
     unestimated = "avoidable_bias" if "train" in d.below_human else None
     return {g: v for g, v in d.gaps.items() if v is not None and g != unestimated}
-
-
-def _value(d: Diagnosis, value: float | None) -> str:
-    return pct(value) if d.metric == "error" else num(value)
 
 
 def _cell(cell: Mapping[str, Any]) -> str:
