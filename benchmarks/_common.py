@@ -48,6 +48,31 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def interleaved_times(
+    runs: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Wall times of each of ``runs``, called in turn ``repeats`` times (A B C A B C ...),
+    and each one's last result.
+
+    On a shared machine the speed drifts over seconds; interleaving exposes every candidate
+    to the same drift, so the ratio of two runs of one round (:func:`paired_ratio`) is far
+    steadier than the ratio of two medians taken minutes apart.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return times, results
+
+
+def paired_ratio(times: dict[str, list[float]], top: str, bottom: str) -> float:
+    """The median over rounds of ``top``'s time over ``bottom``'s in the same round."""
+    return statistics.median(a / b for a, b in zip(times[top], times[bottom], strict=True))
+
+
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain fixed-width table (readable in a terminal, a log and Markdown alike)."""
     cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]

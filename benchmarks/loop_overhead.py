@@ -1,17 +1,24 @@
 """Loop overhead: the toolkit's training vs a hand-written PyTorch loop doing the same work.
 
 Same network object (copied), same initial weights, same data order (the toolkit's epoch-seeded
-permutation), same optimizer; the training costs after one epoch must agree. Cases: the course's
-64-128-64-10 MLP on digits (batch 64, Adam, 20 epochs) and a 1-D CNN on MNIST-1D.
+permutation), same optimizer (the toolkit's: fused Adam on the CPU); the training costs after
+one epoch must agree. Cases: the course's 64-128-64-10 MLP on digits (batch 64, Adam, 20
+epochs) and a 1-D CNN on MNIST-1D.
 
 Lightning's floor: a bare LightningModule (the same net and input normalization, cross-entropy,
-Adam; a dev cost per epoch when validating, nothing logged) on the same batches, in the same
-Trainer settings without the toolkit's callbacks. The last two columns are its time and the
-toolkit's ratio to it. The full run also prints where the toolkit's extra time goes: the time
-with each of its parts switched off (JSON key ``breakdown``).
+the same Adam; a dev cost per epoch when validating, nothing logged) on the same batches, in
+the same Trainer settings without the toolkit's callbacks. The last two columns are its time
+and the toolkit's ratio to it. The full run also prints where the toolkit's time goes: the
+time with each of its parts switched off (JSON key ``breakdown``), and with torch's default
+(per-tensor) Adam instead of the fused one.
 
-    python benchmarks/loop_overhead.py            # full figures (5 repeats, median)
-    python benchmarks/loop_overhead.py --quick    # smoke test (CI): 2 epochs, 1 repeat
+Every candidate runs once per round, in turn, for ``--repeats`` rounds; a time is the median
+over rounds and a ratio the median of each round's ratio, so the machine's drift over seconds
+(two timings of one configuration minutes apart can differ by 20% on a shared 2-core machine)
+hits both sides of a ratio alike.
+
+    python benchmarks/loop_overhead.py            # full figures (5 rounds, 15 for the MLP)
+    python benchmarks/loop_overhead.py --quick    # smoke test (CI): 2 epochs, 1 round
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -26,13 +34,21 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import add_json_option, median_time, print_table, quiet, report, trainer
+from _common import (
+    add_json_option,
+    interleaved_times,
+    paired_ratio,
+    print_table,
+    quiet,
+    report,
+    trainer,
+)
 
 
 def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int, validate: bool):
     """The loop a user would write: shuffle, forward, cost, backward, step; dev cost per epoch."""
     net, norm = model.net, model.input_norm
-    optimizer = torch.optim.Adam(net.parameters(), lr=model.hparams.learning_rate)
+    optimizer = same_optimizer(model, net.parameters())
     n = len(x)
     for epoch in range(epochs):
         net.train()
@@ -51,6 +67,14 @@ def hand_loop(model, x, y, x_dev, y_dev, epochs: int, batch_size: int, seed: int
             with torch.no_grad():
                 dev_cost = F.cross_entropy(net(norm(x_dev)), y_dev).item()
     return epoch_cost, dev_cost if validate else None
+
+
+def same_optimizer(model, params):
+    """The optimizer the toolkit builds for ``model`` (fused Adam on the CPU), on ``params``."""
+    from mlstrategy.models.optim import build_optimizer
+
+    hp = model.hparams
+    return build_optimizer(hp.optimizer, params, hp.learning_rate, hp.beta1, hp.beta2, hp.epsilon)
 
 
 def toolkit_fit(model, datamodule, epochs: int, validate: bool, callbacks=None):
@@ -76,7 +100,7 @@ def floor_fit(model, datamodule, epochs: int, validate: bool):
             return F.cross_entropy(self.net(self.norm(x)), y)
 
         def configure_optimizers(self):
-            return torch.optim.Adam(self.net.parameters(), lr=model.hparams.learning_rate)
+            return same_optimizer(model, self.net.parameters())
 
     trainer(epochs, validate, callbacks=[]).fit(Bare(), datamodule=datamodule)
 
@@ -91,39 +115,61 @@ def _bare_training_step(model) -> None:
     model.training_step = training_step
 
 
+def _torch_default_adam(model) -> None:
+    """The toolkit's model with ``torch.optim.Adam(params, lr)`` (torch's per-tensor step)
+    instead of its fused Adam."""
+
+    def configure_optimizers():
+        return torch.optim.Adam(model.parameters(), lr=model.hparams.learning_rate)
+
+    model.configure_optimizers = configure_optimizers
+
+
 def breakdown(name, make_model, datamodule, epochs, repeats):
-    """The toolkit's time (train + dev cost per epoch) with each of its parts switched off."""
+    """The toolkit's time (train + dev cost per epoch) with each of its parts switched off,
+    all variants interleaved round by round."""
     from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 
     template = make_model()
     template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
 
-    def timed(callbacks=None, patch=None):
+    def variant(callbacks=None, patch=None):
         def run():
             model = copy.deepcopy(template)
             if patch is not None:
                 patch(model)
             return toolkit_fit(model, datamodule, epochs, True, callbacks)
 
-        run()  # warm-up
-        return median_time(run, repeats)[0]
+        return run
 
-    full = timed()
     parts = {
-        "non-finite guard": timed(callbacks=[RNGState()]),
-        "RNG-state callback": timed(callbacks=[NonFiniteGuard()]),
+        "non-finite guard": variant(callbacks=[RNGState()]),
+        "RNG-state callback": variant(callbacks=[NonFiniteGuard()]),
         # Each step's cost kept (a list append of the detached tensor; no device op), read
         # once per epoch: switched off, the step is the cost alone.
-        "per-step cost bookkeeping": timed(patch=_bare_training_step),
+        "per-step cost bookkeeping": variant(patch=_bare_training_step),
         # Inactive without a logger (as here): what is left is Lightning calling its hooks.
-        "grad-norm callback": timed(patch=lambda m: setattr(m, "configure_callbacks", list)),
-        "floor (all off, bare module)": median_time(
-            lambda: floor_fit(copy.deepcopy(template), datamodule, epochs, True), repeats
-        )[0],
+        "grad-norm callback": variant(patch=lambda m: setattr(m, "configure_callbacks", list)),
+        # Not overhead but a choice: torch's default Adam instead of the fused kernel.
+        "fused Adam (torch's default Adam instead)": variant(patch=_torch_default_adam),
+        "floor (all off, bare module)": lambda: floor_fit(
+            copy.deepcopy(template), datamodule, epochs, True
+        ),
     }
+    runs = {"toolkit": variant(), **parts}
+    for run in runs.values():
+        run()  # warm-up
+    times, _ = interleaved_times(runs, repeats)
+    full = statistics.median(times["toolkit"])
     return [
-        [name, part, f"{seconds:.3f}", f"{full:.3f}", f"{(full - seconds) / full * 100:+.1f}%"]
-        for part, seconds in parts.items()
+        [
+            name,
+            part,
+            f"{statistics.median(times[part]):.3f}",
+            f"{full:.3f}",
+            f"{(1 - 1 / paired_ratio(times, 'toolkit', part)) * 100:+.1f}%",
+        ]
+        for part in parts
     ]
 
 
@@ -142,12 +188,6 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
             model, x, y, x_dev, y_dev, n_epochs, datamodule.batch_size, datamodule.seed, validate
         )
 
-    def run_toolkit():
-        return run_toolkit_for(epochs)
-
-    def run_hand():
-        return run_hand_for(epochs)
-
     def run_floor():
         return floor_fit(copy.deepcopy(template), datamodule, epochs, validate)
 
@@ -158,21 +198,36 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
     hand_1, tool_1 = run_hand_for(1)[0], run_toolkit_for(1)[0]
     if abs(hand_1 - tool_1) > 1e-5 * max(1.0, abs(hand_1)):
         raise SystemExit(f"{name}: final costs differ after one epoch: hand {hand_1} vs {tool_1}")
-    hand_s, hand_cost = median_time(run_hand, repeats)
-    tool_s, tool_cost = median_time(run_toolkit, repeats)
     run_floor()  # warm-up
-    floor_s, _ = median_time(run_floor, repeats)
+    runs = {
+        "hand": lambda: run_hand_for(epochs),
+        "toolkit": lambda: run_toolkit_for(epochs),
+        "floor": run_floor,
+    }
+    times, results = interleaved_times(runs, repeats)
+    hand_s, tool_s, floor_s = (statistics.median(times[k]) for k in runs)
+    hand_cost, tool_cost = results["hand"], results["toolkit"]
     what = "train + dev cost/epoch" if validate else "train only"
     return [
         name,
         what,
         f"{hand_s:.3f}",
         f"{tool_s:.3f}",
-        f"{tool_s / hand_s:.2f}x",
+        f"{paired_ratio(times, 'toolkit', 'hand'):.2f}x",
         f"{hand_cost[0]:.5f} / {tool_cost[0]:.5f}",
         f"{floor_s:.3f}",
-        f"{tool_s / floor_s:.2f}x",
+        f"{paired_ratio(times, 'toolkit', 'floor'):.2f}x",
+        _middle_half(times, "toolkit", "floor"),
     ]
+
+
+def _middle_half(times, top: str, bottom: str) -> str:
+    """The range of the middle half of the rounds' ``top / bottom`` ratios (the noise)."""
+    ratios = sorted(a / b for a, b in zip(times[top], times[bottom], strict=True))
+    if len(ratios) < 4:
+        return "-"
+    quartiles = statistics.quantiles(ratios, n=4)
+    return f"{quartiles[0]:.2f}-{quartiles[2]:.2f}x"
 
 
 def main() -> None:
@@ -201,13 +256,18 @@ def main() -> None:
         torch.manual_seed(0)
         return ConvNet((1, 40), 10, channels=[32, 64], optimizer="adam", learning_rate=0.003)
 
+    # The MLP's fits take about a second, the CNN's ten: the MLP gets 3x the rounds, so both
+    # medians rest on about as much time.
+    mlp_rounds = 3 * repeats if not args.quick else repeats
     rows = []
     for validate in (False, True):
-        rows.append(case("MLP 64-128-64-10, digits", mlp, digits, epochs, repeats, validate))
+        rows.append(case("MLP 64-128-64-10, digits", mlp, digits, epochs, mlp_rounds, validate))
         rows.append(case("CNN 1-D, MNIST-1D", cnn, mnist1d, epochs, repeats, validate))
     report(
         args.json,
-        f"loop overhead ({epochs} epochs, batch 64, Adam; median of {repeats})",
+        f"loop overhead ({epochs} epochs, batch 64, fused Adam; {mlp_rounds} interleaved rounds "
+        f"for the MLP, {repeats} for the CNN: median times, ratios the median of each round's "
+        "ratio)",
         [
             "case",
             "work",
@@ -217,13 +277,14 @@ def main() -> None:
             "final train cost (hand / toolkit)",
             "Lightning floor s",
             "toolkit / floor",
+            "middle half of rounds",
         ],
         rows,
     )
     if args.quick:
         return
     parts = [
-        *breakdown("MLP 64-128-64-10, digits", mlp, digits, epochs, repeats),
+        *breakdown("MLP 64-128-64-10, digits", mlp, digits, epochs, mlp_rounds),
         *breakdown("CNN 1-D, MNIST-1D", cnn, mnist1d, epochs, repeats),
     ]
     header = ["case", "switched off", "toolkit without it s", "toolkit s", "share of toolkit"]

@@ -95,3 +95,43 @@ def test_train_and_dev_cost_are_one_tag_in_two_sub_runs_and_steps_are_raw(tmp_pa
     assert {"moons/run", "moons/run/train", "moons/run/dev"} <= set(runs.Runs())
     with_cost = {r for r, tags in runs.Runs().items() if "cost" in tags["scalars"]}
     assert with_cost == {"moons/run/train", "moons/run/dev"}
+
+
+def test_each_epochs_costs_reach_callbacks_and_the_bar_but_not_the_loggers_flat_names(tmp_path):
+    """What checkpoints, early stopping and the progress bar read after each epoch is that
+    epoch's cost, the one in the cost curve; nothing goes to a logger under those names."""
+    from lightning.pytorch.callbacks import Callback
+
+    seen = []
+
+    class Watch(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            # Runs before the module's own hook: the train cost is the previous epoch's here,
+            # the dev cost this epoch's (validation has run).
+            seen.append(
+                (
+                    float(trainer.callback_metrics["cost/dev"]),
+                    trainer.progress_bar_metrics["cost/dev"],
+                    "cost/train" in trainer.callback_metrics,
+                )
+            )
+
+    L.seed_everything(0)
+    data = ArrayDataModule(Moons(n_samples=100), batch_size=32, seed=0)
+    model = DeepNet(data.input_shape, data.num_classes, layer_dims=[5], learning_rate=0.3)
+    trainer = L.Trainer(
+        max_epochs=3,
+        callbacks=[Watch()],
+        logger=TensorBoardLogger(str(tmp_path), name="moons", version="run"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    curve = model.cost_curve
+    assert [s[0] for s in seen] == pytest.approx([p["cost/dev"] for p in curve], rel=1e-6)
+    assert [s[1] for s in seen] == [s[0] for s in seen]  # the bar holds plain numbers
+    assert [s[2] for s in seen] == [False, True, True]
+    assert float(trainer.callback_metrics["cost/train"]) == pytest.approx(curve[-1]["cost/train"])
+    assert trainer.progress_bar_metrics["cost/train"] == curve[-1]["cost/train"]
+    assert not {"cost/train", "cost/dev"} & set(trainer.logged_metrics)

@@ -177,3 +177,24 @@ def test_logged_learning_rate_each_epoch_equals_the_formula(schedule):
     )
     logged = [row["lr"] for row in model.cost_curve]
     assert logged == pytest.approx([0.2 * FORMULAS[schedule](k) for k in range(7)], rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "adam", "adamw"])
+def test_cpu_and_cuda_parameters_get_torchs_fused_kernel_with_the_same_updates(name, grads):
+    """One fused call updates every parameter; the weights equal torch's per-tensor loop's."""
+    w = torch.nn.Parameter(torch.from_numpy(W0.astype(np.float32)))
+    fused = build_optimizer(name, [w], learning_rate=0.01)
+    assert fused.defaults["fused"] is True
+    w_ref = torch.nn.Parameter(torch.from_numpy(W0.astype(np.float32)))
+    loop = build_optimizer(name, [w_ref], learning_rate=0.01)
+    loop.defaults["fused"] = loop.param_groups[0]["fused"] = None  # torch's default path
+    steps = grads.astype(np.float32)
+    np.testing.assert_allclose(_run(fused, w, steps), _run(loop, w_ref, steps), rtol=1e-6)
+    # Elsewhere (here a parameter on the meta device) torch's default is kept.
+    meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    assert build_optimizer(name, [{"params": [meta]}], learning_rate=0.01).defaults["fused"] is None
+
+
+def test_rmsprop_has_no_fused_kernel_and_keeps_torchs_default():
+    opt = build_optimizer("rmsprop", [_param()], learning_rate=0.01)
+    assert "fused" not in opt.defaults

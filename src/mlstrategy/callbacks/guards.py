@@ -64,10 +64,13 @@ class NonFiniteGuard(LeanCallback):
         self._costs: list[torch.Tensor | None] = []  # each step's cost (on the device, unread)
         self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
         self._one = torch.ones(())  # the check's scale, kept on the flags' device
+        # (optimizer, group sizes, its parameters, whether it skips on found_inf): see _plan
+        self._planned: tuple[Any, list[int], list[torch.Tensor], bool] | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._where, self._costs, self._pending = [], [], []
         self._flags = torch.zeros(0)
+        self._planned = None
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
@@ -77,33 +80,54 @@ class NonFiniteGuard(LeanCallback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        params, skips = self._plan(optimizer)
+        grads = [p.grad for p in params if p.grad is not None]
         costs, self._pending = self._pending, []
-        checked = [*grads, *(c.reshape(1) for c in costs if c.is_floating_point())]
+        checked = [*grads, *(c for c in costs if c.is_floating_point())]
         if not checked:
             return
         found = self._next_flag(checked[0].device)
-        by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-        for t in checked:
-            by_kind.setdefault((t.device, t.dtype), []).append(t)
         if self._one.device != found.device:
             self._one = torch.ones((), device=found.device)
-        one = self._one
-        for (device, _), tensors in by_kind.items():
-            flag = found if device == found.device else torch.zeros_like(found, device=device)
-            # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets flag to 1.0
-            # if any element is NaN or infinite; no host sync.
-            torch._amp_foreach_non_finite_check_and_unscale_(tensors, flag, one.to(device))
-            if flag is not found:
-                found.copy_(flag.to(found.device), non_blocking=True)
+        kind = (found.device, checked[0].dtype)
+        if all(t.dtype == kind[1] and t.device == kind[0] for t in checked):
+            # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to
+            # 1.0 if any element is NaN or infinite; no host sync. One call: the usual case.
+            torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one)
+        else:
+            self._check_by_kind(checked, found)
         self._where.append((trainer.current_epoch, trainer.global_step))
         self._costs.append(costs[-1] if costs else None)
-        if all(g.get("fused") for g in optimizer.param_groups) and _takes_found_inf(optimizer):
+        if skips:
             optimizer.found_inf = found  # type: ignore[attr-defined]  # the step is skipped
         elif grads:
             bad = found.bool()
             for grad in grads:
                 grad.masked_fill_(bad, 0.0)
+
+    def _plan(self, optimizer: torch.optim.Optimizer) -> tuple[list[torch.Tensor], bool]:
+        """The optimizer's parameters, and whether its fused step skips on ``found_inf``;
+        worked out again only when its parameter groups change (gradual unfreezing adds some)."""
+        groups = optimizer.param_groups
+        sizes = [len(g["params"]) for g in groups]
+        planned = self._planned
+        if planned is None or planned[0] is not optimizer or planned[1] != sizes:
+            params = [p for g in groups for p in g["params"]]
+            skips = all(g.get("fused") for g in groups) and _takes_found_inf(optimizer)
+            planned = self._planned = (optimizer, sizes, params, skips)
+        return planned[2], planned[3]
+
+    def _check_by_kind(self, checked: list[torch.Tensor], found: torch.Tensor) -> None:
+        """The check for tensors of several devices or dtypes: one call per kind (the check
+        takes one kind), each flag copied into ``found`` on the device."""
+        by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for t in checked:
+            by_kind.setdefault((t.device, t.dtype), []).append(t)
+        for (device, _), tensors in by_kind.items():
+            flag = found if device == found.device else torch.zeros_like(found, device=device)
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, flag, self._one.to(device))
+            if flag is not found:  # keep a 1 another kind already set
+                found.copy_(torch.maximum(found, flag.to(found.device, non_blocking=True)))
 
     def _next_flag(self, device: torch.device) -> torch.Tensor:
         """A zeroed element (a view) of the flag buffer for this step (grown as needed)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -25,6 +25,7 @@ class Momentum(torch.optim.SGD):
         params: Parameters or parameter groups.
         lr: ``alpha``.
         beta: Momentum decay, in [0, 1).
+        fused: torch's fused kernel (see :func:`build_optimizer`); None = torch's default.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))
@@ -36,9 +37,13 @@ class Momentum(torch.optim.SGD):
     """
 
     def __init__(
-        self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, beta: float = 0.9
+        self,
+        params: Iterable[torch.nn.Parameter] | Iterable[dict],
+        lr: float,
+        beta: float = 0.9,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr=lr, momentum=beta, dampening=beta)
+        super().__init__(params, lr=lr, momentum=beta, dampening=beta, fused=fused)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
@@ -64,6 +69,12 @@ def build_optimizer(
     - ``rmsprop``: ``s = beta2 s + (1 - beta2) dW^2; W -= alpha dW / (sqrt(s) + epsilon)``.
     - ``adam``: momentum and RMSprop with bias correction (``torch.optim.Adam``).
     - ``adamw``: Adam with decoupled weight decay (``weight_decay``), not the course's L2.
+
+    ``gd``, ``momentum``, ``adam`` and ``adamw`` use torch's fused kernels (``fused=True``) when
+    every parameter is a floating-point tensor on the CPU or a CUDA device: one call updates
+    all parameters (on the digits MLP, Adam's step takes about half the time of torch's default
+    per-tensor loop), and the non-finite guard can skip a bad step inside that call
+    (``found_inf``). The update is the same arithmetic.
 
     Args:
         name: One of ``gd``, ``momentum``, ``rmsprop``, ``adam``, ``adamw``.
@@ -95,17 +106,34 @@ def build_optimizer(
             f"weight_decay={weight_decay} applies to optimizer 'adamw' only; for the course's L2 "
             "regularization use l2_lambda (where the model offers it)."
         )
+    groups: list[Any] = list(params)  # read twice: for the fused check, then by torch
+    if name == "rmsprop":  # torch has no fused RMSprop
+        return torch.optim.RMSprop(groups, lr=learning_rate, alpha=beta2, eps=epsilon)
+    fused = _fused_supported(groups)
     if name == "gd":
-        return torch.optim.SGD(params, lr=learning_rate)
+        return torch.optim.SGD(groups, lr=learning_rate, fused=fused)
     if name == "momentum":
-        return Momentum(params, lr=learning_rate, beta=beta1)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=learning_rate, alpha=beta2, eps=epsilon)
+        return Momentum(groups, lr=learning_rate, beta=beta1, fused=fused)
+    betas = (beta1, beta2)
     if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, betas=(beta1, beta2), eps=epsilon)
+        return torch.optim.Adam(groups, lr=learning_rate, betas=betas, eps=epsilon, fused=fused)
     return torch.optim.AdamW(
-        params, lr=learning_rate, betas=(beta1, beta2), eps=epsilon, weight_decay=weight_decay
+        groups, lr=learning_rate, betas=betas, eps=epsilon, weight_decay=weight_decay, fused=fused
     )
+
+
+# Where torch's fused optimizer kernels are used (they exist for more; these are the tested ones).
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fused_supported(groups: list[Any]) -> bool | None:
+    """True when every parameter is a floating-point tensor on the CPU or a CUDA device (then
+    torch's fused kernel updates them all in one call), None (torch's default) otherwise."""
+    tensors = [p for item in groups for p in (item["params"] if isinstance(item, dict) else [item])]
+    ok = bool(tensors) and all(
+        t.is_floating_point() and t.device.type in _FUSED_DEVICES for t in tensors
+    )
+    return True if ok else None
 
 
 # Which of the course's hyperparameters each optimizer uses (build_optimizer's arguments).
