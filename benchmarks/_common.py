@@ -51,17 +51,23 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def interleaved_times(
     runs: dict[str, Callable[[], Any]], repeats: int
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Wall times of each of ``runs``, called in turn ``repeats`` times (A B C A B C ...),
-    and each one's last result.
+    """Wall times of each of ``runs``, called in turn for ``repeats`` rounds, the order
+    rotating by one each round (A B C, B C A, C A B, ...), and each one's last result.
 
     On a shared machine the speed drifts over seconds; interleaving exposes every candidate
     to the same drift, so the ratio of two runs of one round (:func:`paired_ratio`) is far
-    steadier than the ratio of two medians taken minutes apart.
+    steadier than the ratio of two medians taken minutes apart. A run also depends on what
+    ran just before it (the allocator's and caches' state): rotating the order gives every
+    candidate each place in a round equally often (with ``repeats`` a multiple of their
+    number), so that effect does not favour one of them.
     """
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
     results: dict[str, Any] = {}
-    for _ in range(repeats):
-        for name, fn in runs.items():
+    for i in range(repeats):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = runs[name]
             start = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - start)

@@ -12,12 +12,13 @@ and the toolkit's ratio to it. The full run also prints where the toolkit's time
 time with each of its parts switched off (JSON key ``breakdown``), and with torch's default
 (per-tensor) Adam instead of the fused one.
 
-Every candidate runs once per round, in turn, for ``--repeats`` rounds; a time is the median
-over rounds and a ratio the median of each round's ratio, so the machine's drift over seconds
+Every candidate runs once per round, in turn (the order rotating each round), for ``--repeats``
+rounds; a time is the median over rounds and a ratio the median of each round's ratio, so the
+machine's drift over seconds
 (two timings of one configuration minutes apart can differ by 20% on a shared 2-core machine)
 hits both sides of a ratio alike.
 
-    python benchmarks/loop_overhead.py            # full figures (5 rounds, 15 for the MLP)
+    python benchmarks/loop_overhead.py            # full figures (6 rounds, 18 for the MLP)
     python benchmarks/loop_overhead.py --quick    # smoke test (CI): 2 epochs, 1 round
 """
 
@@ -159,7 +160,8 @@ def breakdown(name, make_model, datamodule, epochs, repeats):
     runs = {"toolkit": variant(), **parts}
     for run in runs.values():
         run()  # warm-up
-    times, _ = interleaved_times(runs, repeats)
+    # A multiple of the number of variants, so each takes every place in a round as often.
+    times, _ = interleaved_times(runs, len(runs) * max(1, round(repeats / len(runs))))
     full = statistics.median(times["toolkit"])
     return [
         [
@@ -234,7 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_json_option(parser)
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 epochs, 1 repeat")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args()
     quiet()
     from mlstrategy.data import MNIST1D, ArrayDataModule, Digits

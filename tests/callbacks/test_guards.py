@@ -247,3 +247,44 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_an_uninterrupted_fit(tmp_pat
         reference.state_dict().items(), resumed.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def _fp16_fit(model_class, init_scale: float):
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from mlstrategy.data import Digits
+
+    L.seed_everything(0)
+    model = model_class(input_shape=(64,), num_classes=10, layer_dims=[32], learning_rate=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+        callbacks=[NonFiniteGuard()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=ArrayDataModule(Digits(), batch_size=64))
+    return model, scaler
+
+
+def test_under_float16s_grad_scaler_overflow_is_the_scalers_and_a_nan_cost_the_guards():
+    from mlstrategy.models import DeepNet
+
+    # A scale of 2^40 overflows float16 gradients: GradScaler skips those steps and halves its
+    # scale until they fit; that is routine, not a divergence, and training goes on.
+    model, scaler = _fp16_fit(DeepNet, 2.0**40)
+    assert scaler.get_scale() < 2.0**40
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.cost_curve[-1]["cost/train"] < model.cost_curve[0]["cost/train"]
+
+    class NanCost(DeepNet):
+        def training_step(self, batch, batch_idx):
+            cost = super().training_step(batch, batch_idx)
+            return cost * float("nan") if self.global_step == 3 else cost
+
+    with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 0, step 3;"):
+        _fp16_fit(NanCost, 2.0**8)

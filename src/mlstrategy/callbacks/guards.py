@@ -38,9 +38,11 @@ class NonFiniteGuard(LeanCallback):
     untouched, exactly as under GradScaler; any other optimizer gets the step's gradients
     zeroed (plain gradient descent then does not move; momentum, RMSprop and Adam take one
     finite step from their running averages). Either way the weights never take a
-    non-finite update. The flags are read at the next natural synchronization: validation
-    end (before any checkpoint callback saves the epoch, as Lightning runs those last),
-    epoch end, a checkpoint being saved, the end of the fit.
+    non-finite update. Under float16 mixed precision (``precision: 16-mixed``) GradScaler
+    already skips a step whose gradients overflow and lowers its scale, which is routine; the
+    guard then checks the cost only. The flags are read at the next natural synchronization:
+    validation end (before any checkpoint callback saves the epoch, as Lightning runs those
+    last), epoch end, a checkpoint being saved, the end of the fit.
 
     A finite gradient times a huge learning rate can still blow the weights up: then the dev
     cost comes out NaN or infinite, and the guard stops at the end of that validation. A
@@ -81,8 +83,14 @@ class NonFiniteGuard(LeanCallback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         params, skips = self._plan(optimizer)
-        grads = [p.grad for p in params if p.grad is not None]
         costs, self._pending = self._pending, []
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
+            # that step and lowers its scale. Only a non-finite cost (the scaled loss is
+            # finite unless the loss is not) is the guard's, and the scaler skips its step too.
+            grads, skips = [], False
+        else:
+            grads = [p.grad for p in params if p.grad is not None]
         checked = [*grads, *(c for c in costs if c.is_floating_point())]
         if not checked:
             return

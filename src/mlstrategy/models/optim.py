@@ -74,7 +74,7 @@ def build_optimizer(
     every parameter is a floating-point tensor on the CPU or a CUDA device: one call updates
     all parameters (on the digits MLP, Adam's step takes about half the time of torch's default
     per-tensor loop), and the non-finite guard can skip a bad step inside that call
-    (``found_inf``). The update is the same arithmetic.
+    (``found_inf``). The updates equal torch's per-tensor loop's to float rounding.
 
     Args:
         name: One of ``gd``, ``momentum``, ``rmsprop``, ``adam``, ``adamw``.
