@@ -7,16 +7,15 @@ epochs) and a 1-D CNN on MNIST-1D.
 
 Lightning's floor: a bare LightningModule (the same net and input normalization, cross-entropy,
 the same Adam; a dev cost per epoch when validating, nothing logged) on the same batches, in
-the same Trainer settings without the toolkit's callbacks. The last two columns are its time
-and the toolkit's ratio to it. The full run also prints where the toolkit's time goes: the
-time with each of its parts switched off (JSON key ``breakdown``), and with torch's default
-(per-tensor) Adam instead of the fused one.
+the same Trainer settings without the toolkit's callbacks. The last three columns are its
+time, the toolkit's ratio to it and the middle half of the rounds' ratios. The full run also
+prints where the toolkit's time goes: the time with each of its parts switched off (JSON key
+``breakdown``), and with torch's default (per-tensor) Adam instead of the fused one.
 
 Every candidate runs once per round, in turn (the order rotating each round), for ``--repeats``
 rounds; a time is the median over rounds and a ratio the median of each round's ratio, so the
-machine's drift over seconds
-(two timings of one configuration minutes apart can differ by 20% on a shared 2-core machine)
-hits both sides of a ratio alike.
+machine's drift over seconds (two timings of one configuration minutes apart can differ by 20%
+on a shared 2-core machine) hits both sides of a ratio alike.
 
     python benchmarks/loop_overhead.py            # full figures (6 rounds, 18 for the MLP)
     python benchmarks/loop_overhead.py --quick    # smoke test (CI): 2 epochs, 1 round
