@@ -74,9 +74,14 @@ def interleaved_times(
     return times, results
 
 
+def round_ratios(times: dict[str, list[float]], top: str, bottom: str) -> list[float]:
+    """Each round's ``top`` time over its ``bottom`` time."""
+    return [a / b for a, b in zip(times[top], times[bottom], strict=True)]
+
+
 def paired_ratio(times: dict[str, list[float]], top: str, bottom: str) -> float:
     """The median over rounds of ``top``'s time over ``bottom``'s in the same round."""
-    return statistics.median(a / b for a, b in zip(times[top], times[bottom], strict=True))
+    return statistics.median(round_ratios(times, top, bottom))
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -41,6 +41,7 @@ from _common import (
     print_table,
     quiet,
     report,
+    round_ratios,
     trainer,
 )
 
@@ -224,7 +225,7 @@ def case(name, make_model, datamodule, epochs, repeats, validate):
 
 def _middle_half(times, top: str, bottom: str) -> str:
     """The range of the middle half of the rounds' ``top / bottom`` ratios (the noise)."""
-    ratios = sorted(a / b for a, b in zip(times[top], times[bottom], strict=True))
+    ratios = sorted(round_ratios(times, top, bottom))
     if len(ratios) < 4:
         return "-"
     quartiles = statistics.quantiles(ratios, n=4)

@@ -82,7 +82,6 @@ class NonFiniteGuard(LeanCallback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        params, skips = self._plan(optimizer)
         costs, self._pending = self._pending, []
         if getattr(trainer.precision_plugin, "scaler", None) is not None:
             # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
@@ -90,6 +89,7 @@ class NonFiniteGuard(LeanCallback):
             # finite unless the loss is not) is the guard's, and the scaler skips its step too.
             grads, skips = [], False
         else:
+            params, skips = self._plan(optimizer)
             grads = [p.grad for p in params if p.grad is not None]
         checked = [*grads, *(c for c in costs if c.is_floating_point())]
         if not checked:
@@ -97,8 +97,8 @@ class NonFiniteGuard(LeanCallback):
         found = self._next_flag(checked[0].device)
         if self._one.device != found.device:
             self._one = torch.ones((), device=found.device)
-        kind = (found.device, checked[0].dtype)
-        if all(t.dtype == kind[1] and t.device == kind[0] for t in checked):
+        device, dtype = found.device, checked[0].dtype
+        if all(t.dtype == dtype and t.device == device for t in checked):
             # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to
             # 1.0 if any element is NaN or infinite; no host sync. One call: the usual case.
             torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one)
