@@ -198,3 +198,40 @@ def test_cpu_and_cuda_parameters_get_torchs_fused_kernel_with_the_same_updates(n
 def test_rmsprop_has_no_fused_kernel_and_keeps_torchs_default():
     opt = build_optimizer("rmsprop", [_param()], learning_rate=0.01)
     assert "fused" not in opt.defaults
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam", "adamw"])
+def test_a_step_on_cpu_parameters_asks_no_accelerator_question(name, grads, monkeypatch):
+    """torch's Adam, AdamW and RMSprop ask whether an accelerator is available at every step
+    (under Lightning, NVML is loaded again each time on a machine without a GPU); on CPU
+    parameters the toolkit's do not, and their updates equal torch's own classes'."""
+    asked = []
+    real = torch.accelerator.current_accelerator
+
+    def counting(*args, **kwargs):
+        asked.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", counting)
+    w = torch.nn.Parameter(torch.from_numpy(W0.astype(np.float32)))
+    ours = build_optimizer(name, [w], learning_rate=0.01)
+    assert isinstance(
+        ours,
+        {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[
+            name
+        ],
+    )
+    steps = grads.astype(np.float32)
+    updated = _run(ours, w, steps)
+    assert asked == []
+    w_ref = torch.nn.Parameter(torch.from_numpy(W0.astype(np.float32)))
+    torch_class = type(ours).__mro__[2]  # the torch class it extends
+    same = ("lr", "betas", "eps", "alpha", "weight_decay", "fused")
+    reference = torch_class([w_ref], **{k: v for k, v in ours.defaults.items() if k in same})
+    np.testing.assert_allclose(updated, _run(reference, w_ref, steps), rtol=1e-7)
+    assert len(asked) >= len(steps)  # torch's own class asks at every step
+    # Parameters elsewhere keep torch's check.
+    asked.clear()
+    meta = build_optimizer(name, [torch.nn.Parameter(torch.zeros(2, device="meta"))], 0.01)
+    meta._accelerator_graph_capture_health_check()
+    assert asked  # torch's check ran

@@ -13,6 +13,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mlstrategy.callbacks.lean import LeanCallback
 
+# What NonFiniteGuard._plan keeps per optimizer: (optimizer, its group sizes, its parameters,
+# whether it skips a step on found_inf, their (device, dtype) when all share one).
+_Plan = tuple[
+    torch.optim.Optimizer,
+    list[int],
+    list[torch.Tensor],
+    bool,
+    tuple[torch.device, torch.dtype] | None,
+]
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinite cost, gradient, weight or monitored score."""
@@ -62,17 +72,21 @@ class NonFiniteGuard(LeanCallback):
         super().__init__()  # hooks it does not use are skipped by Lightning (LeanCallback)
         self.saved_epoch: int | None = None
         self._flags = torch.zeros(0)  # 1.0 where a step was non-finite, on the device
-        self._where: list[tuple[int, int]] = []  # (epoch, step) of each flag
+        self._views: list[torch.Tensor] = []  # one 0-dim view of each element of _flags
+        self._calls = 0  # optimizer steps seen since the last check
+        self._where: list[int] = []  # the step (counted from _base) of each flag
+        self._base = (0, 0)  # (epoch, global step) when the first step since a check came
         self._costs: list[torch.Tensor | None] = []  # each step's cost (on the device, unread)
         self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
         self._one = torch.ones(())  # the check's scale, kept on the flags' device
-        # (optimizer, group sizes, its parameters, whether it skips on found_inf): see _plan
-        self._planned: tuple[Any, list[int], list[torch.Tensor], bool] | None = None
+        self._scaled = False  # a GradScaler owns overflow (float16 mixed precision)
+        self._planned: _Plan | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._where, self._costs, self._pending = [], [], []
-        self._flags = torch.zeros(0)
+        self._calls, self._where, self._costs, self._pending = 0, [], [], []
+        self._flags, self._views = torch.zeros(0), []
         self._planned = None
+        self._scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
@@ -82,29 +96,35 @@ class NonFiniteGuard(LeanCallback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
+        # Every step costs this hook's Python (tens of microseconds on a small net): no
+        # trainer property is read here but on the first step after a check (see _step).
         costs, self._pending = self._pending, []
-        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+        step = self._step(trainer)
+        if self._scaled:
             # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
             # that step and lowers its scale. Only a non-finite cost (the scaled loss is
             # finite unless the loss is not) is the guard's, and the scaler skips its step too.
-            grads, skips = [], False
+            grads, skips, kind = [], False, None
         else:
-            params, skips = self._plan(optimizer)
+            params, skips, kind = self._plan(optimizer)
             grads = [p.grad for p in params if p.grad is not None]
-        checked = [*grads, *(c for c in costs if c.is_floating_point())]
+        costs = [c for c in costs if c.is_floating_point()]
+        checked = grads + costs
         if not checked:
             return
-        found = self._next_flag(checked[0].device)
-        if self._one.device != found.device:
-            self._one = torch.ones((), device=found.device)
-        device, dtype = found.device, checked[0].dtype
-        if all(t.dtype == dtype and t.device == device for t in checked):
+        device = checked[0].device
+        found = self._next_flag(device)
+        if self._one.device != device:
+            self._one = torch.ones((), device=device)
+        if kind is None or not grads:
+            kind = (device, checked[0].dtype)
+        if kind[0] == device and all(c.dtype == kind[1] and c.device == device for c in costs):
             # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to
             # 1.0 if any element is NaN or infinite; no host sync. One call: the usual case.
             torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one)
         else:
             self._check_by_kind(checked, found)
-        self._where.append((trainer.current_epoch, trainer.global_step))
+        self._where.append(step)
         self._costs.append(costs[-1] if costs else None)
         if skips:
             optimizer.found_inf = found  # type: ignore[attr-defined]  # the step is skipped
@@ -113,17 +133,31 @@ class NonFiniteGuard(LeanCallback):
             for grad in grads:
                 grad.masked_fill_(bad, 0.0)
 
-    def _plan(self, optimizer: torch.optim.Optimizer) -> tuple[list[torch.Tensor], bool]:
-        """The optimizer's parameters, and whether its fused step skips on ``found_inf``;
-        worked out again only when its parameter groups change (gradual unfreezing adds some)."""
+    def _step(self, trainer: L.Trainer) -> int:
+        """This optimizer step's number, counted from the first step since the last check
+        (whose epoch and global step are read then: both stay put, or move by one a step,
+        until the next check, which every epoch end and validation makes)."""
+        if not self._calls:
+            self._base = (trainer.current_epoch, trainer.global_step)
+        self._calls += 1
+        return self._calls - 1
+
+    def _plan(
+        self, optimizer: torch.optim.Optimizer
+    ) -> tuple[list[torch.Tensor], bool, tuple[torch.device, torch.dtype] | None]:
+        """The optimizer's parameters, whether its fused step skips on ``found_inf``, and the
+        device and dtype they share (None if they do not); worked out again only when its
+        parameter groups change (gradual unfreezing adds some)."""
         groups = optimizer.param_groups
         sizes = [len(g["params"]) for g in groups]
         planned = self._planned
         if planned is None or planned[0] is not optimizer or planned[1] != sizes:
             params = [p for g in groups for p in g["params"]]
             skips = all(g.get("fused") for g in groups) and _takes_found_inf(optimizer)
-            planned = self._planned = (optimizer, sizes, params, skips)
-        return planned[2], planned[3]
+            kinds = {(p.device, p.dtype) for p in params}  # a gradient's are its parameter's
+            kind = next(iter(kinds)) if len(kinds) == 1 else None
+            planned = self._planned = (optimizer, sizes, params, skips, kind)
+        return planned[2], planned[3], planned[4]
 
     def _check_by_kind(self, checked: list[torch.Tensor], found: torch.Tensor) -> None:
         """The check for tensors of several devices or dtypes: one call per kind (the check
@@ -138,18 +172,19 @@ class NonFiniteGuard(LeanCallback):
                 found.copy_(torch.maximum(found, flag.to(found.device, non_blocking=True)))
 
     def _next_flag(self, device: torch.device) -> torch.Tensor:
-        """A zeroed element (a view) of the flag buffer for this step (grown as needed)."""
+        """A zeroed element (a 0-dim view, as GradScaler's found_inf) of the flag buffer for
+        this step; the buffer grows as needed, its views made once."""
         i = len(self._where)
-        if i >= len(self._flags) or self._flags.device != device:
+        if i >= len(self._views) or self._flags.device != device:
             grown = torch.zeros(max(64, 2 * len(self._flags)), device=device)
             grown[: min(i, len(self._flags))] = self._flags[:i].to(device)
-            self._flags = grown
-        return self._flags[i]  # a 0-dim view, as GradScaler's found_inf
+            self._flags, self._views = grown, list(grown.unbind())
+        return self._views[i]
 
     def check(self, trainer: L.Trainer, pl_module: L.LightningModule, saved: str = "") -> None:
         """Read the steps' flags since the last check (one host sync) and raise for the first
         non-finite one."""
-        n = len(self._where)
+        n, self._calls = len(self._where), 0
         if not n:
             return
         flags = self._flags[:n]
@@ -158,7 +193,7 @@ class NonFiniteGuard(LeanCallback):
             self._where, self._costs = [], []
             return
         i = int(flags.argmax())
-        epoch, step = self._where[i]
+        epoch, step = self._base[0], self._base[1] + self._where[i]
         cost = self._costs[i]
         if cost is not None and not bool(torch.isfinite(cost).all()):
             what = f"The training cost became {float(cost)}"
