@@ -79,6 +79,24 @@ def round_ratios(times: dict[str, list[float]], top: str, bottom: str) -> list[f
     return [a / b for a, b in zip(times[top], times[bottom], strict=True)]
 
 
+def median_ci(values: Sequence[float]) -> tuple[float, float] | None:
+    """A 95% confidence interval for the median of ``values`` that assumes nothing about their
+    distribution: the order statistics ``n/2 -+ 0.98 sqrt(n)`` (the binomial's normal
+    approximation; each value is below the true median with probability 1/2). None for fewer
+    than 6 values, too few for one.
+
+    Example:
+        >>> median_ci([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9])
+        (1.1, 1.8)
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 6:
+        return None
+    k = max(0, int(n / 2 - 0.98 * n**0.5))
+    return ordered[k], ordered[n - 1 - k]
+
+
 def paired_ratio(times: dict[str, list[float]], top: str, bottom: str) -> float:
     """The median over rounds of ``top``'s time over ``bottom``'s in the same round."""
     return statistics.median(round_ratios(times, top, bottom))

@@ -242,7 +242,7 @@ SECTIONS: dict[str, Section] = {
     "lessons": lessons,
     "mismatch": mismatch,
     "mnist1d": mnist1d,
-    "loop_overhead": _benchmark("loop_overhead", "--repeats", "6"),
+    "loop_overhead": _benchmark("loop_overhead", "--repeats", "12"),
     "time_to_accuracy": _benchmark("time_to_accuracy"),
     "batching": _benchmark("batching"),
     "scaling": _benchmark("scaling"),

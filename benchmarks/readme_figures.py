@@ -410,14 +410,10 @@ def floor(figures: Figures) -> str:
     t = _section(figures, "loop_overhead")
     ratio = t["header"].index("toolkit / floor")
     rows = [r for r in t["rows"] if r[1] != "train only"]
-    spread = (
-        t["header"].index("middle half of rounds")
-        if "middle half of rounds" in t["header"]
-        else None
-    )
+    spread = t["header"].index("95% CI") if "95% CI" in t["header"] else None
     verdicts = ", ".join(
         f"{r[0].split(',')[0]} {r[ratio]} ({'met' if _ratio(r[ratio]) <= 1.05 else 'not met'}"
-        + (f"; middle half of the rounds {r[spread]}" if spread is not None else "")
+        + (f"; 95% confidence interval {r[spread]}" if spread is not None else "")
         + ")"
         for r in rows
     )

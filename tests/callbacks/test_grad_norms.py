@@ -8,7 +8,7 @@ import copy
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlstrategy.callbacks.gradients import GradientNorms, layer_groups
@@ -109,6 +109,14 @@ def test_without_a_logger_it_does_nothing(tmp_path):
     trainer.fit(model, datamodule=data)
     (callback,) = [c for c in trainer.callbacks if isinstance(c, GradientNorms)]
     assert callback.history == []
+    assert callback.on_before_optimizer_step is None  # Lightning skips it each step
+    # The same callback in a fit with a logger is active again.
+    logged = L.Trainer(max_epochs=1, logger=CSVLogger(tmp_path), callbacks=[callback],
+                       enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False)  # fmt: skip
+    logged.fit(model, datamodule=data)
+    assert callable(callback.on_before_optimizer_step)
+    assert [h["epoch"] for h in callback.history] == [0.0] and "layer_1" in callback.history[0]
 
 
 _SYNCING = ("item", "__bool__", "__float__", "__int__", "tolist")

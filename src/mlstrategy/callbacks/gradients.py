@@ -77,6 +77,12 @@ class GradientNorms(LeanCallback):
         self._params = [p for _, params in groups for p in params]
         self._layer_of = [i for i, (_, params) in enumerate(groups) for _ in params]
         self._reset(pl_module.device)
+        # Inactive (no logger): Lightning's dispatcher then skips the per-step hook, as it
+        # skips a LeanCallback's unused ones; a later fit with a logger brings it back.
+        if self._params:
+            self.__dict__.pop("on_before_optimizer_step", None)
+        else:
+            setattr(self, "on_before_optimizer_step", None)  # noqa: B010  (a method otherwise)
 
     def _reset(self, device: torch.device) -> None:
         self._squares = torch.zeros(len(self._params), device=device)
