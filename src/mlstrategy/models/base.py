@@ -269,9 +269,11 @@ class SupervisedModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         sums, count = self._dev_sums, self._dev_count
         self._dev_sums, self._dev_count = [], 0
-        if self.trainer.sanity_checking or not sums:
+        if self.trainer.sanity_checking:
             return
-        cost = self._weighted_mean(torch.stack(sums).sum(), count)
+        # A process whose share of the dev set is empty still joins the sum across processes.
+        total = torch.stack(sums).sum() if sums else torch.zeros((), device=self.device)
+        cost = self._weighted_mean(total, count)
         self._dev_cost_value = cost.item()
         # The chart is written per epoch in on_train_epoch_end; this value is for
         # checkpointing, early stopping and the progress bar.
