@@ -30,6 +30,7 @@ import copy
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -81,12 +82,12 @@ def same_optimizer(model, params):
     return build_optimizer(hp.optimizer, params, hp.learning_rate, hp.beta1, hp.beta2, hp.epsilon)
 
 
-def toolkit_fit(model, datamodule, epochs: int, validate: bool, callbacks=None):
-    trainer(epochs, validate, callbacks).fit(model, datamodule=datamodule)
+def toolkit_fit(model, datamodule, epochs: int, validate: bool, callbacks=None, **kwargs):
+    trainer(epochs, validate, callbacks, **kwargs).fit(model, datamodule=datamodule)
     return model.cost_curve[-1]["cost/train"], model.cost_curve[-1].get("cost/dev")
 
 
-def floor_fit(model, datamodule, epochs: int, validate: bool):
+def floor_fit(model, datamodule, epochs: int, validate: bool, **kwargs):
     """Lightning's floor: a bare LightningModule doing the same work, nothing more."""
     import lightning as L
 
@@ -106,7 +107,7 @@ def floor_fit(model, datamodule, epochs: int, validate: bool):
         def configure_optimizers(self):
             return same_optimizer(model, self.net.parameters())
 
-    trainer(epochs, validate, callbacks=[]).fit(Bare(), datamodule=datamodule)
+    trainer(epochs, validate, callbacks=[], **kwargs).fit(Bare(), datamodule=datamodule)
 
 
 def _bare_training_step(model) -> None:
@@ -178,6 +179,84 @@ def breakdown(name, make_model, datamodule, epochs, repeats):
         ]
         for part in parts
     ]
+
+
+# The parts of a fit, by the names Lightning's SimpleProfiler gives its actions ("module." is
+# the LightningModule, whatever its class); a part's time is the sum of its actions'.
+_PARTS = {
+    "non-finite guard (callback)": ("[Callback]NonFiniteGuard.",),
+    "RNG-state callback": ("[Callback]RNGState.",),
+    "grad-norm callback": ("[Callback]GradientNorms.",),
+    "training step (forward, cost, kept cost)": ("[Strategy]SingleDeviceStrategy.training_step",),
+    "dev cost (validation steps)": ("[Strategy]SingleDeviceStrategy.validation_step",),
+    "epoch ends (the costs read, the cost curve)": (
+        "module.on_train_epoch_start",
+        "module.on_train_epoch_end",
+        "module.on_validation_epoch_end",
+    ),
+    "setup (callbacks, input statistics, optimizer)": (
+        "module.configure_callbacks",
+        "module.configure_model",
+        "module.configure_optimizers",
+        "module.setup",
+        "module.on_fit_start",
+        "module.on_train_start",
+    ),
+}
+
+
+def _part_times(profiler) -> dict[str, float]:
+    """Seconds per part of one profiled fit."""
+    import re
+
+    totals = dict.fromkeys(_PARTS, 0.0)
+    for action, durations in profiler.recorded_durations.items():
+        action = re.sub(r"^\[LightningModule\]\w+\.", "module.", action)
+        for part, prefixes in _PARTS.items():
+            if action.startswith(prefixes):
+                totals[part] += sum(durations)
+    return totals
+
+
+def hook_times(name, make_model, datamodule, epochs, fits):
+    """Time inside each part of the toolkit's fit and of the floor's, from Lightning's
+    SimpleProfiler: the fastest of ``fits`` fits for each part (the part's own cost, as near
+    as this machine gives it: a slower fit is one the machine slowed), toolkit and floor fits
+    alternating. A part the floor does not have reads 0 there."""
+    import tempfile
+
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    template = make_model()
+    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+    runs = {"toolkit": toolkit_fit, "floor": floor_fit}
+    parts: dict[str, list[dict[str, float]]] = {kind: [] for kind in runs}
+    whole: dict[str, list[float]] = {kind: [] for kind in runs}
+    with tempfile.TemporaryDirectory() as scratch:
+        for i in range(fits + 1):  # the first of each is a warm-up
+            for kind, fit in runs.items():
+                profiler = SimpleProfiler(dirpath=scratch, filename=kind)
+                start = time.perf_counter()
+                fit(copy.deepcopy(template), datamodule, epochs, True, profiler=profiler)
+                if i:
+                    whole[kind].append(time.perf_counter() - start)
+                    parts[kind].append(_part_times(profiler))
+    fastest = {kind: {p: min(f[p] for f in parts[kind]) for p in _PARTS} for kind in runs}
+    floor_fit_s = min(whole["floor"])
+    rows = []
+    for part in _PARTS:
+        tool_ms, floor_ms = fastest["toolkit"][part] * 1e3, fastest["floor"][part] * 1e3
+        if tool_ms < 0.05 and floor_ms < 0.05:
+            continue
+        extra = tool_ms - floor_ms
+        share = f"{extra / 1e3 / floor_fit_s * 100:+.1f}%"
+        rows.append([name, part, f"{tool_ms:.1f}", f"{floor_ms:.1f}", f"{extra:+.1f}", share])
+    tool_s = min(whole["toolkit"])
+    extra = (tool_s - floor_fit_s) * 1e3
+    share = f"{(tool_s / floor_fit_s - 1) * 100:+.1f}%"
+    total = [f"{tool_s * 1e3:.0f}", f"{floor_fit_s * 1e3:.0f}", f"{extra:+.0f}", share]
+    rows.append([name, f"whole fit (fastest of {fits})", *total])
+    return rows
 
 
 def case(name, make_model, datamodule, epochs, repeats, validate):
@@ -294,9 +373,21 @@ def main() -> None:
     ]
     header = ["case", "switched off", "toolkit without it s", "toolkit s", "share of toolkit"]
     print_table("where the toolkit's time goes (train + dev cost/epoch)", header, parts)
+    hooks = [
+        *hook_times("MLP 64-128-64-10, digits", mlp, digits, epochs, repeats),
+        *hook_times("CNN 1-D, MNIST-1D", cnn, mnist1d, epochs, max(2, repeats // 2)),
+    ]
+    hooks_header = ["case", "part", "toolkit ms", "floor ms", "extra ms", "of the floor's fit"]
+    print_table(
+        "time inside each part of a fit (train + dev cost/epoch; Lightning's SimpleProfiler, "
+        "fastest fit of each part)",
+        hooks_header,
+        hooks,
+    )
     if args.json is not None:
         table = json.loads(args.json.read_text())
         table["breakdown"] = {"header": header, "rows": parts}
+        table["parts"] = {"header": hooks_header, "rows": hooks}
         args.json.write_text(json.dumps(table, indent=1) + "\n")
 
 

@@ -78,41 +78,40 @@ def test_each_epoch_keeps_its_per_step_costs_and_their_weighted_mean_is_cost_tra
         assert float((costs * sizes).sum() / sizes.sum()) == pytest.approx(point["cost/train"])
 
 
-def test_an_old_checkpoints_open_epoch_sum_counts_once_and_dev_cost_covers_every_example():
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed fit saves apart
+def test_an_old_checkpoints_open_epoch_sum_counts_once_and_dev_cost_covers_every_example(tmp_path):
     """Older mid-epoch checkpoints kept the open epoch's weighted cost sum and count under
-    ``train_cost.mean_value`` / ``train_cost.weight``: those keys still load, are added into
-    that epoch's cost once and then cleared. The dev cost is the mean over every dev example."""
+    ``train_cost.mean_value`` / ``train_cost.weight``: such a checkpoint still loads, its sum
+    is added into the resumed epoch's cost once (not again from the next checkpoint). The dev
+    cost is the mean over every dev example."""
     data = ArrayDataModule(Moons(n_samples=100), batch_size=16)  # 60 train: 4 steps per epoch
     model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
-    state = model.state_dict()
-    assert {"train_cost.mean_value", "train_cost.weight"} <= set(state)
-    state["train_cost.mean_value"], state["train_cost.weight"] = (
-        torch.tensor(3.0),
-        torch.tensor(10.0),
-    )
-    model.load_state_dict(state)
+    _fit(model, data, tmp_path / "first", epochs=1)
+    old = torch.load(tmp_path / "first" / "last.ckpt", weights_only=True)
+    for key in ("pending_step_costs", "pending_l2_terms", "pending_train_cost"):
+        old.pop(key)  # an old checkpoint had none of these
+    old["state_dict"]["train_cost.mean_value"] = torch.tensor(3.0)
+    old["state_dict"]["train_cost.weight"] = torch.tensor(10.0)
+    torch.save(old, tmp_path / "old.ckpt")
+    resumed = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
     seen = _BatchLosses()
-    L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[seen],
-    ).fit(model, datamodule=data)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[seen, ModelCheckpoint(
+                            dirpath=tmp_path / "second", save_last=True)])  # fmt: skip
+    trainer.fit(resumed, datamodule=data, ckpt_path=tmp_path / "old.ckpt", weights_only=True)
     sizes = torch.tensor(seen.sizes, dtype=torch.float32)
-    steps = torch.tensor([s for point in model.cost_curve for s in point["step_costs"]])
-    first, second = (float((steps[i : i + 4] * sizes[i : i + 4]).sum()) for i in (0, 4))
-    assert model.cost_curve[0]["cost/train"] == pytest.approx((first + 3.0) / (60 + 10.0))
-    assert model.cost_curve[1]["cost/train"] == pytest.approx(second / 60)  # counted once
-    assert float(model.train_cost.mean_value) == float(model.train_cost.weight) == 0.0
+    steps = torch.tensor([s for point in resumed.cost_curve[1:] for s in point["step_costs"]])
+    second, third = (float((steps[i : i + 4] * sizes[i : i + 4]).sum()) for i in (0, 4))
+    assert resumed.cost_curve[1]["cost/train"] == pytest.approx((second + 3.0) / (60 + 10.0))
+    assert resumed.cost_curve[2]["cost/train"] == pytest.approx(third / 60)  # counted once
+    saved = torch.load(tmp_path / "second" / "last.ckpt", weights_only=True)["state_dict"]
+    assert float(saved["train_cost.mean_value"]) == float(saved["train_cost.weight"]) == 0.0
     x_dev, y_dev = data.prepare()["dev"]
     assert len(y_dev) % 16  # a last dev batch smaller than the others, weighted by its size
     with torch.no_grad():
-        logits = model(x_dev)  # one logit per example: Moons is binary
+        logits = resumed(x_dev)  # one logit per example: Moons is binary
         dev = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_dev.float())
-    assert model.cost_curve[1]["cost/dev"] == pytest.approx(float(dev), rel=1e-5)
+    assert resumed.cost_curve[2]["cost/dev"] == pytest.approx(float(dev), rel=1e-5)
 
 
 def _host_reads_during_fit(batch_size: int, monkeypatch) -> int:
