@@ -116,7 +116,8 @@ class RunProgressBar(RichProgressBar):
 def network_rows(model: Any, max_depth: int = 4) -> list[tuple[str, str, int]]:
     """``(name, type, parameters)`` of the model's parts and of the layers inside them: each
     direct child, then the leaf layers (a deeper block is one row at ``max_depth``), without
-    torchmetrics objects (and what they hold).
+    torchmetrics objects (and what they hold) or modules that say ``in_summary = False``
+    (bookkeeping that holds no layer).
 
     Example:
         >>> import torch
@@ -140,7 +141,8 @@ def network_rows(model: Any, max_depth: int = 4) -> list[tuple[str, str, int]]:
         if not name or any(name == s or name.startswith(f"{s}.") for s in skipped):
             continue
         depth = name.count(".") + 1
-        if isinstance(module, Metric) or depth > max_depth:
+        bookkeeping = isinstance(module, Metric) or getattr(module, "in_summary", True) is False
+        if bookkeeping or depth > max_depth:
             skipped.append(name)
             continue
         leaf = next(module.children(), None) is None

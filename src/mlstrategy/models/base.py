@@ -30,6 +30,7 @@ class _CarriedCost(nn.Module):
     state names). Kept, always 0, so that the state dict's keys do not change and such
     checkpoints still load; :meth:`SupervisedModule.on_load_checkpoint` counts their sum."""
 
+    in_summary = False  # bookkeeping, not a layer: the console's model summary leaves it out
     mean_value: Tensor
     weight: Tensor
 
