@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import statistics
 import sys
 import time
@@ -110,6 +111,14 @@ def floor_fit(model, datamodule, epochs: int, validate: bool, **kwargs):
     trainer(epochs, validate, callbacks=[], **kwargs).fit(Bare(), datamodule=datamodule)
 
 
+def _template(make_model, datamodule):
+    """A fresh model with the data's train-split input statistics: every candidate of a case
+    trains a deep copy of it (same weights, same normalization)."""
+    template = make_model()
+    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+    return template
+
+
 def _bare_training_step(model) -> None:
     """The toolkit's training step without its bookkeeping: the batch's cost, nothing kept."""
 
@@ -135,8 +144,7 @@ def breakdown(name, make_model, datamodule, epochs, repeats):
     all variants interleaved round by round."""
     from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 
-    template = make_model()
-    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+    template = _template(make_model, datamodule)
 
     def variant(callbacks=None, patch=None):
         def run():
@@ -207,8 +215,6 @@ _PARTS = {
 
 def _part_times(profiler) -> dict[str, float]:
     """Seconds per part of one profiled fit."""
-    import re
-
     totals = dict.fromkeys(_PARTS, 0.0)
     for action, durations in profiler.recorded_durations.items():
         action = re.sub(r"^\[LightningModule\]\w+\.", "module.", action)
@@ -227,8 +233,7 @@ def hook_times(name, make_model, datamodule, epochs, fits):
 
     from lightning.pytorch.profilers import SimpleProfiler
 
-    template = make_model()
-    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+    template = _template(make_model, datamodule)
     runs = {"toolkit": toolkit_fit, "floor": floor_fit}
     parts: dict[str, list[dict[str, float]]] = {kind: [] for kind in runs}
     whole: dict[str, list[float]] = {kind: [] for kind in runs}
@@ -262,8 +267,7 @@ def hook_times(name, make_model, datamodule, epochs, fits):
 def case(name, make_model, datamodule, epochs, repeats, validate):
     splits = datamodule.prepare()
     (x, y), (x_dev, y_dev) = splits["train"], splits["dev"]
-    template = make_model()
-    template.input_norm.load_state_dict(datamodule.input_normalizer().state_dict())
+    template = _template(make_model, datamodule)
 
     def run_toolkit_for(n_epochs: int):
         return toolkit_fit(copy.deepcopy(template), datamodule, n_epochs, validate)
