@@ -97,41 +97,70 @@ class NonFiniteGuard(LeanCallback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         # Every step costs this hook's Python (tens of microseconds on a small net): no
-        # trainer property is read here but on the first step after a check (see _step).
+        # trainer property is read here but on the first step after a check (see _step), and
+        # the usual case (one cost, every gradient of one device and dtype) takes one branch.
         costs, self._pending = self._pending, []
         step = self._step(trainer)
         if self._scaled:
             # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
             # that step and lowers its scale. Only a non-finite cost (the scaled loss is
             # finite unless the loss is not) is the guard's, and the scaler skips its step too.
-            grads, skips, kind = [], False, None
+            grads: list[torch.Tensor] = []
+            skips, kind = False, None
         else:
             params, skips, kind = self._plan(optimizer)
-            grads = [p.grad for p in params if p.grad is not None]
-        costs = [c for c in costs if c.is_floating_point()]
-        checked = grads + costs
-        if not checked:
-            return
-        device = checked[0].device
-        found = self._next_flag(device)
-        if self._one.device != device:
-            self._one = torch.ones((), device=device)
-        if kind is None or not grads:
-            kind = (device, checked[0].dtype)
-        if kind[0] == device and all(c.dtype == kind[1] and c.device == device for c in costs):
-            # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to
-            # 1.0 if any element is NaN or infinite; no host sync. One call: the usual case.
-            torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one)
+            grads = [g for p in params if (g := p.grad) is not None]
+        cost: torch.Tensor | None
+        if len(costs) == 1 and grads and kind is not None and _is_kind(costs[0], kind):
+            # The usual case: one cost, every gradient and the cost of one device and dtype.
+            cost = costs[0]
+            device, checked = kind[0], [*grads, cost]
         else:
-            self._check_by_kind(checked, found)
+            costs = [c for c in costs if c.is_floating_point()]
+            cost = costs[-1] if costs else None
+            checked = grads + costs
+            if not checked:
+                return
+            device = checked[0].device
+            if kind is None or not grads:
+                kind = (device, checked[0].dtype)
+            if kind[0] != device or not all(_is_kind(c, kind) for c in costs):
+                found = self._next_flag(device)
+                self._check_by_kind(checked, found)
+                self._record(optimizer, step, cost, skips, grads, found)
+                return
+        found = self._next_flag(device)
+        # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to 1.0
+        # if any element is NaN or infinite; no host sync. One call: the usual case.
+        torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one_on(device))
+        self._record(optimizer, step, cost, skips, grads, found)
+
+    def _record(
+        self,
+        optimizer: torch.optim.Optimizer,
+        step: int,
+        cost: torch.Tensor | None,
+        skips: bool,
+        grads: list[torch.Tensor],
+        found: torch.Tensor,
+    ) -> None:
+        """Keep the step's flag and cost for the next check, and skip its update on the
+        device where ``found`` is 1: through the fused kernel's ``found_inf``, or by zeroing
+        the gradients for any other optimizer."""
         self._where.append(step)
-        self._costs.append(costs[-1] if costs else None)
+        self._costs.append(cost)
         if skips:
             optimizer.found_inf = found  # type: ignore[attr-defined]  # the step is skipped
         elif grads:
             bad = found.bool()
             for grad in grads:
                 grad.masked_fill_(bad, 0.0)
+
+    def _one_on(self, device: torch.device) -> torch.Tensor:
+        """The check's scale, 1.0, on ``device`` (made again only when the device changes)."""
+        if self._one.device != device:
+            self._one = torch.ones((), device=device)
+        return self._one
 
     def _step(self, trainer: L.Trainer) -> int:
         """This optimizer step's number, counted from the first step since the last check
@@ -244,6 +273,11 @@ class NonFiniteGuard(LeanCallback):
             f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}{saved}. "
             f"{_CAUSES} {last_good_checkpoint(trainer, pl_module, self.saved_epoch)}"
         )
+
+
+def _is_kind(t: torch.Tensor, kind: tuple[torch.device, torch.dtype]) -> bool:
+    """True when ``t`` is on ``kind``'s device with its dtype."""
+    return t.dtype is kind[1] and t.device == kind[0]
 
 
 def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:
