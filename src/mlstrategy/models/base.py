@@ -338,7 +338,7 @@ class SupervisedModule(L.LightningModule):
         trainer = self._trainer
         if trainer is None:  # not attached to a Trainer (self.log would warn and skip too)
             return
-        trainer.callback_metrics[name] = torch.tensor(number, device=self.device)
+        trainer.callback_metrics[name] = torch.scalar_tensor(number, device=self.device)
         trainer.progress_bar_metrics[name] = number
 
     def _log_costs(self, point: dict[str, float], steps: list[float], l2: list[float]) -> None:
