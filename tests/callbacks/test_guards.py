@@ -288,3 +288,74 @@ def test_under_float16s_grad_scaler_overflow_is_the_scalers_and_a_nan_cost_the_g
 
     with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 0, step 3;"):
         _fp16_fit(NanCost, 2.0**8)
+
+
+def test_under_float16_gradients_that_stay_non_finite_stop_the_run_instead_of_stalling():
+    from mlstrategy.models import DeepNet
+
+    class NanGradients(DeepNet):
+        """A finite cost whose every gradient is NaN: GradScaler skips each step and halves
+        its scale, and without the guard the run would go on, learning nothing."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            for p in self.net.parameters():
+                p.register_hook(lambda g: g * float("nan"))
+
+    # From 2^8, 17 skipped steps an epoch: 2^-9 after epoch 0 (still going), 2^-26 after
+    # epoch 1, below the guard's 2^-24.
+    with pytest.raises(NonFiniteError) as raised:
+        _fp16_fit(NanGradients, 2.0**8)
+    message = str(raised.value)
+    assert "GradScaler skipped step after step and its scale fell to 1.49e-08 at epoch 1" in message
+    assert "this epoch was not saved" in message
+
+
+def _nan_cost_at_step_3_fit(module: L.LightningModule) -> None:
+    from mlstrategy.data import Digits
+
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[NonFiniteGuard()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 0, step 3;"):
+        trainer.fit(module, datamodule=ArrayDataModule(Digits(), batch_size=64))
+
+
+def test_the_guard_sees_each_loss_of_a_toolkit_module_and_of_any_other_module():
+    from mlstrategy.models import DeepNet
+
+    class Toolkit(DeepNet):
+        def training_step(self, batch, batch_idx):
+            assert isinstance(self.guard_losses, list)  # handed over for the fit
+            cost = super().training_step(batch, batch_idx)
+            return cost * float("nan") if self.global_step == 3 else cost
+
+    class Plain(L.LightningModule):
+        """Not the toolkit's: its losses reach the guard through the callback's own hook."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(64, 10)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            cost = torch.nn.functional.cross_entropy(self.net(x), y)
+            return cost * float("nan") if self.global_step == 3 else cost
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    toolkit = Toolkit(input_shape=(64,), num_classes=10, layer_dims=[8])
+    before = {k: v.clone() for k, v in toolkit.state_dict().items()}
+    _nan_cost_at_step_3_fit(toolkit)
+    assert toolkit.guard_losses is None  # taken back when the fit ended
+    # Steps 0-2 trained; step 3's update was skipped, so every weight is finite and moved.
+    after = toolkit.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert not torch.equal(before["net.head.weight"], after["net.head.weight"])
+    _nan_cost_at_step_3_fit(Plain())

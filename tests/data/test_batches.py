@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from mlstrategy.data import InMemoryBatches
+from mlstrategy.data import ArrayDataModule, Digits, InMemoryBatches
 
 
 def _epoch(batches: InMemoryBatches, epoch: int) -> list[torch.Tensor]:
@@ -38,6 +39,24 @@ def test_distributed_ranks_split_the_data_without_overlap():
     ]
     assert len(seen[0]) == len(seen[1]) == 5
     assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+
+
+def test_a_split_smaller_than_the_process_count_is_refused_naming_it_and_the_fix():
+    # Two dev examples on two processes: one each, evaluated in order, none twice.
+    x, y = torch.zeros(2, 1), torch.arange(2)
+    shares = [
+        [b.tolist() for _, b in InMemoryBatches(x, y, 4, rank=r, world_size=2)] for r in (0, 1)
+    ]
+    assert shares == [[[0]], [[1]]]
+    # One example on two: the second process would have no batch, skip its loop and leave the
+    # first waiting in the epoch's reduction. Refused before any process starts one.
+    with pytest.raises(ValueError, match=r"^The dev split has 1 example\(s\), fewer than the 2 "):
+        InMemoryBatches(x[:1], y[:1], 4, rank=1, world_size=2, name="the dev split")
+    with pytest.raises(ValueError, match=r"--trainer\.devices"):
+        InMemoryBatches(x[:1], y[:1], 4, shuffle=True, rank=0, world_size=2)
+    # The datamodule names its split.
+    dm = ArrayDataModule(Digits(), dev_fraction=0.1, batch_size=8)
+    assert dm._batch_kwargs(False, "dev")["name"] == "the dev split"
 
 
 def test_state_dict_resumes_mid_epoch_in_the_same_order():

@@ -50,9 +50,13 @@ class NonFiniteGuard(LeanCallback):
     finite step from their running averages). Either way the weights never take a
     non-finite update. Under float16 mixed precision (``precision: 16-mixed``) GradScaler
     already skips a step whose gradients overflow and lowers its scale, which is routine; the
-    guard then checks the cost only. The flags are read at the next natural synchronization:
-    validation end (before any checkpoint callback saves the epoch, as Lightning runs those
-    last), epoch end, a checkpoint being saved, the end of the fit.
+    guard then checks the cost, and at each check the scale: gradients that stay non-finite
+    make GradScaler skip step after step and halve its scale each time, so a scale below
+    ``2**-24`` (40 halvings from the default, where a gradient would need to exceed about
+    1e12 to overflow) stops the run instead of letting it stall. The flags are read at the
+    next natural synchronization: validation end (before any checkpoint callback saves the
+    epoch, as Lightning runs those last), epoch end, a checkpoint being saved, the end of the
+    fit.
 
     A finite gradient times a huge learning rate can still blow the weights up: then the dev
     cost comes out NaN or infinite, and the guard stops at the end of that validation. A
@@ -80,13 +84,40 @@ class NonFiniteGuard(LeanCallback):
         self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
         self._one = torch.ones(())  # the check's scale, kept on the flags' device
         self._scaled = False  # a GradScaler owns overflow (float16 mixed precision)
+        self._scaler: Any = None  # and this is it
         self._planned: _Plan | None = None
+        self._handing: L.LightningModule | None = None  # the module handing over its losses
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._calls, self._where, self._costs, self._pending = 0, [], [], []
         self._flags, self._views = torch.zeros(0), []
         self._planned = None
-        self._scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+        self._scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self._scaled = self._scaler is not None
+        # A module with a ``guard_losses`` attribute (the toolkit's) appends each loss to it
+        # from its own on_before_backward, which Lightning calls anyway; this callback's hook
+        # is then off Lightning's dispatch, a few microseconds a step. Any other module's
+        # losses come through that hook.
+        if hasattr(pl_module, "guard_losses"):
+            setattr(pl_module, "guard_losses", self._pending)  # noqa: B010  (typed as a Module)
+            self._handing = pl_module
+            setattr(self, "on_before_backward", None)  # noqa: B010  (a method otherwise)
+        else:
+            self.__dict__.pop("on_before_backward", None)
+
+    def _take_back(self) -> None:
+        """The module stops handing its losses over (a later fit may have no guard)."""
+        if self._handing is not None:
+            setattr(self._handing, "guard_losses", None)  # noqa: B010
+            self._handing = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._take_back()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._take_back()
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
@@ -99,7 +130,9 @@ class NonFiniteGuard(LeanCallback):
         # Every step costs this hook's Python (tens of microseconds on a small net): no
         # trainer property is read here but on the first step after a check (see _step), and
         # the usual case (one cost, every gradient of one device and dtype) takes one branch.
-        costs, self._pending = self._pending, []
+        pending = self._pending  # the module may hold it too: emptied in place
+        costs = pending[:]
+        pending.clear()
         step = self._step(trainer)
         if self._scaled:
             # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
@@ -220,6 +253,8 @@ class NonFiniteGuard(LeanCallback):
         if not bool(flags.any()):
             self._flags[:n].zero_()
             self._where, self._costs = [], []
+            if self._scaled:
+                self._check_scale(trainer, pl_module, saved)
             return
         i = int(flags.argmax())
         epoch, step = self._base[0], self._base[1] + self._where[i]
@@ -234,6 +269,18 @@ class NonFiniteGuard(LeanCallback):
             f"{what} at epoch {epoch}, step {step}{saved or skipped}. {_CAUSES} "
             f"{last_good_checkpoint(trainer, pl_module, self.saved_epoch)}"
         )
+
+    def _check_scale(self, trainer: L.Trainer, pl_module: L.LightningModule, saved: str) -> None:
+        """Stop when GradScaler's scale has collapsed: its steps kept overflowing."""
+        scale = self._scaler.get_scale()
+        if scale < _MIN_SCALE:
+            self._stop(
+                trainer,
+                pl_module,
+                "The gradients stayed non-finite under float16 mixed precision: GradScaler "
+                f"skipped step after step and its scale fell to {scale:.3g}",
+                saved or "; those updates were skipped",
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check(trainer, pl_module)
@@ -286,6 +333,9 @@ def _takes_found_inf(optimizer: torch.optim.Optimizer) -> bool:
 
 
 _REFUSED = "; the checkpoint was not written"
+# GradScaler's scale after 40 halvings from its default 2**16: a float16 gradient overflowing
+# at this scale is over 65504 * 2**24, about 1e12, before scaling: non-finite in practice.
+_MIN_SCALE = 2.0**-24
 
 
 def _non_finite_monitors(trainer: L.Trainer) -> str:

@@ -37,6 +37,12 @@ class InMemoryBatches:
         seed: Seed of the permutation.
         rank: This process's rank among ``world_size``.
         world_size: Number of processes sharing the data.
+        name: What the examples are, for error messages (``"the dev split"``).
+
+    Raises:
+        ValueError: under a distributed strategy, when there are fewer examples than
+            processes: one process would have none, skip its loop, and leave the others
+            waiting for it in the next reduction.
 
     Example:
         >>> batches = InMemoryBatches(torch.arange(5.0), torch.arange(5), batch_size=2)
@@ -53,9 +59,17 @@ class InMemoryBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        name: str = "the data",
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
+        if world_size > 1 and len(x) < world_size:
+            raise ValueError(
+                f"{name[0].upper()}{name[1:]} has {len(x)} example(s), fewer than the "
+                f"{world_size} processes sharing it: each process needs at least one (one "
+                "without would skip its loop and leave the others waiting). Use fewer processes "
+                "(--trainer.devices, --trainer.num_nodes) or a larger split."
+            )
         self.x, self.y = x, y
         self.shuffle = shuffle
         self.seed = seed

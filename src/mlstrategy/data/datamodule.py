@@ -204,10 +204,10 @@ class ArrayDataModule(L.LightningDataModule):
         self._device = device
 
     def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
-        kwargs = self._batch_kwargs(train)
+        kwargs = self._batch_kwargs(train, split)
         return InMemoryBatches(*self._on_device[split], **kwargs)
 
-    def _batch_kwargs(self, train: bool) -> dict[str, Any]:
+    def _batch_kwargs(self, train: bool, split: str = "train") -> dict[str, Any]:
         """:class:`InMemoryBatches`' settings for training or evaluation batches on this
         process; moves the splits to the device first if :meth:`setup` has not run."""
         if not hasattr(self, "_on_device"):
@@ -221,6 +221,7 @@ class ArrayDataModule(L.LightningDataModule):
             "seed": self.seed,
             "rank": rank,
             "world_size": world,
+            "name": f"the {split} split",
         }
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -248,7 +248,7 @@ class MismatchDataModule(ArrayDataModule):
     def _batches(self, split: str, train: bool = False) -> InMemoryBatches:
         if self.synthesis is None or not (train or split in self._synthesized):
             return super()._batches(split, train)
-        kwargs = self._batch_kwargs(train)
+        kwargs = self._batch_kwargs(train, split)
         x, y = self._on_device[split]
         if not train:
             return InMemoryBatches(self._synthesized[split], y, **kwargs)

@@ -149,6 +149,8 @@ class SupervisedModule(L.LightningModule):
         self._before: tuple[list[float], list[float], float, int] = ([], [], 0.0, 0)
         self._restored: tuple[list[float], list[float], float, int] = ([], [], 0.0, 0)
         self._sub_runs = CostSubRuns()
+        # Set by NonFiniteGuard for the length of a fit: it reads each step's loss from here.
+        self.guard_losses: list[Tensor] | None = None
 
     # ------------------------------------------------------------------------------- model
     def cost(self, outputs: Any, y: Tensor) -> Tensor:
@@ -244,6 +246,13 @@ class SupervisedModule(L.LightningModule):
         l2 = self.l2_penalty(self.train_size or len(y))
         self._step_l2.append(l2.detach())
         return cost + l2
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        # The non-finite guard's copy of the loss, in a hook Lightning calls anyway (a callback
+        # hook of the guard's own would cost a dispatch a step).
+        losses = self.guard_losses
+        if losses is not None:
+            losses.append(loss.detach())
 
     def _open_epoch(self) -> tuple[list[float], list[float], float, int]:
         """The open epoch so far, on the host (one copy from the device): its steps' costs and
