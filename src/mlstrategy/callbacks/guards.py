@@ -83,8 +83,7 @@ class NonFiniteGuard(LeanCallback):
         self._costs: list[torch.Tensor | None] = []  # each step's cost (on the device, unread)
         self._pending: list[torch.Tensor] = []  # the open step's costs (accumulation)
         self._one = torch.ones(())  # the check's scale, kept on the flags' device
-        self._scaled = False  # a GradScaler owns overflow (float16 mixed precision)
-        self._scaler: Any = None  # and this is it
+        self._scaler: Any = None  # a GradScaler owns overflow (float16 mixed precision)
         self._planned: _Plan | None = None
         self._handing: L.LightningModule | None = None  # the module handing over its losses
 
@@ -93,7 +92,6 @@ class NonFiniteGuard(LeanCallback):
         self._flags, self._views = torch.zeros(0), []
         self._planned = None
         self._scaler = getattr(trainer.precision_plugin, "scaler", None)
-        self._scaled = self._scaler is not None
         # A module with a ``guard_losses`` attribute (the toolkit's) appends each loss to it
         # from its own on_before_backward, which Lightning calls anyway; this callback's hook
         # is then off Lightning's dispatch, a few microseconds a step. Any other module's
@@ -134,7 +132,7 @@ class NonFiniteGuard(LeanCallback):
         costs = pending[:]
         pending.clear()
         step = self._step(trainer)
-        if self._scaled:
+        if self._scaler is not None:
             # Under float16's GradScaler an overflowing gradient is routine: the scaler skips
             # that step and lowers its scale. Only a non-finite cost (the scaled loss is
             # finite unless the loss is not) is the guard's, and the scaler skips its step too.
@@ -147,7 +145,7 @@ class NonFiniteGuard(LeanCallback):
         if len(costs) == 1 and grads and kind is not None and _is_kind(costs[0], kind):
             # The usual case: one cost, every gradient and the cost of one device and dtype.
             cost = costs[0]
-            device, checked = kind[0], [*grads, cost]
+            device, checked, one_kind = kind[0], [*grads, cost], True
         else:
             costs = [c for c in costs if c.is_floating_point()]
             cost = costs[-1] if costs else None
@@ -157,15 +155,14 @@ class NonFiniteGuard(LeanCallback):
             device = checked[0].device
             if kind is None or not grads:
                 kind = (device, checked[0].dtype)
-            if kind[0] != device or not all(_is_kind(c, kind) for c in costs):
-                found = self._next_flag(device)
-                self._check_by_kind(checked, found)
-                self._record(optimizer, step, cost, skips, grads, found)
-                return
+            one_kind = kind[0] == device and all(_is_kind(c, kind) for c in costs)
         found = self._next_flag(device)
-        # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to 1.0
-        # if any element is NaN or infinite; no host sync. One call: the usual case.
-        torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one_on(device))
+        if one_kind:
+            # GradScaler's check at scale 1: multiplies by 1.0 (no change), sets the flag to
+            # 1.0 if any element is NaN or infinite; no host sync. One call.
+            torch._amp_foreach_non_finite_check_and_unscale_(checked, found, self._one_on(device))
+        else:
+            self._check_by_kind(checked, found)
         self._record(optimizer, step, cost, skips, grads, found)
 
     def _record(
@@ -253,7 +250,7 @@ class NonFiniteGuard(LeanCallback):
         if not bool(flags.any()):
             self._flags[:n].zero_()
             self._where, self._costs = [], []
-            if self._scaled:
+            if self._scaler is not None:
                 self._check_scale(trainer, pl_module, saved)
             return
         i = int(flags.argmax())
