@@ -98,3 +98,19 @@ def test_compare_at_80_columns_keeps_the_status_column_and_the_winner(in_tmp, ca
     failing = next(line for line in lines if "0.87 " in line)
     assert failing.split("│")[-2].strip() == "fails"
     assert "winner: flower_wide_net (dev/f1 = 0.855" in " ".join(out.split())
+
+
+def test_a_recipe_path_with_brackets_prints_as_it_is_and_the_run_finishes(
+    tiny_recipe, capsys, in_tmp
+):
+    """Paths went through rich's markup: "a[/b].yaml" raised MarkupError once the run had
+    started, and "[x]" vanished from the lines that name the run folder."""
+    recipe = in_tmp / "a[" / "b].yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(tiny_recipe.read_text())
+    assert main(["run", "a[/b].yaml"]) == 0  # relative: a line that rich need not wrap
+    out = " ".join(capsys.readouterr().out.split())
+    (run_dir,) = (in_tmp / "logs" / "b]").iterdir()
+    assert f"run a[/b].yaml -> logs/b]/{run_dir.name}" in out
+    assert f"run folder: logs/b]/{run_dir.name}" in out
+    assert (run_dir / "metrics.json").is_file()

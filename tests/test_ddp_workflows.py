@@ -17,10 +17,11 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import write_recipe
 from mlstrategy.evaluation.scoring import evaluate_splits
 from mlstrategy.models import ConvNet
 from mlstrategy.runs.lightning_cli import build_run
-from test_ddp import DDP, ENV, EXE, _folders
+from test_ddp import DDP, DIGITS, ENV, EXE, SOFTMAX, _folders
 
 MAX_EPOCHS, PATIENCE = 8, 1
 BASE = {  # the study's _base.yaml: every run stops early and restores its best weights
@@ -205,6 +206,64 @@ def test_ddp_lr_find_writes_one_folder_and_prints_once(in_tmp):
     assert len(rates) == 15 and rates == sorted(rates)
     assert f"{found['suggestion']:.3g}" in done.stdout
     assert not list(in_tmp.glob(".lr_find_*.ckpt"))  # the sweep's scratch checkpoint is gone
+
+
+@pytest.mark.slow
+def test_ddp_learning_curve_writes_one_folder_and_prints_once(in_tmp):
+    recipe = write_recipe(in_tmp / "curve.yaml", SOFTMAX, DIGITS, {"max_epochs": 2})
+    done = subprocess.run(
+        [str(EXE), "learning-curve", str(recipe), "--sizes=0.5,1", *DDP],
+        cwd=in_tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Before the fix, rank 1 reserved a second timestamped folder, wrote its own plot, JSON and
+    # events there, and printed every point and the table a second time.
+    (root,) = _folders(in_tmp, "curve-learning-curve")
+    assert done.stdout.count("learning curve:") == 1
+    assert done.stdout.count("of train, m=") == 2
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["size_0.5", "size_1"]
+    assert (root / "learning_curve.png").is_file()
+    points = json.loads((root / "learning_curve.json").read_text())["points"]
+    assert [p["m"] for p in points] == [540, 1079]  # half, then all of the 1,079 train images
+    for point in points:  # each point is its size's one run folder, scored by both processes
+        (run_dir,) = (Path(point["run_dir"]).parent).iterdir()
+        splits = json.loads((in_tmp / run_dir / "metrics.json").read_text())["splits"]
+        assert splits["train"]["n"] == point["m"]
+        assert splits["train"]["error"] == point["train_error"]
+        assert splits["dev"]["error"] == point["dev_error"]
+
+
+@pytest.mark.slow
+def test_ddp_suspects_of_a_ddp_run_print_once_and_write_one_ranking(in_tmp, tiny_recipe):
+    """`suspects` refits a run's own config.yaml, so a run trained with DDP refits with DDP;
+    before the fix both processes printed every fold and wrote the CSV and report section."""
+    from mlstrategy.cli import main
+
+    assert main(["run", str(tiny_recipe)]) == 0
+    (run_dir,) = _folders(in_tmp, "tiny")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["trainer"].update(strategy="ddp", devices=2, accelerator="cpu")  # as a DDP run saves
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [str(EXE), "suspects", str(run_dir), "--folds=2"],
+        cwd=in_tmp,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("fold 1/2: fitted on") == 1
+    assert done.stdout.count("fold 2/2: fitted on") == 1
+    assert done.stdout.count("labels ranked into") == 1
+    rows = (run_dir / "suspect_labels.csv").read_text().splitlines()[1:]
+    splits = json.loads((run_dir / "metrics.json").read_text())["splits"]
+    assert len(rows) == splits["train"]["n"] + splits["dev"]["n"]  # each example ranked once
+    assert (run_dir / "report.md").read_text().count("## Suspect labels") == 1
 
 
 RANKS_SCRIPT = """\

@@ -298,3 +298,51 @@ def test_a_tampered_search_space_in_study_json_is_vetted_before_anything_runs(
     # Refused by the vetting, before the recipe is parsed (not only by the parser's allowlist).
     assert "plantedmod_tune" in err and "refused before anything was imported" in err
     assert "plantedmod_tune" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "launch",
+    [
+        ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"],
+        ["--trainer.num_nodes=2", "--trainer.devices=1", "--trainer.accelerator=cpu"],
+    ],
+)
+def test_a_trial_across_several_processes_is_refused_before_anything_is_written(
+    in_tmp, capsys, launch
+):
+    """Under DDP every process ran its own Optuna loop: the second process's trials went into
+    the same storage and the first trial's collectives mismatched (gloo aborted it)."""
+    recipe = in_tmp / "small.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    assert main(["tune", str(recipe), "--trials", "2", *launch]) == 2
+    err = capsys.readouterr().err
+    assert "tune trains each trial in one process, and this one asks for 2" in err
+    assert "one worker per GPU, all sharing one storage" in err
+    assert "CUDA_VISIBLE_DEVICES=0 mlstrategy tune RECIPE --storage journal:" in err
+    assert not (in_tmp / "logs").exists()
+
+
+def test_one_process_a_trial_leaves_a_single_device_recipe_as_it_is():
+    from mlstrategy.runs.tune_setup import one_process
+
+    assert one_process({}) == ()
+    assert one_process({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}) == ()
+
+
+def test_a_failed_trials_message_is_printed_as_written_brackets_and_all(in_tmp, capsys):
+    """The trial line went through rich's markup: a message holding "[/x]" (a path, gloo's
+    "[enforce fail at /...]") raised MarkupError and took the whole study down."""
+    source = {"class_path": "mlstrategy.data.ArrayFile", "init_args": {"path": "a.csv"}}
+    recipe = {
+        **RECIPE,
+        "data": {"class_path": "mlstrategy.data.ArrayDataModule", "init_args": {"source": source}},
+        "search": {"data.init_args.source.init_args.path": {"choices": ["gone[/x].csv"]}},
+    }
+    path = in_tmp / "gone.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["tune", str(path), "--trials", "3"]) == 2
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())  # rich wraps the lines at the terminal's width
+    assert out.count("path=gone[/x].csv -> failed: ValueError: Data file 'gone[/x].csv'") == 3
+    assert "The first 3 trials all failed, so the study stopped" in captured.err
+    assert "Traceback" not in captured.err

@@ -164,3 +164,37 @@ def test_pruning_reads_the_dev_cost_with_the_studys_sign_and_prunes_the_worse_tr
     epoch(study.ask(), 0.2)  # lower dev cost than the first trial: kept in either direction
     with pytest.raises(optuna.TrialPruned, match=r"dev cost 0\.9"):
         epoch(study.ask(), 0.9)
+
+
+def test_string_choices_reach_the_recipe_as_typed_for_str_and_literal_parameters(tmp_path):
+    """A str-typed parameter (a data file's path) kept JSON's quotes: every trial of
+    ``path: {choices: [b.csv]}`` looked for the file '"b.csv"'. A Literal (the activation)
+    and a class path read the plain string too."""
+    import yaml
+
+    from mlstrategy.runs.tune_setup import parse_recipe
+
+    recipe = tmp_path / "r.yaml"
+    source = {"class_path": "mlstrategy.data.ArrayFile", "init_args": {"path": "a.csv"}}
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"class_path": "mlstrategy.models.DeepNet"},
+                "data": {
+                    "class_path": "mlstrategy.data.ArrayDataModule",
+                    "init_args": {"source": source},
+                },
+            }
+        )
+    )
+    space = SearchSpace(
+        {
+            "data.init_args.source.init_args.path": {"choices": ["data/b [v2].csv"]},
+            "model.init_args.activation": {"choices": ["tanh"]},
+            "data.init_args.source.class_path": {"choices": ["mlstrategy.data.ArrayFile"]},
+        }
+    )
+    config = parse_recipe([recipe], space.overrides(space.example()))
+    assert config["data"]["init_args"]["source"]["init_args"]["path"] == "data/b [v2].csv"
+    assert config["data"]["init_args"]["source"]["class_path"] == "mlstrategy.data.ArrayFile"
+    assert config["model"]["init_args"]["activation"] == "tanh"

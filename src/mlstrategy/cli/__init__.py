@@ -214,7 +214,8 @@ def _report(err: Exception) -> int:
 
         if not isinstance(err, NonFiniteError):
             raise err
-        err_console.print(f"[bold red]training stopped:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print("[bold red]training stopped:[/] ", end="")
+        err_console.print(str(err), markup=False, highlight=False, soft_wrap=True)
         return 1
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
         fix = _DISK_FIXES.get(err.errno or 0)

@@ -61,10 +61,10 @@ def main(argv: list[str], console: Console) -> int:
         console.print(task_renderable(splits, diagnose_tasks(splits, human_error)))
     diagnosis = diagnose_run(splits, human_error, load_settings(run_dir).get("error_metric"))
     if isinstance(diagnosis, str):
-        console.print(f"diagnosis skipped: {diagnosis}.")
+        console.print(f"diagnosis skipped: {diagnosis}.", markup=False)
     else:
         console.print(diagnosis_renderable(diagnosis))
     report = run_dir / REPORT_FILE
     if report.is_file():
-        console.print(f"full report: {report}")
+        console.print(f"full report: {report}", markup=False)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ERRORS_HELP = """\
@@ -56,7 +57,7 @@ def _sheet(run_dir: str, console: Console) -> int:
         f"{shown(sheet.path)} (highest loss first)"
     )
     if sheet.figure is not None:
-        console.print(f"the highest-loss ones, drawn: {shown(sheet.figure)}")
+        console.print(f"the highest-loss ones, drawn: {shown(sheet.figure)}", markup=False)
     if sheet.rows:
         console.print(
             "Fill in the tags column (e.g. blurry;mislabelled), then: "
@@ -69,6 +70,7 @@ def _sheet(run_dir: str, console: Console) -> int:
 
 def _tags(run_dir: str, sheet: str, console: Console) -> int:
     from mlstrategy.reporting.markdown import pct
+    from mlstrategy.reporting.tables import plain_title
     from mlstrategy.runs.error_sheet import tag_report
 
     for table in tag_report(run_dir, sheet):
@@ -79,12 +81,14 @@ def _tags(run_dir: str, sheet: str, console: Console) -> int:
             "share of dev errors",
             "dev error if fixed",
             "gain (points)",
-            title=f"Error analysis by tag{task}: dev error {pct(table.dev_error)}, "
-            f"{table.examined} of {table.dev_errors} errors tagged",
+            title=plain_title(
+                f"Error analysis by tag{task}: dev error {pct(table.dev_error)}, "
+                f"{table.examined} of {table.dev_errors} errors tagged"
+            ),
         )
         for row in table.rows:
             out.add_row(
-                row.tag,
+                escape(row.tag),
                 str(row.count),
                 pct(row.share, 1),
                 pct(row.ceiling),
@@ -92,7 +96,7 @@ def _tags(run_dir: str, sheet: str, console: Console) -> int:
             )
         console.print(out)
         for note in table.notes:
-            console.print(f"note: {note}")
+            console.print(f"note: {note}", markup=False)
     console.print(
         "added to report.md (Error analysis by tag) and TensorBoard (error_analysis/tags)"
     )

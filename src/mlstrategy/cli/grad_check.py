@@ -31,6 +31,7 @@ def main(argv: list[str], console: Console) -> int:
     """Check the recipe's gradients; print one row per layer and the verdict."""
     from rich.table import Table
 
+    from mlstrategy.reporting.tables import plain_title
     from mlstrategy.runs.grad_check import EPSILON, grad_check
     from mlstrategy.runs.recipes import one_recipe
 
@@ -57,8 +58,10 @@ def main(argv: list[str], console: Console) -> int:
     path = one_recipe(args.recipe, "grad-check", "recipes/quickstart.yaml")
     result = grad_check(path, overrides, args.batch, args.epsilon, args.max_coords, args.seed)
     table = Table(
-        title=f"gradient check: {path} (float64, {result.batch_size} train examples, "
-        f"eps={result.epsilon:g}, dropout off, L2 lambda={result.l2_lambda:g})",
+        title=plain_title(
+            f"gradient check: {path} (float64, {result.batch_size} train examples, "
+            f"eps={result.epsilon:g}, dropout off, L2 lambda={result.l2_lambda:g})"
+        ),
         title_justify="left",
     )
     for col in ("layer", "kind", "checked", "|grad|", "|approx|", "difference", "verdict"):

@@ -25,9 +25,12 @@ more data should help (variance).
 
 def main(argv: list[str], console: Console) -> int:
     """Measure the recipe's learning curve; print each point, the table and the reading."""
+    from rich.markup import escape
     from rich.table import Table
 
     from mlstrategy.evaluation.learning_curve import CurvePoint, format_error, parse_sizes
+    from mlstrategy.reporting.tables import plain_title
+    from mlstrategy.run_folder import launched_as_rank_zero
     from mlstrategy.runs.learning_curve import learning_curve
     from mlstrategy.runs.recipes import one_recipe
 
@@ -45,6 +48,8 @@ def main(argv: list[str], console: Console) -> int:
     )
     args, overrides = parser.parse_known_args(argv)
     path = one_recipe(args.recipe, "learning-curve", "recipes/strategy/flower_wide_net.yaml")
+    # A distributed launch's other processes train with rank 0, which alone prints.
+    console.quiet = console.quiet or not launched_as_rank_zero()
 
     def show(point: CurvePoint) -> None:
         console.print(
@@ -54,7 +59,7 @@ def main(argv: list[str], console: Console) -> int:
         )
 
     curve = learning_curve(path, parse_sizes(args.sizes), overrides, on_point=show)
-    table = Table(title=f"learning curve: {path}", title_justify="left")
+    table = Table(title=plain_title(f"learning curve: {path}"), title_justify="left")
     for col in ("fraction", "m", "training error", "dev error", "dev - train"):
         table.add_column(col, justify="right")
     for p in curve.points:
@@ -67,6 +72,6 @@ def main(argv: list[str], console: Console) -> int:
             f"{100 * gap:.2f}" if p.metric == "error" else f"{gap:.4g}",
         )
     console.print(table)
-    console.print(f"[bold]{curve.reading['message']}[/]")
-    console.print(f"plot: {curve.figure_path}  ·  tensorboard --logdir {curve.root}")
+    console.print(f"[bold]{escape(curve.reading['message'])}[/]")
+    console.print(f"plot: {curve.figure_path}  ·  tensorboard --logdir {curve.root}", markup=False)
     return 0

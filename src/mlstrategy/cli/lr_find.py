@@ -63,5 +63,5 @@ def main(argv: list[str], console: Console) -> int:
     # One unwrapped line, so that the command copies whole.
     hint = f"use it: mlstrategy run {path} --model.init_args.learning_rate={suggestion:.3g}"
     console.print(hint, soft_wrap=True, highlight=False)
-    console.print(f"plot: {found.figure_path}")
+    console.print(f"plot: {found.figure_path}", markup=False)
     return 0

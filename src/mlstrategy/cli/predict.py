@@ -62,5 +62,5 @@ def main(argv: list[str], console: Console) -> int:
     for row in result.rows[:_SHOWN_ROWS]:
         table.add_row(*row[:8])
     console.print(table)
-    console.print(f"{len(result.rows)} predictions written to {shown(result.path)}")
+    console.print(f"{len(result.rows)} predictions written to {shown(result.path)}", markup=False)
     return 0

@@ -123,6 +123,8 @@ def main(argv: list[str], console: Console) -> int:
     for result in study.runs:  # each run's verdict, for the study's story at a glance
         d = result.diagnosis
         verdict = f"diagnosis skipped: {d}" if isinstance(d, str) else d.verdict
-        console.print(f"  {result.run_dir.parent.name}: {verdict}", highlight=False)
-    console.print(f"compare again: mlstrategy compare {study.logs_dir}", soft_wrap=True)
+        console.print(f"  {result.run_dir.parent.name}: {verdict}", markup=False, highlight=False)
+    console.print(
+        f"compare again: mlstrategy compare {study.logs_dir}", markup=False, soft_wrap=True
+    )
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from mlstrategy.runs.compare import Comparison
@@ -24,15 +25,16 @@ def print_run(result: RunResult, console: Console) -> None:
     if result.task_diagnoses:
         console.print(task_renderable(result.splits, result.task_diagnoses))
     if isinstance(result.diagnosis, str):
-        console.print(f"diagnosis skipped: {result.diagnosis}.")
+        console.print(f"diagnosis skipped: {result.diagnosis}.", markup=False)
     else:
         console.print(diagnosis_renderable(result.diagnosis))
     same = result.analysis.get("same_distribution") or {}
     if same.get("differ"):
-        console.print(f"[bold yellow]warning:[/] {same['message']}")
+        console.print(f"[bold yellow]warning:[/] {escape(same['message'])}")
     console.print(
         f"run folder: {run_dir}  ·  report: {run_dir / REPORT_FILE}  ·  "
-        f"tensorboard --logdir {run_dir.parent.parent}"
+        f"tensorboard --logdir {run_dir.parent.parent}",
+        markup=False,
     )
 
 
@@ -66,15 +68,15 @@ def print_comparison(comparison: Comparison, console: Console, title: str | None
 
     rules, selection = comparison.rules, comparison.selection
     if rules.note:
-        console.print(f"[yellow]note:[/] {rules.note}")
+        console.print(f"[yellow]note:[/] {escape(rules.note)}")
     text = f"optimize {rules.optimize} ({selection.goal})"
     if selection.constraints:
         text += ", satisfy " + ", ".join(str(c) for c in selection.constraints)
     # The rules on their own line: as a table title they would wrap to the table's width.
-    console.print(f"[bold]{title or 'comparison'}[/]: {text}", highlight=False)
+    console.print(f"[bold]{escape(title or 'comparison')}[/]: {escape(text)}", highlight=False)
     console.print(compare_table(selection, columns=[*comparison.columns, "params"]))
     for warning in comparison.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     # Multi-task runs: each task's F1 side by side (the table is empty for other runs).
     per_task = task_comparison_table(comparison.metrics)
     if len(per_task.columns) > 1:  # a column per multi-task run; none in other studies

@@ -98,9 +98,9 @@ def main(argv: list[str], console: Console) -> int:
             f"{chosen_test_line(result.test)}"
         )
     else:
-        console.print(f"test: not scored ({result.test_note})")
-    console.print(f"report: {result.report}")
-    console.print(f"recipe: mlstrategy run {result.best_recipe}")
+        console.print(f"test: not scored ({result.test_note})", markup=False)
+    console.print(f"report: {result.report}", markup=False)
+    console.print(f"recipe: mlstrategy run {result.best_recipe}", markup=False)
     return 0
 
 

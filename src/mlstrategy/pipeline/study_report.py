@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mlstrategy.pipeline.ceiling import CeilingAnalysis
 from mlstrategy.reporting.markdown import Align, md_table, pct
+from mlstrategy.reporting.tables import plain_title
 from mlstrategy.run_folder import REPORT_FILE
 
 RESULTS_FILE = "study.json"
@@ -167,7 +168,7 @@ def sizes_table(sizes: Sequence[int], curves: Mapping[str, Sequence[float]]) -> 
 
 def ceiling_table(analysis: CeilingAnalysis, title: str) -> Table:
     """A rich table of a ceiling analysis: error with each stage perfect, and its share."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain_title(title), title_justify="left")
     for i, col in enumerate(_CEILING_HEADER):
         table.add_column(col, justify="left" if i == 0 else "right")
     for cells, worst in _ceiling_rows(analysis):

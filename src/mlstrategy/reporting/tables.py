@@ -18,6 +18,16 @@ SPLIT_COLUMNS = ("error", *METRIC_NAMES, "loss")
 REGRESSION_SPLIT_COLUMNS = (*REGRESSION_NAMES, "loss")  # a regressor's row
 
 
+def plain_title(title: str | None) -> Text | None:
+    """A table title shown as written: a path or a name holding ``[...]`` is not markup.
+
+    Example:
+        >>> plain_title("run [a]/b.yaml").plain
+        'run [a]/b.yaml'
+    """
+    return None if title is None else Text(title, style="table.title")
+
+
 def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table:
     """A rich table: one row per split, error / accuracy / precision / recall / F1 / loss.
 
@@ -27,7 +37,7 @@ def summary_table(metrics: Mapping[str, Any], title: str | None = None) -> Table
         >>> summary_table({"splits": {"dev": row}}).row_count
         1
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain_title(title), title_justify="left")
     table.add_column("split")
     table.add_column("n", justify="right")
     regression = any("rmse" in r and "tasks" not in r for r in metrics["splits"].values())
@@ -93,7 +103,7 @@ def diagnosis_table(d: Diagnosis, title: str = "diagnosis") -> Table:
         >>> diagnosis_table(diagnose(0.08, 0.1, 0.11, human_error=0.01)).row_count
         4
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain_title(title), title_justify="left")
     table.add_column("gap")
     table.add_column("value", justify="right")
     table.add_column("computed as")
@@ -144,7 +154,7 @@ def compare_table(
     present = {k for cand in selection.candidates for k in cand.values}
     shown += [c for c in columns if c not in shown and c in present]
     arrow = "max" if selection.goal == "max" else "min"
-    table = _FoldingTable(title=title, title_justify="left")
+    table = _FoldingTable(title=plain_title(title), title_justify="left")
     rows = [[_shown_value(cand.values.get(m)) for m in shown] for cand in selection.candidates]
     # Numbers are never cut (each column at least as wide as its widest value); on a narrow
     # terminal the headers take two lines and names and the status fold, so the status (and

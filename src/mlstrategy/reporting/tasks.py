@@ -13,6 +13,7 @@ from rich.text import Text
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, GAPS, Diagnosis
 from mlstrategy.evaluation.multitask import NO_LABELS, task_names
 from mlstrategy.reporting.markdown import md_table, num, pct
+from mlstrategy.reporting.tables import plain_title
 
 
 def _first_split(splits: Mapping[str, Any], *names: str) -> str | None:
@@ -37,7 +38,7 @@ def task_table(
     scored = _first_split(splits, "test", "dev") or split_names[-1]
     if title:
         title += f": error per split; F1 and labels (n) on {scored}"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain_title(title), title_justify="left")
     table.add_column("task", no_wrap=True)
     for s in split_names:
         table.add_column(s, justify="right", no_wrap=True)

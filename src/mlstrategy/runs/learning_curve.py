@@ -25,7 +25,13 @@ from mlstrategy.evaluation.learning_curve import (
 )
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import learning_curve_figure, save_figure
-from mlstrategy.run_folder import LOGS_DIR, abandon, load_settings, new_run_version
+from mlstrategy.run_folder import (
+    LOGS_DIR,
+    abandon,
+    launched_as_rank_zero,
+    load_settings,
+    new_run_version,
+)
 from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.runs.run import run_recipe
 
@@ -101,6 +107,13 @@ def learning_curve(
     """
     (configs,) = recipe_configs(recipe)
     name = f"{recipe.stem}-learning-curve"
+    if not launched_as_rank_zero():
+        # Another process of a distributed launch: it trains and scores every size with rank
+        # 0, which alone reserves the folder and writes into it (the fits' folders are rank
+        # 0's too, agreed when each fit's process group is up).
+        points, _ = _measure(configs, sizes, overrides, logs_dir / name / "unwritten", None)
+        root = Path(points[-1].run_dir).parents[2] if points else logs_dir / name
+        return LearningCurve(root, points, None, what_more_data_buys(points, None))
     root = logs_dir / name / new_run_version(logs_dir, name)
     try:
         points, human_error = _measure(configs, sizes, overrides, root, on_point)
@@ -149,7 +162,8 @@ def _measure(
             metric,
         )
         points.append(point)
-        human_error = load_settings(result.run_dir).get("human_error")
+        if launched_as_rank_zero():  # the others would read files rank 0 is writing now
+            human_error = load_settings(result.run_dir).get("human_error")
         if on_point is not None:
             on_point(point)
     return points, human_error

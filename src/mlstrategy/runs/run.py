@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from mlstrategy.evaluation.diagnosis import Diagnosis, diagnose_run
 from mlstrategy.evaluation.error_analysis import analyze_errors
@@ -159,11 +160,11 @@ def run_recipe(
             before_fit(datamodule)
         settings = cli.config_init.get("evaluation") or EvaluationSettings()
         settings.fit_model(regression=is_regressor(model))  # defaults by model kind; vetted
-        console.print(f"[bold]run[/] {configs[-1]} -> {run_dir}")
+        console.print(f"[bold]run[/] {escape(str(configs[-1]))} -> {escape(str(run_dir))}")
         if last is not None:
             if trainer.is_global_zero:
                 clear_failed(run_dir)
-            console.print(f"resuming from {last}")
+            console.print(f"resuming from {last}", markup=False)
         return _fit_and_report(
             trainer, model, datamodule, settings, configs, run_dir, last, console
         )
@@ -173,9 +174,11 @@ def run_recipe(
         command = ["mlstrategy", "run", str(configs[-1]), *overrides]
         reason = failure_reason(err, run_dir, command if before_fit is None else None)
         if trainer.is_global_zero and abandon(run_dir, reason):
-            console.print(f"[red]run failed[/]; {run_dir} is incomplete, see {FAILED_FILE}")
+            console.print(
+                f"[red]run failed[/]; {escape(str(run_dir))} is incomplete, see {FAILED_FILE}"
+            )
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
-            console.print(f"[bold red]{reason}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]{escape(reason)}[/]", highlight=False, soft_wrap=True)
             # Lightning turns Ctrl-C into sys.exit(1); the caller sees it as what it was.
             raise KeyboardInterrupt from err
         raise
@@ -271,7 +274,9 @@ def _fit_and_report(
             else analyze_errors(model, datamodule, splits)
         )
     except Exception as err:  # an extra section of the report: never lose the run to it
-        console.print(f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {err})")
+        console.print(
+            f"[yellow]note:[/] error analysis skipped ({type(err).__name__}: {escape(str(err))})"
+        )
     describe = getattr(datamodule, "describe_sources", None)
     if callable(describe):  # two distributions: where each split's examples came from
         result.analysis["sources"] = describe()

@@ -365,6 +365,9 @@ def _decode(sampled: Any) -> Any:
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        # As typed: the parser keeps a str-typed value's quotes, and reads any other type's.
+        return value
     return json.dumps(value)
 
 

@@ -70,11 +70,13 @@ def run_study(
     runs = [(n, r.diagnosis, r.analysis) for n, r in zip(names, results, strict=True)]
     written = write_mismatch_study(study_logs, runs)
     if written and console is not None:
-        console.print(f"two distributions: {written['report']} and {written['figure']}")
+        console.print(
+            f"two distributions: {written['report']} and {written['figure']}", markup=False
+        )
     # Every run's cost per epoch and per step on one chart, and each layer's gradient norm.
     curves = write_study_curves(study_logs, dict(zip(names, run_dirs, strict=True)))
     if curves and console is not None:
-        console.print(f"training curves: {curves['report']}")
+        console.print(f"training curves: {curves['report']}", markup=False)
     return StudyResult(study_logs, results, comparison)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from mlstrategy.pipeline.study import Study
 from mlstrategy.pipeline.study_report import RESULTS_FILE
@@ -76,14 +77,16 @@ def run_study_recipe(
     name = Path(configs[-1]).stem
     run_dir = Path(logs_dir) / name / new_run_version(Path(logs_dir), name)
     where = shown(run_dir)
-    console.print(f"[bold]study[/] {configs[-1]} -> {where}")
+    console.print(f"[bold]study[/] {escape(str(configs[-1]))} -> {escape(str(where))}")
     (run_dir / CONFIG_FILE).write_text(parser.dump(config, skip_none=False))
     try:
         with quiet_lightning():  # the study's many small fits print their own lines
             results = study.run(run_dir, console)
     except BaseException as err:
         mark_failed(run_dir, err)
-        console.print(f"[red]study failed[/]; {where} is incomplete (no {RESULTS_FILE})")
+        console.print(
+            f"[red]study failed[/]; {escape(str(where))} is incomplete (no {RESULTS_FILE})"
+        )
         raise
     console.print(
         f"run folder: {where}  ·  report: {where / REPORT_FILE}  ·  tensorboard --logdir {where}"

@@ -40,6 +40,7 @@ from mlstrategy.run_folder import (
     SUSPECTS_FIGURE,
     SUSPECTS_FILE,
     find_run,
+    launched_as_rank_zero,
 )
 from mlstrategy.runs.lightning_cli import quiet_lightning
 from mlstrategy.runs.trained_run import input_identities, keep_filled
@@ -166,6 +167,8 @@ def write_suspects(
     config = run_config(path)
     run_dir = config.parent
     found = find_suspects([config], folds, console)
+    if not launched_as_rank_zero():
+        return found  # a distributed run's other process refits with rank 0, which writes
     again = f"mlstrategy suspects {run_dir} --folds {folds}"
     keep_filled(run_dir / SUSPECTS_FILE, found.rows, "verdict", ["split", "index"], again)
     found.csv = write_suspects_csv(run_dir / SUSPECTS_FILE, found.rows)

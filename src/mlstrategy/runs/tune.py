@@ -51,6 +51,7 @@ from mlstrategy.runs.tune_setup import (
     load_setup,
     make_pruner,
     make_sampler,
+    one_process,
     parse_recipe,
     rules_of,
     trial_line,
@@ -257,11 +258,15 @@ def run_study(
         config = parse_recipe(configs, setup.overrides)
         rules, goal = rules_of(config)
         check_rules(rules)
+        pinned = one_process(config.get("trainer") or {})
         space = SearchSpace(setup.search, config_keys(config))
         # Every searched key takes a value of its range's type, before any trial runs.
         parse_recipe(configs, [*setup.overrides, *space.overrides(space.example())])
         study = _open_study(setup, study_dir, goal)
-        _optimize(study, setup, space, rules, config, study_dir, trials, console, on_trial)
+        # Each trial in one process (a machine's GPUs serve one worker each); not recorded in
+        # study.json, so the same command continues the study on any machine.
+        trial_setup = replace(setup, overrides=[*setup.overrides, *pinned])
+        _optimize(study, trial_setup, space, rules, config, study_dir, trials, console, on_trial)
     return _finish(setup, study_dir, rules, goal)
 
 
@@ -328,7 +333,7 @@ def _optimize(
             study.stop()
         if record is not None:
             write_trial_hparams(study_dir, record)
-            console.print(trial_line(record, rules), highlight=False)
+            console.print(trial_line(record, rules), markup=False, highlight=False)
             if on_trial is not None:
                 best = _best_so_far(study, setup, rules)
                 on_trial(record, best, len(done), trials)

@@ -88,6 +88,41 @@ def parse_recipe(configs: Sequence[Path], overrides: Sequence[str]) -> dict[str,
     return cast(dict[str, Any], cli.config.as_dict())
 
 
+def one_process(trainer: dict[str, Any]) -> tuple[str, ...]:
+    """The overrides that keep every trial in one process: none, or ``--trainer.devices=1``
+    for a trainer left at ``devices: auto`` on a machine with several GPUs.
+
+    Optuna runs trials side by side rather than each across processes: a study uses several
+    GPUs through one worker per GPU, all sharing its storage.
+
+    Raises:
+        ValueError: the recipe, its overrides or the launch ask for several processes.
+    """
+    import lightning.pytorch as L
+
+    keys = ("accelerator", "devices", "num_nodes", "strategy")
+    given = {k: trainer[k] for k in keys if isinstance(trainer.get(k), (str, int, list))}
+    built = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **given,
+    )
+    if built.world_size == 1:
+        return ()
+    if built.num_nodes == 1 and str(given.get("devices", "auto")) == "auto":
+        return ("--trainer.devices=1",)
+    raise ValueError(
+        f"tune trains each trial in one process, and this one asks for {built.world_size} "
+        f"({built.num_nodes} node(s) of {built.num_devices} device(s)). Optuna runs trials side "
+        "by side instead: drop --trainer.devices / --trainer.num_nodes (and devices, num_nodes "
+        "from the recipe) and start one worker per GPU, all sharing one storage, e.g. "
+        "`CUDA_VISIBLE_DEVICES=0 mlstrategy tune RECIPE --storage journal:study.log &` and "
+        "`CUDA_VISIBLE_DEVICES=1 mlstrategy tune RECIPE --storage journal:study.log`."
+    )
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # The constraints decide feasibility for TPE too (values <= 0 hold).
