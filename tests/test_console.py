@@ -114,3 +114,19 @@ def test_a_recipe_path_with_brackets_prints_as_it_is_and_the_run_finishes(
     assert f"run a[/b].yaml -> logs/b]/{run_dir.name}" in out
     assert f"run folder: logs/b]/{run_dir.name}" in out
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_compare_shows_run_names_with_brackets_as_they_are(in_tmp, capsys):
+    """Table cells and the winner's line went through rich's markup: "net[wide]" showed as
+    "net" (and a tag rich knows, "[bold]", would have styled the rest)."""
+    errors = {"train": 0.05, "dev": 0.10, "test": 0.12}
+    study = in_tmp / "logs" / "nets"
+    write_fake_run(study / "net[wide]" / "1", errors, f1={"dev": 0.9})
+    write_fake_run(study / "net[bold]" / "1", errors, f1={"dev": 0.8})
+    assert main(["compare", str(study), "--optimize", "dev/f1"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in table] == ["net[wide]", "net[bold]"]
+    assert "winner: net[wide] (dev/f1 = 0.9, test/error = 0.12) · logs/nets/net[wide]/1" in (
+        " ".join(out.split())
+    )

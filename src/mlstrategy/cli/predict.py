@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 PREDICT_HELP = """\
@@ -58,9 +59,10 @@ def main(argv: list[str], console: Console) -> int:
     parser.add_argument("--output", metavar="FILE", help="where the CSV goes")
     args = parser.parse_args(argv)
     result = predict_run(args.run_dir, args.input, args.output)
-    table = Table(*result.header[:8], title=f"first rows of {len(result.rows)}")
+    # Plain text: an input's name or a class may hold "[...]".
+    table = Table(*map(escape, result.header[:8]), title=f"first rows of {len(result.rows)}")
     for row in result.rows[:_SHOWN_ROWS]:
-        table.add_row(*row[:8])
+        table.add_row(*(escape(str(cell)) for cell in row[:8]))
     console.print(table)
     console.print(f"{len(result.rows)} predictions written to {shown(result.path)}", markup=False)
     return 0

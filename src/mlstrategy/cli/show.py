@@ -93,6 +93,6 @@ def print_comparison(comparison: Comparison, console: Console, title: str | None
     # The test split was not used to choose, so its error is an unbiased estimate.
     test = f", test/error = {values['test/error']:.4g}" if "test/error" in values else ""
     console.print(
-        f"[bold green]winner:[/] {selection.winner} ({rules.optimize} = "
-        f"{values[rules.optimize]:.4g}{test})  ·  {comparison.winner_dir}"
+        f"[bold green]winner:[/] {escape(selection.winner)} ({rules.optimize} = "
+        f"{values[rules.optimize]:.4g}{test})  ·  {escape(str(comparison.winner_dir))}"
     )

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -172,7 +173,7 @@ def compare_table(
             status, style = "ok", None
         else:
             status, style = "fails " + ", ".join(cand.failures), "dim"
-        table.add_row(cand.name, *values, status, style=style)
+        table.add_row(escape(cand.name), *values, escape(status), style=style)
     return table
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -51,7 +52,7 @@ def task_table(
             s: splits[s].get("tasks", {}).get(task, {"no_labels": True, "n": 0}) for s in splits
         }
         regression = any(r.get("kind") == "regression" for r in rows.values())
-        cells = [task + (" (mse)" if regression else "")]
+        cells = [escape(task) + (" (mse)" if regression else "")]
         for s in split_names:
             r = rows[s]
             if r.get("no_labels"):
@@ -209,7 +210,7 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
 
     table.add_row("train n", *(str(m["splits"].get("train", {}).get("n", "?")) for _, m in ordered))
     for t in tasks:
-        table.add_row(t, *(f1(m["splits"][split]["tasks"].get(t)) for _, m in ordered))
+        table.add_row(escape(t), *(f1(m["splits"][split]["tasks"].get(t)) for _, m in ordered))
     table.add_row(
         "mean F1",
         *(num(m["splits"][split].get("f1", math.nan), 3) for _, m in ordered),
