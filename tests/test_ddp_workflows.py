@@ -62,6 +62,44 @@ MULTITASK = {  # 81 scenes, 30% of labels missing: the two processes' shares dif
 }
 
 
+# Every file a process opens for writing, logged per process (Python's audit hook, installed
+# at start-up through sitecustomize; Lightning's second process inherits the environment).
+WRITES_HOOK = """\
+import os, sys
+
+_log = os.environ.get("MLSTRATEGY_TEST_WRITES")
+if _log:
+    _rank = os.environ.get("LOCAL_RANK", "0")
+    _fd = os.open(f"{_log}/rank{_rank}-{os.getpid()}.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    _writes = os.O_WRONLY | os.O_RDWR | os.O_APPEND
+
+    def _hook(event, args):
+        if event == "open" and not isinstance(args[0], int):
+            path, mode, flags = args
+            if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                mode is None and flags & _writes
+            ):
+                os.write(_fd, (os.path.abspath(os.fsdecode(path)) + "\\n").encode())
+
+    sys.addaudithook(_hook)
+"""
+
+
+def _watching_writes(root: Path) -> tuple[dict[str, str], Path]:
+    """The environment that logs each process's writes into ``root/writes``, and that folder."""
+    hooks, log = root / "hooks", root / "writes"
+    hooks.mkdir()
+    log.mkdir()
+    (hooks / "sitecustomize.py").write_text(WRITES_HOOK)
+    return {**ENV, "PYTHONPATH": str(hooks), "MLSTRATEGY_TEST_WRITES": str(log)}, log
+
+
+def _written(log: Path, rank: int, under: Path) -> list[str]:
+    """The files under ``under`` that the process of ``rank`` opened for writing."""
+    paths = [p for f in log.glob(f"rank{rank}-*.txt") for p in f.read_text().splitlines()]
+    return sorted(p for p in paths if under in Path(p).parents)
+
+
 def _source_checkpoint(path: Path) -> Path:
     """A ConvNet checkpoint with batch norm and distinctive running statistics, as a finished
     toolkit run leaves it: the backbone a transfer recipe freezes."""
@@ -211,10 +249,11 @@ def test_ddp_lr_find_writes_one_folder_and_prints_once(in_tmp):
 @pytest.mark.slow
 def test_ddp_learning_curve_writes_one_folder_and_prints_once(in_tmp):
     recipe = write_recipe(in_tmp / "curve.yaml", SOFTMAX, DIGITS, {"max_epochs": 2})
+    env, writes = _watching_writes(in_tmp)
     done = subprocess.run(
         [str(EXE), "learning-curve", str(recipe), "--sizes=0.5,1", *DDP],
         cwd=in_tmp,
-        env=ENV,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -223,6 +262,9 @@ def test_ddp_learning_curve_writes_one_folder_and_prints_once(in_tmp):
     # Before the fix, rank 1 reserved a second timestamped folder, wrote its own plot, JSON and
     # events there, and printed every point and the table a second time.
     (root,) = _folders(in_tmp, "curve-learning-curve")
+    assert _written(writes, 1, in_tmp / "logs") == []  # the second process wrote nothing
+    ours = [Path(p) for p in _written(writes, 0, in_tmp / "logs")]  # and the first did
+    assert any(p.parent == root and "learning_curve" in p.name for p in ours)
     assert done.stdout.count("learning curve:") == 1
     assert done.stdout.count("of train, m=") == 2
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["size_0.5", "size_1"]
@@ -248,15 +290,18 @@ def test_ddp_suspects_of_a_ddp_run_print_once_and_write_one_ranking(in_tmp, tiny
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["trainer"].update(strategy="ddp", devices=2, accelerator="cpu")  # as a DDP run saves
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    env, writes = _watching_writes(in_tmp)
     done = subprocess.run(
         [str(EXE), "suspects", str(run_dir), "--folds=2"],
         cwd=in_tmp,
-        env=ENV,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert _written(writes, 1, in_tmp) == []  # the second process wrote nothing
+    assert any("suspect_labels" in p for p in _written(writes, 0, run_dir))
     assert done.stdout.count("fold 1/2: fitted on") == 1
     assert done.stdout.count("fold 2/2: fitted on") == 1
     assert done.stdout.count("labels ranked into") == 1

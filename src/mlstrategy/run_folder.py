@@ -16,7 +16,6 @@ It imports only the standard library and PyYAML, so the read-only verbs (``diagn
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -80,21 +79,6 @@ def new_run_version(save_dir: Path, name: str) -> str:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run folder under {base}")
-
-
-def launched_as_rank_zero() -> bool:
-    """False in a process that a distributed launch started as any rank but global rank 0:
-    torchrun's (``RANK``, ``GROUP_RANK``), Lightning's own (``LOCAL_RANK``, ``NODE_RANK`` on
-    another machine) or SLURM's (``SLURM_PROCID``). Such a process trains and scores with rank
-    0 and writes nothing; a verb's own folder is reserved by rank 0 alone. A plain process is
-    rank 0.
-
-    Example:
-        >>> launched_as_rank_zero()
-        True
-    """
-    names = ("RANK", "GROUP_RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-    return all(os.environ.get(name, "").strip() in ("", "0") for name in names)
 
 
 def shown(path: Path) -> Path:

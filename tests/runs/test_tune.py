@@ -346,3 +346,42 @@ def test_a_failed_trials_message_is_printed_as_written_brackets_and_all(in_tmp, 
     assert out.count("path=gone[/x].csv -> failed: ValueError: Data file 'gone[/x].csv'") == 3
     assert "The first 3 trials all failed, so the study stopped" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_a_searched_placement_or_a_torchrun_launch_is_refused_before_anything_is_written(
+    in_tmp, capsys, monkeypatch
+):
+    recipe = in_tmp / "small.yaml"
+    searched = {**RECIPE, "search": {"trainer.devices": {"choices": [1, 2]}}}
+    recipe.write_text(yaml.safe_dump(searched))
+    assert main(["tune", str(recipe), "--trials", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the search cannot sample trainer.devices: remove it from search:" in err
+
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc-per-node=2 sets it
+    monkeypatch.setenv("RANK", "1")
+    assert main(["tune", str(recipe), "--trials", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "it was launched as one of 2 (WORLD_SIZE=2" in err and "one worker per GPU" in err
+    assert not (in_tmp / "logs").exists()
+
+
+def test_a_string_choice_a_str_parameter_would_read_otherwise_is_refused_naming_it(in_tmp, capsys):
+    """ "null" goes quoted (YAML would read None), and a str parameter keeps the quotes: the
+    trials would have looked for the file '"null"'."""
+    source = {"class_path": "mlstrategy.data.ArrayFile", "init_args": {"path": "a.csv"}}
+    recipe = {
+        **RECIPE,
+        "data": {"class_path": "mlstrategy.data.ArrayDataModule", "init_args": {"source": source}},
+        "search": {"data.init_args.source.init_args.path": {"choices": ["b.csv", "null"]}},
+    }
+    path = in_tmp / "quoted.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["tune", str(path), "--trials", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "search: data.init_args.source.init_args.path choice 'null' reaches the recipe as " in err
+    )
+    assert "Choose a value YAML reads as text" in err
+    assert not (in_tmp / "logs").exists()

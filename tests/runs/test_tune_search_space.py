@@ -172,7 +172,7 @@ def test_string_choices_reach_the_recipe_as_typed_for_str_and_literal_parameters
     and a class path read the plain string too."""
     import yaml
 
-    from mlstrategy.runs.tune_setup import parse_recipe
+    from mlstrategy.runs.lightning_cli import parse_recipe
 
     recipe = tmp_path / "r.yaml"
     source = {"class_path": "mlstrategy.data.ArrayFile", "init_args": {"path": "a.csv"}}

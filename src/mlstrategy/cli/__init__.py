@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb not in (*_TOOLKIT_VERBS, *_LIGHTNING_VERBS):
         Console(stderr=True).print(
             f"error: unknown verb {verb!r}. Use one of: "
-            f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} (mlstrategy --help)."
+            f"{', '.join((*_TOOLKIT_VERBS, *_LIGHTNING_VERBS))} (mlstrategy --help).",
+            markup=False,
         )
         return 2
     # SIGTERM (a scheduler, `kill`) stops a run like Ctrl-C: marked FAILED, resumable. SIGINT
@@ -222,8 +223,10 @@ def _report(err: Exception) -> int:
         if fix is None:
             raise err
         where = f" {err.filename}" if err.filename else ""
+        err_console.print("[bold red]error:[/] ", end="")
         err_console.print(
-            f"[bold red]error:[/] cannot use{where}: {err.strerror}. {fix}.",
+            f"cannot use{where}: {err.strerror}. {fix}.",
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )

@@ -54,7 +54,8 @@ def _sheet(run_dir: str, console: Console) -> int:
     sheet = write_error_sheet(run_dir)
     console.print(
         f"{len(sheet.rows)} misclassified of {sheet.n_dev} dev examples written to "
-        f"{shown(sheet.path)} (highest loss first)"
+        f"{shown(sheet.path)} (highest loss first)",
+        markup=False,
     )
     if sheet.figure is not None:
         console.print(f"the highest-loss ones, drawn: {shown(sheet.figure)}", markup=False)
@@ -62,6 +63,7 @@ def _sheet(run_dir: str, console: Console) -> int:
         console.print(
             "Fill in the tags column (e.g. blurry;mislabelled), then: "
             f"mlstrategy errors {run_dir} --tags {shown(sheet.path)}",
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )

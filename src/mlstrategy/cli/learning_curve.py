@@ -30,7 +30,6 @@ def main(argv: list[str], console: Console) -> int:
 
     from mlstrategy.evaluation.learning_curve import CurvePoint, format_error, parse_sizes
     from mlstrategy.reporting.tables import plain_title
-    from mlstrategy.run_folder import launched_as_rank_zero
     from mlstrategy.runs.learning_curve import learning_curve
     from mlstrategy.runs.recipes import one_recipe
 
@@ -48,8 +47,6 @@ def main(argv: list[str], console: Console) -> int:
     )
     args, overrides = parser.parse_known_args(argv)
     path = one_recipe(args.recipe, "learning-curve", "recipes/strategy/flower_wide_net.yaml")
-    # A distributed launch's other processes train with rank 0, which alone prints.
-    console.quiet = console.quiet or not launched_as_rank_zero()
 
     def show(point: CurvePoint) -> None:
         console.print(
@@ -59,6 +56,8 @@ def main(argv: list[str], console: Console) -> int:
         )
 
     curve = learning_curve(path, parse_sizes(args.sizes), overrides, on_point=show)
+    if not curve.written:
+        return 0  # a DDP run's other process: rank 0 prints
     table = Table(title=plain_title(f"learning curve: {path}"), title_justify="left")
     for col in ("fraction", "m", "training error", "dev error", "dev - train"):
         table.add_column(col, justify="right")

@@ -113,7 +113,7 @@ def main(argv: list[str], console: Console) -> int:
         except RunFinished as done:
             # Exit 0: the run the user wants finished is finished; a requeued job that
             # resumes it after it completed succeeds instead of failing.
-            console.print(str(done), soft_wrap=True, highlight=False)
+            console.print(str(done), markup=False, soft_wrap=True, highlight=False)
             return 0
         print_run(run_recipe(recipes[0], overrides, console, resume=resume), console)
         return 0

@@ -32,7 +32,7 @@ module that keeps its splits in memory (ArrayDataModule) and a single-task class
 
 def main(argv: list[str], console: Console) -> int:
     """Rank a run's train and dev labels; print where the results are and the top few."""
-    from mlstrategy.run_folder import launched_as_rank_zero, shown
+    from mlstrategy.run_folder import shown
     from mlstrategy.runs.suspects import write_suspects
 
     parser = argparse.ArgumentParser(
@@ -45,15 +45,14 @@ def main(argv: list[str], console: Console) -> int:
         "--folds", type=int, default=5, metavar="K", help="cross-validation folds (default 5)"
     )
     args = parser.parse_args(argv)
-    # A run trained with DDP refits the same way; its other processes print nothing.
-    console.quiet = console.quiet or not launched_as_rank_zero()
     found = write_suspects(args.run_dir, folds=args.folds, console=console)
     if found.csv is None:
-        return 0  # another process of a distributed refit: rank 0 wrote and prints
+        return 0  # a DDP run's other process: rank 0 wrote and prints
     share = 100 * found.estimated_issues / max(len(found.rows), 1)
     console.print(
         f"{len(found.rows):,} train and dev labels ranked into {shown(found.csv)}; confident "
         f"learning marks {found.estimated_issues:,} ({share:.1f}%) as likely wrong",
+        markup=False,
         highlight=False,
     )
     if found.figure is not None:
@@ -65,6 +64,7 @@ def main(argv: list[str], console: Console) -> int:
             f"  #{row['rank']} {row['split']} {row['index']}: given {row['given']} "
             f"(p={row['p_given']:.3f}), the model says {row['suggested']} "
             f"(p={row['p_suggested']:.3f})",
+            markup=False,
             highlight=False,
         )
     return 0

@@ -81,21 +81,24 @@ def main(argv: list[str], console: Console) -> int:
     saved = result.epochs_saved
     console.print(
         f"study {result.setup.name}: {len(result.records)} trials, pruning saved "
-        f"{saved} epochs -> {result.study_dir}"
+        f"{saved} epochs -> {result.study_dir}",
+        markup=False,
     )
     if best is None:
         console.print("[bold red]no trial completed and met every constraint[/]")
         return 1
     console.print(
         f"best: {best.name}, {result.setup and _objective(result)}={best.value:.4g} "
-        f"on dev; values {best.values}"
+        f"on dev; values {best.values}",
+        markup=False,
     )
     if result.test:
         from mlstrategy.reporting.tune_report import chosen_test_line
 
         console.print(
             f"test (scored once, for {best.name} only; never used to choose): "
-            f"{chosen_test_line(result.test)}"
+            f"{chosen_test_line(result.test)}",
+            markup=False,
         )
     else:
         console.print(f"test: not scored ({result.test_note})", markup=False)

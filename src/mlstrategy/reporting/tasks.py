@@ -199,7 +199,7 @@ def task_comparison_table(runs: Mapping[str, Mapping[str, Any]], split: str = "t
     table.add_column("", no_wrap=True)
     for name, _ in ordered:
         # Spaces let a long run name wrap onto several header lines; numbers never wrap.
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column(escape(name.replace("_", " ")), justify="right")
 
     def f1(row: Mapping[str, Any] | None) -> str:
         if row is None:

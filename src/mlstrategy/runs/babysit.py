@@ -189,6 +189,7 @@ class ResumedHyperparameters(Callback):
             self.console.print(
                 f"changed on resume: {change}, from epoch {epoch} (step {step})"
                 + (note if change.key in unused else ""),
+                markup=False,
                 highlight=False,
                 soft_wrap=True,
             )

@@ -25,13 +25,8 @@ from mlstrategy.evaluation.learning_curve import (
 )
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.plots import learning_curve_figure, save_figure
-from mlstrategy.run_folder import (
-    LOGS_DIR,
-    abandon,
-    launched_as_rank_zero,
-    load_settings,
-    new_run_version,
-)
+from mlstrategy.run_folder import LOGS_DIR, abandon, load_settings, new_run_version
+from mlstrategy.runs.lightning_cli import writes_files
 from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.runs.run import run_recipe
 
@@ -48,12 +43,15 @@ class LearningCurve:
         points: One per size, smallest first.
         human_error: The recipe's human-level error, if it gives one.
         reading: What more data would buy (``message`` and the numbers behind it).
+        written: False on a distributed run's other processes, which train and score with
+            rank 0 and write nothing.
     """
 
     root: Path
     points: list[CurvePoint]
     human_error: float | None
     reading: dict[str, Any]
+    written: bool = True
 
     @property
     def figure_path(self) -> Path:
@@ -107,13 +105,14 @@ def learning_curve(
     """
     (configs,) = recipe_configs(recipe)
     name = f"{recipe.stem}-learning-curve"
-    if not launched_as_rank_zero():
-        # Another process of a distributed launch: it trains and scores every size with rank
-        # 0, which alone reserves the folder and writes into it (the fits' folders are rank
-        # 0's too, agreed when each fit's process group is up).
-        points, _ = _measure(configs, sizes, overrides, logs_dir / name / "unwritten", None)
-        root = Path(points[-1].run_dir).parents[2] if points else logs_dir / name
-        return LearningCurve(root, points, None, what_more_data_buys(points, None))
+    if not writes_files(configs, overrides):
+        # A DDP run's other process: it trains and scores every size with rank 0, which alone
+        # reserves the folder and writes into it. Its fits learn their folders from rank 0 (so
+        # the placeholder is never made).
+        unwritten = logs_dir / name / "unwritten"
+        points, _ = _measure(configs, sizes, overrides, unwritten, None, writer=False)
+        root = Path(points[-1].run_dir).parents[2] if points else unwritten
+        return LearningCurve(root, points, None, what_more_data_buys(points, None), False)
     root = logs_dir / name / new_run_version(logs_dir, name)
     try:
         points, human_error = _measure(configs, sizes, overrides, root, on_point)
@@ -132,8 +131,10 @@ def _measure(
     overrides: Sequence[str],
     root: Path,
     on_point: Callable[[CurvePoint], None] | None,
+    writer: bool = True,
 ) -> tuple[list[CurvePoint], float | None]:
-    """One full run per size; the points and the recipe's human-level error."""
+    """One full run per size; the points and the recipe's human-level error (read from the
+    run folders by the process that writes them)."""
     quiet = Console(file=io.StringIO())
     points: list[CurvePoint] = []
     human_error = None
@@ -162,7 +163,7 @@ def _measure(
             metric,
         )
         points.append(point)
-        if launched_as_rank_zero():  # the others would read files rank 0 is writing now
+        if writer:
             human_error = load_settings(result.run_dir).get("human_error")
         if on_point is not None:
             on_point(point)

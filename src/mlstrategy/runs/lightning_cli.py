@@ -397,6 +397,45 @@ def build_run(
     return MLStrategyCLI(args=args, run=False, logs_dir=logs_dir, resume_dir=resume_dir)
 
 
+class _ConfigOnly(MLStrategyCLI):
+    """Parse and check a recipe with its overrides; build nothing (no data, no run folder)."""
+
+    def instantiate_classes(self) -> None:
+        return None
+
+
+def parse_recipe(configs: Sequence[Path], overrides: Sequence[str]) -> dict[str, Any]:
+    """The recipe with its overrides, parsed and checked, as a dict; nothing built."""
+    args = [*(f"--config={c}" for c in configs), *overrides]
+    return dict(_ConfigOnly(args=args, run=False).config.as_dict())
+
+
+PLACEMENT = ("accelerator", "devices", "num_nodes", "strategy")
+
+
+def placed_trainer(trainer: Mapping[str, Any]) -> L.Trainer:
+    """A bare Trainer placed as the recipe's ``trainer`` section places one (accelerator,
+    devices, num_nodes, strategy), in this process's launch: its ``world_size`` and
+    ``global_rank`` are the run's. It builds nothing else and writes nothing."""
+    given = {k: trainer[k] for k in PLACEMENT if isinstance(trainer.get(k), (str, int, list))}
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **given,
+    )
+
+
+def writes_files(configs: Sequence[Path], overrides: Sequence[str]) -> bool:
+    """Whether this process writes the recipe's results: True unless the recipe trains across
+    processes (DDP) and this is not its global rank 0, which alone writes and prints. A verb
+    that reserves a folder of its own before its first fit asks this first."""
+    with quiet_lightning():
+        trainer = parse_recipe(configs, overrides).get("trainer") or {}
+        return bool(placed_trainer(trainer).is_global_zero)
+
+
 def run_dir_of(trainer: Any) -> Path:
     """The folder the trainer logs into: the run folder.
 

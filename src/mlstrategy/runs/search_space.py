@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -194,7 +195,19 @@ class SearchSpace:
 
     def overrides(self, sampled: Mapping[str, Any]) -> list[str]:
         """The LightningCLI overrides that set a trial's values (JSON, which YAML reads)."""
-        return [f"--{key}={_format(v)}" for key, v in self.values(sampled).items()]
+        return [override(key, v) for key, v in self.values(sampled).items()]
+
+    def quoted_choices(self) -> list[tuple[str, str]]:
+        """``(recipe key, choice)`` for each string choice that YAML would read as
+        another type: it goes quoted, which a ``str`` parameter would keep, so each is checked
+        to reach the recipe as written."""
+        return [
+            (k.key, c)
+            for k in self.keys
+            if "" in k.ranges
+            for c in k.ranges[""].choices or ()
+            if isinstance(c, str) and _reads_otherwise(c)
+        ]
 
     def example(self) -> dict[str, Any]:
         """Sampled parameters at every range's high end (last choice): a point to check the
@@ -362,13 +375,33 @@ def _decode(sampled: Any) -> Any:
     return sampled
 
 
+def override(key: str, value: Any) -> str:
+    """The LightningCLI override that sets the recipe ``key`` to ``value``.
+
+    Example:
+        >>> override("model.init_args.learning_rate", 0.01), override("a.path", "b.csv")
+        ('--model.init_args.learning_rate=0.01', '--a.path=b.csv')
+        >>> override("a.weights", "null"), override("a.dims", [8, 8])
+        ('--a.weights="null"', '--a.dims=[8, 8]')
+    """
+    return f"--{key}={_format(value)}"
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str):
-        # As typed: the parser keeps a str-typed value's quotes, and reads any other type's.
-        return value
+    if isinstance(value, str) and not _reads_otherwise(value):
+        return value  # as typed: the parser keeps a str-typed value's quotes
     return json.dumps(value)
+
+
+def _reads_otherwise(text: str) -> bool:
+    """Whether YAML reads ``text`` as something other than that string ("null", "1e-3",
+    "[x]", "a: b"): such a choice goes quoted, which every type but ``str`` reads back."""
+    try:
+        return bool(yaml.safe_load(text) != text)
+    except yaml.YAMLError:
+        return True
 
 
 def config_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -89,6 +89,7 @@ def run_study_recipe(
         )
         raise
     console.print(
-        f"run folder: {where}  ·  report: {where / REPORT_FILE}  ·  tensorboard --logdir {where}"
+        f"run folder: {where}  ·  report: {where / REPORT_FILE}  ·  tensorboard --logdir {where}",
+        markup=False,
     )
     return results

@@ -40,9 +40,8 @@ from mlstrategy.run_folder import (
     SUSPECTS_FIGURE,
     SUSPECTS_FILE,
     find_run,
-    launched_as_rank_zero,
 )
-from mlstrategy.runs.lightning_cli import quiet_lightning
+from mlstrategy.runs.lightning_cli import quiet_lightning, writes_files
 from mlstrategy.runs.trained_run import input_identities, keep_filled
 
 FIGURE_EXAMPLES = 24
@@ -72,7 +71,8 @@ class SuspectLabels:
         fold_errors: Each fold's held-out error (against the given labels).
         x: The raw examples in the order of ``rows`` (for the contact sheet).
         source: The data source, as the recipe names it.
-        csv: ``suspect_labels.csv``, once written.
+        csv: ``suspect_labels.csv``, once written (never on a DDP run's other processes,
+            which refit with rank 0 and write nothing).
         figure: The contact sheet, once written (None for flat features).
     """
 
@@ -166,9 +166,12 @@ def write_suspects(
     check_folds(folds)
     config = run_config(path)
     run_dir = config.parent
+    writer = writes_files([config], [])
+    if not writer and console is not None:
+        console.quiet = True  # a DDP run refits with DDP: rank 0 alone prints and writes
     found = find_suspects([config], folds, console)
-    if not launched_as_rank_zero():
-        return found  # a distributed run's other process refits with rank 0, which writes
+    if not writer:
+        return found
     again = f"mlstrategy suspects {run_dir} --folds {folds}"
     keep_filled(run_dir / SUSPECTS_FILE, found.rows, "verdict", ["split", "index"], again)
     found.csv = write_suspects_csv(run_dir / SUSPECTS_FILE, found.rows)

@@ -38,10 +38,10 @@ from mlstrategy.run_folder import (
     TUNE_STUDY_FILE,
 )
 from mlstrategy.runs.compare import Rules
-from mlstrategy.runs.lightning_cli import quiet_lightning
+from mlstrategy.runs.lightning_cli import parse_recipe, quiet_lightning
 from mlstrategy.runs.recipes import one_recipe, recipe_configs
 from mlstrategy.runs.run import run_recipe
-from mlstrategy.runs.search_space import SearchSpace, config_keys
+from mlstrategy.runs.search_space import SearchSpace, config_keys, override
 from mlstrategy.runs.tune_pruning import pruning_override, register, unregister
 from mlstrategy.runs.tune_setup import (
     PRUNERS,
@@ -52,7 +52,6 @@ from mlstrategy.runs.tune_setup import (
     make_pruner,
     make_sampler,
     one_process,
-    parse_recipe,
     rules_of,
     trial_line,
 )
@@ -258,16 +257,34 @@ def run_study(
         config = parse_recipe(configs, setup.overrides)
         rules, goal = rules_of(config)
         check_rules(rules)
-        pinned = one_process(config.get("trainer") or {})
         space = SearchSpace(setup.search, config_keys(config))
+        pinned = one_process(config.get("trainer") or {}, [k.key for k in space.keys])
         # Every searched key takes a value of its range's type, before any trial runs.
         parse_recipe(configs, [*setup.overrides, *space.overrides(space.example())])
+        for key, choice in space.quoted_choices():
+            _check_reads_back(configs, setup.overrides, key, choice)
         study = _open_study(setup, study_dir, goal)
         # Each trial in one process (a machine's GPUs serve one worker each); not recorded in
         # study.json, so the same command continues the study on any machine.
         trial_setup = replace(setup, overrides=[*setup.overrides, *pinned])
         _optimize(study, trial_setup, space, rules, config, study_dir, trials, console, on_trial)
     return _finish(setup, study_dir, rules, goal)
+
+
+def _check_reads_back(
+    configs: Sequence[Path], overrides: Sequence[str], key: str, choice: str
+) -> None:
+    """A string choice YAML would read as another type reaches the recipe as written."""
+    value: Any = parse_recipe(configs, [*overrides, override(key, choice)])
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value != choice:
+        raise ValueError(
+            f"search: {key} choice {choice!r} reaches the recipe as {value!r} (YAML reads it as "
+            "another type, and this parameter keeps the quotes that would stop it). Choose a "
+            "value YAML reads as text (not null, true, a number, [..] or 'a: b'), or set it in "
+            "the recipe instead of searching it."
+        )
 
 
 def _open_study(setup: StudySetup, study_dir: Path, goal: str) -> optuna.Study:

@@ -4,6 +4,7 @@ without building anything, and the sampler and pruner it uses."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import optuna
 from mlstrategy.evaluation.selection import default_goal
 from mlstrategy.run_folder import TUNE_STUDY_FILE
 from mlstrategy.runs.compare import GoalName, Rules
-from mlstrategy.runs.lightning_cli import MLStrategyCLI
+from mlstrategy.runs.lightning_cli import PLACEMENT, placed_trainer
 from mlstrategy.runs.tune_trials import TrialRecord
 
 SAMPLERS = ("random", "tpe")
@@ -75,51 +76,50 @@ def rules_of(config: dict[str, Any]) -> tuple[Rules, str]:
     return rules, default_goal(optimize) if given == "auto" else given
 
 
-class _ConfigOnly(MLStrategyCLI):
-    """Parse and check a recipe with its overrides; build nothing (no data, no run folder)."""
-
-    def instantiate_classes(self) -> None:
-        return None
-
-
-def parse_recipe(configs: Sequence[Path], overrides: Sequence[str]) -> dict[str, Any]:
-    args = [*(f"--config={c}" for c in configs), *overrides]
-    cli = _ConfigOnly(args=args, run=False)
-    return cast(dict[str, Any], cli.config.as_dict())
+_SIDE_BY_SIDE = (
+    "Optuna runs trials side by side instead: drop --trainer.devices / --trainer.num_nodes (and "
+    "devices, num_nodes from the recipe) and start one worker per GPU, all sharing one storage, "
+    "e.g. `CUDA_VISIBLE_DEVICES=0 mlstrategy tune RECIPE --storage journal:study.log &` and "
+    "`CUDA_VISIBLE_DEVICES=1 mlstrategy tune RECIPE --storage journal:study.log`."
+)
 
 
-def one_process(trainer: dict[str, Any]) -> tuple[str, ...]:
+def one_process(trainer: dict[str, Any], searched: Sequence[str] = ()) -> tuple[str, ...]:
     """The overrides that keep every trial in one process: none, or ``--trainer.devices=1``
     for a trainer left at ``devices: auto`` on a machine with several GPUs.
 
     Optuna runs trials side by side rather than each across processes: a study uses several
     GPUs through one worker per GPU, all sharing its storage.
 
-    Raises:
-        ValueError: the recipe, its overrides or the launch ask for several processes.
-    """
-    import lightning.pytorch as L
+    Args:
+        trainer: The recipe's trainer section, overrides applied.
+        searched: The recipe keys the search samples.
 
-    keys = ("accelerator", "devices", "num_nodes", "strategy")
-    given = {k: trainer[k] for k in keys if isinstance(trainer.get(k), (str, int, list))}
-    built = L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **given,
-    )
+    Raises:
+        ValueError: the recipe, its overrides, its search or the launch (torchrun, SLURM)
+            ask for several processes.
+    """
+    placed = [k for k in searched if k.removeprefix("trainer.") in PLACEMENT]
+    if placed:
+        raise ValueError(
+            f"tune trains each trial in one process on the device the recipe names, so the "
+            f"search cannot sample {', '.join(placed)}: remove it from search: and set it in "
+            "the recipe."
+        )
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "1"):
+        raise ValueError(
+            f"tune trains each trial in one process, and it was launched as one of {world} "
+            f"(WORLD_SIZE={world}: torchrun, or another launcher). {_SIDE_BY_SIDE}"
+        )
+    built = placed_trainer(trainer)
     if built.world_size == 1:
         return ()
-    if built.num_nodes == 1 and str(given.get("devices", "auto")) == "auto":
+    if built.num_nodes == 1 and str(trainer.get("devices") or "auto") == "auto":
         return ("--trainer.devices=1",)
     raise ValueError(
         f"tune trains each trial in one process, and this one asks for {built.world_size} "
-        f"({built.num_nodes} node(s) of {built.num_devices} device(s)). Optuna runs trials side "
-        "by side instead: drop --trainer.devices / --trainer.num_nodes (and devices, num_nodes "
-        "from the recipe) and start one worker per GPU, all sharing one storage, e.g. "
-        "`CUDA_VISIBLE_DEVICES=0 mlstrategy tune RECIPE --storage journal:study.log &` and "
-        "`CUDA_VISIBLE_DEVICES=1 mlstrategy tune RECIPE --storage journal:study.log`."
+        f"({built.num_nodes} node(s) of {built.num_devices} device(s)). {_SIDE_BY_SIDE}"
     )
 
 
