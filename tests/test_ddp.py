@@ -43,6 +43,14 @@ def _folders(root: Path, name: str) -> list[Path]:
     return sorted(p for p in (root / "logs" / name).iterdir() if p.is_dir())
 
 
+def launch(argv: list[str], cwd: Path, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
+    """Run ``argv`` (a console script and its arguments) to the end, its output captured; it
+    must exit 0 (both processes' stderr is shown otherwise)."""
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.slow
 def test_ddp_run_killed_and_resumed_leaves_one_folder_and_one_process_scores(in_tmp):
     recipe = write_recipe(in_tmp / "ddp.yaml", SOFTMAX, DIGITS, {"max_epochs": 12})
@@ -64,15 +72,7 @@ def test_ddp_run_killed_and_resumed_leaves_one_folder_and_one_process_scores(in_
     last = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] < 11  # killed part-way through
 
-    resumed = subprocess.run(
-        [str(EXE), "run", str(recipe), *DDP, "--resume", str(run_dir)],
-        cwd=in_tmp,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = launch([str(EXE), "run", str(recipe), *DDP, "--resume", str(run_dir)], in_tmp)
     assert resumed.stdout.count("run folder:") == 1  # the report, printed by rank 0 alone
     assert _folders(in_tmp, "ddp") == [run_dir]
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -7,7 +7,6 @@ each rank's weights). Each test is one launch of two processes."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from conftest import write_recipe
 from mlstrategy.evaluation.scoring import evaluate_splits
 from mlstrategy.models import ConvNet
 from mlstrategy.runs.lightning_cli import build_run
-from test_ddp import DDP, DIGITS, ENV, EXE, SOFTMAX, _folders
+from test_ddp import DDP, DIGITS, ENV, EXE, SOFTMAX, _folders, launch
 
 MAX_EPOCHS, PATIENCE = 8, 1
 BASE = {  # the study's _base.yaml: every run stops early and restores its best weights
@@ -177,17 +176,9 @@ def _assert_close(ddp: Any, alone: Any, where: str = "") -> None:
 @pytest.mark.slow
 def test_ddp_study_of_transfer_and_multitask_runs_stopping_early(in_tmp):
     study = _study(in_tmp)
-    done = subprocess.run(
-        [str(EXE), "run", str(study), *DDP],
-        cwd=in_tmp,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = launch([str(EXE), "run", str(study), *DDP], in_tmp)
     # Before the fix, rank 1 compared the runs before rank 0 had written the last one's
     # metrics.json, and failed (rank 0 still exited 0): both processes' stderr is here.
-    assert done.returncode == 0, done.stderr[-3000:]
     assert "error:" not in done.stderr, done.stderr[-3000:]
     assert done.stdout.count("run folder:") == 2  # one report per run, from rank 0
     assert done.stdout.count("winner:") == 1  # one comparison
@@ -225,15 +216,7 @@ def test_ddp_lr_find_writes_one_folder_and_prints_once(in_tmp):
     recipe = in_tmp / "sweep.yaml"
     trainer = {k: v for k, v in BASE["trainer"].items() if k != "callbacks"}
     recipe.write_text(yaml.safe_dump({**MULTITASK, "trainer": trainer}, sort_keys=False))
-    done = subprocess.run(
-        [str(EXE), "lr-find", str(recipe), "--num-training=15", *DDP],
-        cwd=in_tmp,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = launch([str(EXE), "lr-find", str(recipe), "--num-training=15", *DDP], in_tmp)
     # Before the fix, rank 1 wrote its own copy into logs/lr-find/sweep/pending-run-folder/
     # and printed the suggestion a second time.
     (run_dir,) = _folders(in_tmp, "lr-find/sweep")
@@ -250,15 +233,7 @@ def test_ddp_lr_find_writes_one_folder_and_prints_once(in_tmp):
 def test_ddp_learning_curve_writes_one_folder_and_prints_once(in_tmp):
     recipe = write_recipe(in_tmp / "curve.yaml", SOFTMAX, DIGITS, {"max_epochs": 2})
     env, writes = _watching_writes(in_tmp)
-    done = subprocess.run(
-        [str(EXE), "learning-curve", str(recipe), "--sizes=0.5,1", *DDP],
-        cwd=in_tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = launch([str(EXE), "learning-curve", str(recipe), "--sizes=0.5,1", *DDP], in_tmp, env)
     # Before the fix, rank 1 reserved a second timestamped folder, wrote its own plot, JSON and
     # events there, and printed every point and the table a second time.
     (root,) = _folders(in_tmp, "curve-learning-curve")
@@ -291,15 +266,7 @@ def test_ddp_suspects_of_a_ddp_run_print_once_and_write_one_ranking(in_tmp, tiny
     config["trainer"].update(strategy="ddp", devices=2, accelerator="cpu")  # as a DDP run saves
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     env, writes = _watching_writes(in_tmp)
-    done = subprocess.run(
-        [str(EXE), "suspects", str(run_dir), "--folds=2"],
-        cwd=in_tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = launch([str(EXE), "suspects", str(run_dir), "--folds=2"], in_tmp, env)
     assert _written(writes, 1, in_tmp) == []  # the second process wrote nothing
     assert any("suspect_labels" in p for p in _written(writes, 0, run_dir))
     assert done.stdout.count("fold 1/2: fitted on") == 1
@@ -358,15 +325,7 @@ def test_ddp_every_rank_ends_with_the_same_weights_early_stopping_and_gradual(in
     ]
     script = in_tmp / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(in_tmp), *fits],
-        cwd=in_tmp,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = launch([sys.executable, str(script), str(in_tmp), *fits], in_tmp)
     source = _backbone(torch.load(in_tmp / "source.ckpt", weights_only=True)["state_dict"])
 
     stopped = [_load(in_tmp / f"fit0_rank{r}.pt") for r in (0, 1)]
