@@ -96,8 +96,8 @@ def one_process(trainer: dict[str, Any], searched: Sequence[str] = ()) -> tuple[
         searched: The recipe keys the search samples.
 
     Raises:
-        ValueError: the recipe, its overrides, its search or the launch (torchrun, SLURM)
-            ask for several processes.
+        ValueError: the recipe, its overrides, its search or the launch (``WORLD_SIZE`` above
+            1, as torchrun sets it) ask for several processes.
     """
     placed = [k for k in searched if k.removeprefix("trainer.") in PLACEMENT]
     if placed:
