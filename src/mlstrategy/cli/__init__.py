@@ -207,31 +207,29 @@ def _report(err: Exception) -> int:
     if os.environ.get(_DEBUG_ENV, "0") not in ("", "0"):
         raise err
     if _is_user_error(err):
-        err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(user_message(err), markup=False, highlight=False, soft_wrap=True)
+        _say(err_console, "error:", user_message(err))
         return 2
     if isinstance(err, RuntimeError):
         from mlstrategy.callbacks.guards import NonFiniteError
 
         if not isinstance(err, NonFiniteError):
             raise err
-        err_console.print("[bold red]training stopped:[/] ", end="")
-        err_console.print(str(err), markup=False, highlight=False, soft_wrap=True)
+        _say(err_console, "training stopped:", str(err))
         return 1
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
         fix = _DISK_FIXES.get(err.errno or 0)
         if fix is None:
             raise err
         where = f" {err.filename}" if err.filename else ""
-        err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(
-            f"cannot use{where}: {err.strerror}. {fix}.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(err_console, "error:", f"cannot use{where}: {err.strerror}. {fix}.")
         return 1
     raise err
+
+
+def _say(console: Console, label: str, text: str) -> None:
+    """``label`` in bold red, then ``text`` as written (a path or message may hold "[...]")."""
+    console.print(f"[bold red]{label}[/] ", end="")
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_user_error(err: Exception) -> bool:

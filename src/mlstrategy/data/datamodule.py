@@ -207,7 +207,7 @@ class ArrayDataModule(L.LightningDataModule):
         kwargs = self._batch_kwargs(train, split)
         return InMemoryBatches(*self._on_device[split], **kwargs)
 
-    def _batch_kwargs(self, train: bool, split: str = "train") -> dict[str, Any]:
+    def _batch_kwargs(self, train: bool, split: str) -> dict[str, Any]:
         """:class:`InMemoryBatches`' settings for training or evaluation batches on this
         process; moves the splits to the device first if :meth:`setup` has not run."""
         if not hasattr(self, "_on_device"):
