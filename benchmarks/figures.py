@@ -13,6 +13,7 @@ and the commit the figures were measured on, per section and for the whole file.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import json
 import os
@@ -222,6 +223,89 @@ def mnist1d(scratch: Path) -> dict[str, Any]:
     return out
 
 
+def suspects(scratch: Path) -> dict[str, Any]:
+    """`mlstrategy suspects` on the clean softmax_digits run: what confident learning marks."""
+    _mlstrategy(scratch, "run", str(REPO / "recipes/softmax_digits.yaml"))
+    began = time.perf_counter()
+    _mlstrategy(scratch, "suspects", "logs/softmax_digits")
+    seconds = time.perf_counter() - began
+    run_dir = _runs(scratch, "softmax_digits")["softmax_digits"]
+    with (run_dir / "suspect_labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def example(split: str, index: int) -> dict[str, Any]:
+        """Where the README's two examples (looked at in suspect_labels.png) rank."""
+        row = next(r for r in rows if r["split"] == split and r["index"] == str(index))
+        keep = ("rank", "given", "suggested", "p_given", "confident_issue")
+        return {k: row[k] for k in keep}
+
+    return {
+        "seconds": round(seconds, 1),
+        "ranked": len(rows),
+        "marked": sum(r["confident_issue"] == "True" for r in rows),
+        "examples": {"train 959": example("train", 959), "train 80": example("train", 80)},
+    }
+
+
+IRIS_COLUMNS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+def predict(scratch: Path) -> dict[str, Any]:
+    """`mlstrategy predict` on new rows, from a run on a user's iris CSV with string labels."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    names = iris.target_names
+    with (scratch / "iris.csv").open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow([*IRIS_COLUMNS, "species"])
+        out.writerows([*x, names[y]] for x, y in zip(iris.data.tolist(), iris.target, strict=True))
+    rows = (0, 60, 120, 149)
+    with (scratch / "new.csv").open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", *IRIS_COLUMNS])
+        out.writerows([f"flower{i}", *iris.data[i].tolist()] for i in rows)
+    (scratch / "iris.yaml").write_text(IRIS_RECIPE)
+    _mlstrategy(scratch, "run", "iris.yaml")
+    run_dir = _runs(scratch, "iris")["iris"]
+    shown = subprocess.run(
+        [str(MLSTRATEGY), "predict", "logs/iris", "new.csv"],
+        cwd=scratch,
+        env={**ENV, "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    written = run_dir / "predictions_new.csv"
+    return {
+        "recipe": IRIS_RECIPE,
+        "test_accuracy": _split_scores(run_dir)["test"]["accuracy"],
+        "epochs": _json(run_dir / "metrics.json")["epochs"],
+        "printed": shown.stdout.rstrip(),
+        "csv_path": str(written.relative_to(scratch)),
+        "csv": written.read_text().rstrip(),
+        "true": [str(names[iris.target[i]]) for i in rows],
+    }
+
+
+IRIS_RECIPE = """\
+# scikit-learn's iris as a user's CSV: four feature columns and a string label column.
+seed_everything: 0
+model:
+  class_path: mlstrategy.models.SoftmaxRegression
+  init_args: {optimizer: adam, learning_rate: 0.05}
+data:
+  class_path: mlstrategy.data.ArrayDataModule
+  init_args:
+    source:
+      class_path: mlstrategy.data.ArrayFile
+      init_args: {path: iris.csv, target: species}
+    batch_size: 32
+trainer:
+  max_epochs: 30
+"""
+
+
 def _benchmark(script: str, *args: str) -> Section:
     def measure(scratch: Path) -> dict[str, Any]:
         path = scratch / f"{script}.json"
@@ -242,6 +326,8 @@ SECTIONS: dict[str, Section] = {
     "lessons": lessons,
     "mismatch": mismatch,
     "mnist1d": mnist1d,
+    "suspects": suspects,
+    "predict": predict,
     "loop_overhead": _benchmark("loop_overhead", "--repeats", "12"),
     "time_to_accuracy": _benchmark("time_to_accuracy"),
     "batching": _benchmark("batching"),

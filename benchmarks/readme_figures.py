@@ -479,6 +479,39 @@ def scaling(figures: Figures) -> str:
     )
 
 
+def suspects(figures: Figures) -> str:
+    """What `mlstrategy suspects` marks on the clean digits run, and where the two examples
+    looked at in its picture rank."""
+    s = _section(figures, "suspects")
+    seven, one = s["examples"]["train 959"], s["examples"]["train 80"]
+    if (seven["given"], one["given"]) != ("9", "8"):  # the labels the prose describes
+        raise ValueError(f"digits' train #959 / #80 are labelled {seven['given']} / {one['given']}")
+    return (
+        f"On the clean `recipes/softmax_digits.yaml` run, `mlstrategy suspects "
+        f"logs/softmax_digits` took {s['seconds']:.0f} s; confident learning marks "
+        f"{s['marked']} of {s['ranked']:,} labels. I looked at `suspect_labels.png`: a grid of "
+        "the 24 most suspect 8x8 digits, each titled with its split, index, the given label, "
+        "the model's class and p(given). Many are badly drawn digits that could be either "
+        f"class, but some read as what the model says: train #959, labelled 9, looks like a 7 "
+        f"(rank {seven['rank']}, p(given) = {float(seven['p_given']):.4f}, the model says "
+        f"{seven['suggested']}); train #80, labelled 8, is a thin vertical stroke like a 1 "
+        f"(rank {one['rank']}, the model says {one['suggested']}).\n"
+    )
+
+
+def predict(figures: Figures) -> str:
+    """`mlstrategy predict` on four new iris rows: what it prints and the CSV it writes."""
+    p = _section(figures, "predict")
+    return (
+        "Measured (2-core CPU, seed 0): softmax regression trained on scikit-learn's iris "
+        "written as a user's CSV with string labels (`ArrayFile(path: iris.csv, target: "
+        f"species)`, {p['epochs']} epochs, test accuracy {p['test_accuracy']:.3f}), then rows "
+        f"0, 60, 120 and 149 (true classes {', '.join(p['true'])}) without their labels:\n\n"
+        f"```\n$ mlstrategy predict logs/iris new.csv\n{p['printed']}\n"
+        f"$ cat {p['csv_path']}\n{p['csv']}\n```\n"
+    )
+
+
 TEMPLATES: dict[str, Callable[[Figures], str]] = {
     f.__name__: f
     for f in (
@@ -492,6 +525,8 @@ TEMPLATES: dict[str, Callable[[Figures], str]] = {
         lessons,
         mismatch,
         mnist1d,
+        suspects,
+        predict,
         performance,
         loop_overhead,
         floor,
