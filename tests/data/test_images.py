@@ -139,6 +139,29 @@ def test_workers_decode_the_same_batches_and_pin_memory_on_cuda(folder):
     assert dm.train_dataloader().pin_memory and dm.train_dataloader().persistent_workers
 
 
+def test_more_workers_than_cpus_are_capped_once_with_a_notice(folder, caplog):
+    import logging
+    import warnings
+
+    from mlstrategy.data.images import usable_cpus
+
+    cpus = usable_cpus()
+    dm = ImageFolderDataModule(str(folder), image_size=8, resize_size=12, num_workers=cpus + 6)
+    with caplog.at_level(logging.INFO), warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "suggested max number of worker" warning
+        loaders = [dm.train_dataloader(), dm.eval_dataloader("dev"), dm.eval_dataloader("dev")]
+        batches = [x for x, _ in loaders[1]]
+    assert [loader.num_workers for loader in loaders] == [cpus] * 3
+    notices = [r.getMessage() for r in caplog.records if "CPUs this process" in r.getMessage()]
+    assert notices == [
+        f"num_workers={cpus + 6} is more than the {cpus} CPUs this process may use: the image "
+        f"loaders use {cpus} workers (set data.init_args.num_workers to {cpus} or fewer to match)."
+    ]
+    in_main = ImageFolderDataModule(str(folder), image_size=8, resize_size=12, num_workers=0)
+    expected = [x for x, _ in in_main.eval_dataloader("dev")]
+    assert all(torch.equal(a, b) for a, b in zip(batches, expected, strict=True))
+
+
 def test_input_normalizer_holds_per_channel_statistics_of_train_images(folder):
     dm = ImageFolderDataModule(str(folder), image_size=8, resize_size=12, num_workers=0)
     norm = dm.input_normalizer()

@@ -57,6 +57,16 @@ class ImageFiles(Dataset):
         return self.transform(read_image(self.files[i])), self.labels[i]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class ImageFolderDataModule(L.LightningDataModule):
     """Images in one sub-folder per class, decoded and augmented by DataLoader workers.
 
@@ -302,7 +312,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         loader = DataLoader(
             Subset(dataset, [int(i) for i in rows]),
             batch_size=self.eval_batch_size,
-            num_workers=self.num_workers if len(rows) > self.eval_batch_size else 0,
+            num_workers=self.workers if len(rows) > self.eval_batch_size else 0,
         )
         return torch.cat([x for x, _ in loader])
 
@@ -400,6 +410,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
+    @property
+    def workers(self) -> int:
+        """The loaders' worker processes: ``num_workers``, at most one per CPU this process
+        may run on (a recipe written for a large GPU host then does not oversubscribe a
+        laptop; torch warns beyond that count). Said once when it caps."""
+        usable = usable_cpus()
+        if self.num_workers <= usable:
+            return self.num_workers
+        if not getattr(self, "_capped_said", False):
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(
+                f"num_workers={self.num_workers} is more than the {usable} CPUs this process "
+                f"may use: the image loaders use {usable} workers (set data.init_args."
+                f"num_workers to {usable} or fewer to match)."
+            )
+            self._capped_said = True
+        return usable
+
     def _loader(self, files: list[Path], labels: list[int], train: bool, keep: bool) -> DataLoader:
         dataset = ImageFiles(
             files, labels, self.train_transform() if train else self.eval_transform()
@@ -408,9 +437,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
             pin_memory=self._on_cuda(),
-            persistent_workers=keep and self.num_workers > 0,
+            persistent_workers=keep and self.workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 

@@ -252,9 +252,9 @@ class MismatchImageFolderDataModule(ImageFolderDataModule):
             self.synthesized_images(split, train),
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
             pin_memory=self._on_cuda(),
-            persistent_workers=keep and self.num_workers > 0,
+            persistent_workers=keep and self.workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 
