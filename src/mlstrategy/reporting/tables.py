@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Group
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from mlstrategy.evaluation.diagnosis import GAP_TITLES, Diagnosis
@@ -152,20 +154,24 @@ def compare_table(
     for c in selection.constraints:
         if c.metric not in shown:
             shown.append(c.metric)
+    chosen_by = len(shown)  # the optimizing and satisficing metrics: never dropped
     present = {k for cand in selection.candidates for k in cand.values}
     shown += [c for c in columns if c not in shown and c in present]
     arrow = "max" if selection.goal == "max" else "min"
     table = _FoldingTable(title=plain_title(title), title_justify="left")
     rows = [[_shown_value(cand.values.get(m)) for m in shown] for cand in selection.candidates]
     # Numbers are never cut (each column at least as wide as its widest value); on a narrow
-    # terminal the headers take two lines and names and the status fold, so the status (and
-    # the winner) stays in view at 80 columns.
+    # terminal the headers take two lines and names and the status fold, and the further
+    # columns that still do not fit are left out, so the status (and the winner) stays in
+    # view at 80 columns.
     table.add_column("run", overflow="fold", min_width=8)
     for i, name in enumerate(shown):
         header = f"{name} {arrow}" if i == 0 else name
         widest = max((len(row[i]) for row in rows), default=1)
         table.add_column(header, justify="right", overflow="fold", min_width=max(widest, 4))
     table.add_column("status", overflow="fold", min_width=len("winner"))
+    # The further columns go last first: params, then the recipe's columns from its last.
+    table.droppable = [table.columns[1 + i] for i in reversed(range(chosen_by, len(shown)))]
     for cand, values in zip(selection.candidates, rows, strict=True):
         if cand.name == selection.winner:
             status, style = "winner", "bold green"
@@ -194,14 +200,45 @@ def _two_lines(header: str) -> str:
 
 
 class _FoldingTable(Table):
-    """A table whose headers take two lines when it would not fit on one line each."""
+    """A table that fits the terminal: its headers take two lines when it would not fit on
+    one line each, and when even its narrowest layout (every column at its ``min_width``) is
+    too wide, the ``droppable`` columns are left out in that order, and a line below the
+    table names them.
+
+    Rendering works on a copy, so the same table prints whole on a wider console.
+    """
+
+    droppable: Sequence[Column] = ()  # compare_table sets the further metric columns
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
-        if self.__rich_measure__(console, options).maximum > options.max_width:
-            for column in self.columns:
+        width = options.max_width
+        kept = list(self.columns)
+        dropped = []
+        for column in self.droppable:
+            if _narrowest(kept) <= width:
+                break
+            kept.remove(column)
+            dropped.append(column)
+        table = copy.copy(self)
+        table.columns = [dataclasses.replace(c, _index=i) for i, c in enumerate(kept)]
+        if table.__rich_measure__(console, options).maximum > width:
+            for column in table.columns:
                 if isinstance(column.header, str):
                     column.header = _two_lines(column.header)
-        yield from super().__rich_console__(console, options)
+        yield from Table.__rich_console__(table, console, options)
+        if dropped:
+            names = ", ".join(str(c.header) for c in reversed(dropped))
+            yield Text(
+                f"not shown at {width} columns: {names} (a wider terminal shows them)",
+                style="dim",
+            )
+
+
+def _narrowest(columns: Sequence[Column]) -> int:
+    """The width of a table of ``columns`` at their ``min_width``: rich folds a column no
+    narrower, and crops the table's right side when the terminal is narrower still."""
+    padding = 2  # one space each side of a cell
+    return len(columns) + 1 + sum((c.min_width or 1) + padding for c in columns)  # + borders
 
 
 def _shown_value(value: float | None) -> str:
