@@ -66,7 +66,7 @@ def test_the_study_folder_holds_storage_trial_runs_report_figures_and_best_recip
         "study.db",
         "study.json",
         "report.md",
-        "best.yaml",
+        "small_best.yaml",
         "test.json",
         "optimization_history.png",
         "params_vs_dev.png",
@@ -209,12 +209,24 @@ def test_refine_narrows_around_the_best_trials_records_its_parent_and_reports_bo
     assert len(child.parents) >= 3 and child.records[0].stage == 2
     report = (child.study_dir / "report.md").read_text()
     assert "refines" in report and "| 2:trial 0 |" in report
+    assert child.best_recipe == child.study_dir / "small-refine_best.yaml"
 
 
 @pytest.mark.slow
-def test_best_yaml_reproduces_the_chosen_trials_dev_scores(study, in_tmp):
+def test_each_studys_best_recipe_is_named_by_its_study(study):
+    _, _, first = study
+    assert first.best_recipe == first.study_dir / "small_best.yaml"
+    assert not (first.study_dir / "best.yaml").exists()
+    header = first.best_recipe.read_text().splitlines()[:3]
+    assert any(f"mlstrategy run {first.best_recipe} trains it again" in h for h in header)
+
+
+@pytest.mark.slow
+def test_the_best_recipe_reproduces_the_chosen_trials_dev_scores(study, in_tmp):
     root, _, result = study
     rerun = run_recipe([root / result.best_recipe])
+    # `mlstrategy run` names the folder by the file: each study's reruns apart from another's.
+    assert rerun.run_dir.parent.name == "small_best"
     chosen = load_metrics(root / result.best.run_dir)["splits"]["dev"]
     assert rerun.splits["dev"]["error"] == chosen["error"]
     assert rerun.splits["dev"]["loss"] == pytest.approx(chosen["loss"], rel=1e-6)

@@ -25,9 +25,10 @@ Each trial is an ordinary run folder in logs/tune/<study>/trial_NNN/; its object
 recipe's evaluation.optimize on dev, its evaluation.satisfy constraints decide feasibility,
 and the median pruner stops trials whose dev cost per epoch is worse than the median of
 earlier trials. The study folder holds the Optuna storage (study.db), study.json, report.md
-with its figures, best.yaml (the chosen trial as a complete recipe: `mlstrategy run` it) and
-hparams/ (tensorboard --logdir <study>/hparams: one HParams row per trial). Test is scored
-for the chosen trial alone and never used to choose.
+with its figures, <study>_best.yaml (the chosen trial as a complete recipe: `mlstrategy run`
+it, and its runs go to logs/<study>_best/) and hparams/ (tensorboard --logdir <study>/hparams:
+one HParams row per trial). Test is scored for the chosen trial alone and never used to
+choose.
 
 --trials is the study's budget in all: run the same command again after a kill, or on other
 machines with one --storage and --study, and it continues until N trials have run.

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from mlstrategy.io import write_text_atomic
 from mlstrategy.reporting.markdown import md_table, num
 from mlstrategy.reporting.plots import save_figure
-from mlstrategy.run_folder import REPORT_FILE, TUNE_BEST_RECIPE, TUNE_HPARAMS_DIR, TUNE_TEST_FILE
+from mlstrategy.run_folder import REPORT_FILE, TUNE_HPARAMS_DIR, TUNE_TEST_FILE
 
 HISTORY_FIGURE = "optimization_history.png"
 PARAMS_FIGURE = "params_vs_dev.png"
@@ -169,7 +169,7 @@ def _chosen(result: Any, rules: Any) -> list[str]:
         return ["No trial completed and met every constraint, so none is chosen."]
     lines = [
         f"**{best.name}**: `{rules.optimize}` = {num(best.value)} on dev. "
-        f"`mlstrategy run {result.study_dir / TUNE_BEST_RECIPE}` trains it again.",
+        f"`mlstrategy run {result.best_recipe}` trains it again.",
         "",
     ]
     lines += md_table(["recipe key", "value"], [[f"`{k}`", v] for k, v in best.values.items()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from mlstrategy.reporting.curves import write_study_curves
 from mlstrategy.reporting.mismatch import write_mismatch_study
 from mlstrategy.run_folder import LOGS_DIR
 from mlstrategy.runs.compare import Comparison, compare_runs, recorded_rules
+from mlstrategy.runs.errors import user_message
+from mlstrategy.runs.lightning_cli import parse_recipe, quiet_lightning
 from mlstrategy.runs.run import RunResult, run_recipe
 
 
@@ -51,7 +54,11 @@ def run_study(
 
     Returns:
         The runs and their comparison.
+
+    Raises:
+        ValueError: some recipe (with the overrides) does not parse; nothing is trained then.
     """
+    _check_recipes(folder, recipes, overrides)
     # A study's runs share one folder, so `compare logs/<study>` and TensorBoard see just them.
     study_logs = logs_dir / folder.resolve().name
     results = []
@@ -78,6 +85,28 @@ def run_study(
     if curves and console is not None:
         console.print(f"training curves: {curves['report']}", markup=False)
     return StudyResult(study_logs, results, comparison)
+
+
+def _check_recipes(
+    folder: Path, recipes: Sequence[Sequence[Path]], overrides: Sequence[str]
+) -> None:
+    """Parse every recipe of the study before the first fit: a typo in the last recipe fails
+    the study before any training, as it fails a single recipe, instead of after the others
+    trained."""
+    bad = []
+    for configs in recipes:
+        try:
+            with quiet_lightning():
+                parse_recipe(configs, overrides)
+        except (ValueError, argparse.ArgumentError) as err:
+            bad.append(f"{configs[-1]}: {user_message(err)}")
+    if bad:
+        listed = "\n".join(f"  - {b}" for b in bad)
+        raise ValueError(
+            f"The study {folder} has {len(bad)} recipe(s) that do not parse, so nothing was "
+            f"trained:\n{listed}\nFix each one (or move it out of the folder), then run the "
+            "study again."
+        )
 
 
 def _after_rank_zero_wrote() -> bool:

@@ -33,7 +33,6 @@ from mlstrategy.io import write_json_atomic
 from mlstrategy.run_folder import (
     CONFIG_FILE,
     LOGS_DIR,
-    TUNE_BEST_RECIPE,
     TUNE_DIR,
     TUNE_STUDY_FILE,
 )
@@ -67,6 +66,7 @@ from mlstrategy.runs.tune_test import chosen_test_scores, withhold_test
 from mlstrategy.runs.tune_trials import (
     SURPLUS_ATTR,
     TrialRecord,
+    best_recipe_path,
     check_rules,
     choose,
     dev_scores,
@@ -95,7 +95,8 @@ class TuneResult:
             test_note).
         test_note: Why there are no test scores (its run folder is on another machine, the
             data has no test split).
-        best_recipe: ``best.yaml``, or None without a chosen trial.
+        best_recipe: ``<study>_best.yaml`` (:func:`~mlstrategy.runs.tune_trials.best_recipe_path`),
+            or None without a chosen trial.
         report: ``report.md``.
     """
 
@@ -460,14 +461,14 @@ def _finish(setup: StudySetup, study_dir: Path, rules: Rules, goal: str) -> Tune
 def _write_best(setup: StudySetup, study_dir: Path, best: TrialRecord, rules: Rules) -> Path:
     study = optuna.load_study(study_name=setup.name, storage=open_storage(setup.storage))
     config = study.trials[best.number].user_attrs["config"]
+    path = best_recipe_path(study_dir)
     header = (
         f"The chosen trial of the study {setup.name!r} ({best.name}, {rules.optimize}="
         f"{best.value:.6g} on dev), from {study_dir}.\n"
         f"Values chosen: {json.dumps(best.values)}\n"
-        f"mlstrategy run {study_dir / TUNE_BEST_RECIPE} trains it again (same seed, same "
-        "dev scores on the CPU)."
+        f"mlstrategy run {path} trains it again (same seed, same dev scores on the CPU)."
     )
-    return write_best_recipe(study_dir / TUNE_BEST_RECIPE, config, header)
+    return write_best_recipe(path, config, header)
 
 
 def _parent_records(setup: StudySetup) -> list[TrialRecord]:

@@ -1,4 +1,5 @@
-"""A tune's trials as the toolkit reads them: records, the choice on dev, best.yaml, HParams.
+"""A tune's trials as the toolkit reads them: records, the choice on dev, the best recipe,
+HParams.
 
 Each trial records on the Optuna study (user attributes, so workers on other machines see them)
 its recipe values, its dev and train scores (never test), whether it meets the recipe's
@@ -20,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlstrategy.evaluation.selection import Selection, flatten_metrics, parse_constraint, select
 from mlstrategy.io import write_text_atomic
-from mlstrategy.run_folder import TUNE_HPARAMS_DIR
+from mlstrategy.run_folder import TUNE_BEST_RECIPE, TUNE_HPARAMS_DIR
 from mlstrategy.runs.compare import Rules
 from mlstrategy.runs.tune_pruning import PRUNED_AT_ATTR
 from mlstrategy.runs.tune_storage import INTERRUPTED_ATTR
@@ -171,9 +172,24 @@ def choose(records: Sequence[TrialRecord], rules: Rules, goal: str) -> Selection
     return select(done, rules.optimize, list(rules.satisfy), goal=goal)  # type: ignore[arg-type]
 
 
+def best_recipe_path(study_dir: Path) -> Path:
+    """Where a study writes its best recipe: ``<study>_best.yaml`` in the study folder.
+
+    ``mlstrategy run`` names a run folder by the recipe file's name, so the study's name in
+    it gives each study's best recipe its own folder of runs (``logs/mlp_best/``) instead of
+    one ``logs/best/`` that every study's chosen trial would share.
+
+    Example:
+        >>> best_recipe_path(Path("logs/tune/mlp-refine")).as_posix()
+        'logs/tune/mlp-refine/mlp-refine_best.yaml'
+    """
+    return study_dir / f"{study_dir.name}_{TUNE_BEST_RECIPE}"
+
+
 def best_recipe(config_text: str, header: str) -> str:
-    """``best.yaml``: the chosen trial's resolved config, a complete recipe that ``mlstrategy
-    run`` reproduces, without the ``search:`` section or the tune's pruning callback."""
+    """The best recipe (:func:`best_recipe_path`): the chosen trial's resolved config, a
+    complete recipe that ``mlstrategy run`` reproduces, without the ``search:`` section or the
+    tune's pruning callback."""
     config = yaml.safe_load(config_text) or {}
     config.pop("search", None)
     trainer = config.get("trainer") or {}
