@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from conftest import write_recipe
 from mlstrategy.cli import main
 from mlstrategy.data import ArrayDataModule, Digits
+from mlstrategy.run_folder import find_run
 from mlstrategy.runs.error_sheet import tag_report, write_error_sheet
 from mlstrategy.runs.run import run_recipe
 
@@ -180,3 +181,56 @@ def test_writing_the_sheet_again_keeps_the_tags_filled_in(digits_run, capsys):
     assert "would erase them" in err and "Copy or rename" in err and "Traceback" not in err
     assert path.read_text() == before
     path.unlink()
+
+
+def test_a_sheet_of_another_run_of_the_recipe_is_refused_naming_both_runs(digits_run, capsys):
+    # The README's form `errors logs/<recipe> --tags logs/<recipe>/<run>/errors.csv`, once the
+    # recipe has a newer run (1 epoch: it errs on other examples): the folder names the newer
+    # run, the sheet is the older one's.
+    root = digits_run.parents[2]
+    quiet = Console(file=io.StringIO())
+    newer = run_recipe(
+        [root / "digits.yaml"], ["--trainer.max_epochs=1"], console=quiet, logs_dir=root / "logs"
+    ).run_dir
+    assert find_run(digits_run.parent) == newer != digits_run
+    path = write_error_sheet(digits_run).path
+    rows = _rows(path)
+    for r in rows:
+        r["tags"] = "blurry"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    newer_errors = {(r["index"], r["true"], r["predicted"]) for r in write_error_sheet(newer).rows}
+    newer_errors = {tuple(map(str, e)) for e in newer_errors}
+    wrong = [r for r in rows if (r["index"], r["true"], r["predicted"]) not in newer_errors]
+    assert wrong  # the two runs err on different examples
+    report = (newer / "report.md").read_text()
+    events = sorted(newer.glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    assert main(["errors", str(digits_run.parent), "--tags", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"is not a sheet of the run {newer}" in err.replace(" ", " ")
+    assert f"{len(wrong)} of its {len(rows)} tagged rows" in err
+    assert f"dev index {wrong[0]['index']}:" in err
+    assert f"It is the sheet of the run {digits_run}" in err
+    assert f"mlstrategy errors {digits_run} --tags {path}" in err
+    assert "Traceback" not in err and "Nothing was written" in err
+    assert (newer / "report.md").read_text() == report  # nothing written
+    assert sorted(newer.glob("events.out.tfevents.*")) == events
+    with pytest.raises(ValueError, match="is not a sheet of the run"):
+        tag_report(newer, path)
+    # The sheet with its own run, and the newer run's own sheet tagged, are read.
+    assert main(["errors", str(digits_run), "--tags", str(path)]) == 0
+    assert "| blurry |" in (digits_run / "report.md").read_text()
+    own = newer / "errors.csv"
+    own_rows = _rows(own)
+    own_rows[0]["tags"] = "blurry"
+    with own.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(own_rows[0]))
+        writer.writeheader()
+        writer.writerows(own_rows)
+    (table,) = tag_report(digits_run.parent, own)
+    assert table.examined == 1
+    path.unlink()
+    own.unlink()

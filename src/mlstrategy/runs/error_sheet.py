@@ -39,7 +39,9 @@ from mlstrategy.run_folder import (
     ERRORS_FILE,
     REPORT_FILE,
     find_run,
+    is_finished,
     load_metrics,
+    shown,
 )
 from mlstrategy.runs.trained_run import (
     LoadedRun,
@@ -90,23 +92,12 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
             "is a regression, whose errors are residuals: see residuals.png and "
             "predicted_vs_true.png in its report, or `mlstrategy predict` for every residual."
         )
-    datamodule = run_datamodule(run)
-    splits = run.metrics["splits"]
-    if "dev" not in splits:
-        raise ValueError(f"The run {run.run_dir} has no dev split to analyse.")
-    n_dev = int(splits["dev"]["n"])
-    analysis = analyze_errors(run.model, datamodule, splits, k=n_dev)
+    datamodule, analysis, n_dev = _dev_analysis(run)
     per_task = analysis.get("tasks")
-    found = per_task if per_task is not None else {"": analysis}
     inputs = input_identities(datamodule, "dev")
-    rows: list[dict[str, Any]] = []
-    for task, result in found.items():
-        for w in result.get("highest_loss") or []:
-            if w["true"] == w["predicted"]:
-                continue
-            row = {**({"task": task} if task else {}), **w}
-            row["input"] = w.get("file") or inputs[w["index"]]
-            rows.append(row)
+    rows = [r for r in _dev_rows(analysis) if r["true"] != r["predicted"]]
+    for row in rows:
+        row["input"] = row.get("file") or inputs[row["index"]]
     rows.sort(key=lambda r: -r["loss"])  # stable: a multi-task sheet mixes its tasks by loss
     columns = (["task"] if per_task is not None else []) + SHEET_COLUMNS
     path = run.run_dir / ERRORS_FILE
@@ -118,6 +109,27 @@ def write_error_sheet(run_path: str | Path, top: int = FIGURE_EXAMPLES) -> Error
     write_text_atomic(path, buffer.getvalue())
     figure = _draw(run, datamodule, analysis, rows[:top])
     return ErrorSheet(path, figure, rows, n_dev, kept)
+
+
+def _dev_analysis(run: LoadedRun) -> tuple[Any, dict[str, Any], int]:
+    """The run's data module, its analysis of every dev example, and the dev size."""
+    datamodule = run_datamodule(run)
+    splits = run.metrics["splits"]
+    if "dev" not in splits:
+        raise ValueError(f"The run {run.run_dir} has no dev split to analyse.")
+    n_dev = int(splits["dev"]["n"])
+    return datamodule, analyze_errors(run.model, datamodule, splits, k=n_dev), n_dev
+
+
+def _dev_rows(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per dev example (per task for a multi-task run): index, true, predicted, ..."""
+    per_task = analysis.get("tasks")
+    found = per_task if per_task is not None else {"": analysis}
+    return [
+        {**({"task": task} if task else {}), **w}
+        for task, result in found.items()
+        for w in result.get("highest_loss") or []
+    ]
 
 
 def _draw(
@@ -227,9 +239,68 @@ def tag_report(run_path: str | Path, sheet: str | Path) -> list[TagTable]:
             )
         cm = np.asarray(scores["confusion_matrix"])
         tables.append(tag_table(tags, int(cm.sum() - np.trace(cm)), int(cm.sum()), task))
+    _check_sheet_of_run(path, table, run_dir)
     writer = SummaryWriter(log_dir=str(run_dir))
     try:
         write_tag_report(run_dir / REPORT_FILE, tables, writer)
     finally:
         writer.close()
     return tables
+
+
+def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
+    """Refuse a sheet whose tagged rows are not this run's dev errors.
+
+    A recipe's folder names its latest run, which may be a newer run than the one whose sheet
+    was tagged: that run errs on other examples, so the tags would count the wrong errors.
+    Each tagged row's dev index, true and predicted class must be one of this run's errors.
+    """
+    header = table.header
+    tagged = [
+        dict(zip(header, r, strict=True)) for r in table.rows if parse_tags(r[header.index("tags")])
+    ]
+    fix = (
+        f"Give the {ERRORS_FILE} that `mlstrategy errors {run_dir}` wrote, with its tags "
+        "column filled in."
+    )
+    table.require(["index", "true", "predicted"], fix)
+    errors = {}
+    for r in _dev_rows(_dev_analysis(load_run(run_dir))[1]):
+        errors[(str(r.get("task", "")), str(r["index"]))] = (str(r["true"]), str(r["predicted"]))
+    wrong: list[str] = []
+    for r in tagged:
+        task, index = r.get("task", "").strip(), r["index"].strip()
+        given = (r["true"].strip(), r["predicted"].strip())
+        found = errors.get((task, index))
+        if found == given and given[0] != given[1]:
+            continue
+        where = f"task {task} " if task else ""
+        if found is None:
+            wrong.append(f"{where}dev index {index}: this run has no such dev example")
+        elif found[0] == found[1]:
+            wrong.append(
+                f"{where}dev index {index}: the sheet says {given[1]} for {given[0]}, this run "
+                f"classifies it correctly"
+            )
+        else:
+            wrong.append(
+                f"{where}dev index {index}: the sheet says true {given[0]}, predicted "
+                f"{given[1]}; this run: true {found[0]}, predicted {found[1]}"
+            )
+    if not wrong:
+        return
+    sheet_run = path.resolve().parent
+    if is_finished(sheet_run) and sheet_run != run_dir.resolve():
+        origin = f"It is the sheet of the run {shown(sheet_run)}, the folder it is in."
+        other = f"`mlstrategy errors {shown(sheet_run)} --tags {path}`"
+    else:
+        origin = "It was written for another run (or the run was trained again)."
+        other = f"`mlstrategy errors RUN_DIR --tags {path}` with the run it was written for"
+    raise ValueError(
+        f"{path} is not a sheet of the run {shown(run_dir)}: {len(wrong)} of its "
+        f"{len(tagged)} tagged rows are not that run's dev errors (e.g. "
+        f"{'; '.join(wrong[:3])}). {origin} Tag the sheet of the run you analyse "
+        f"(`mlstrategy errors {shown(run_dir)}` writes it to "
+        f"{shown(run_dir / ERRORS_FILE)}), or give the sheet's own run: {other}. Nothing was "
+        "written."
+    )
