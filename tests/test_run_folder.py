@@ -104,16 +104,32 @@ def test_a_failed_run_is_marked_and_never_looks_finished(tmp_path):
         find_run(run)
 
 
-def test_latest_run_is_the_newest_folder_finished_or_not(tmp_path):
+def test_latest_run_is_the_newest_created_not_the_newest_written_to(tmp_path, fake_run):
     import os
 
     from mlstrategy.run_folder import latest_run
 
     assert latest_run(tmp_path, "r") is None
-    for i, name in enumerate(("b", "a")):  # newest by time, not by name
-        (tmp_path / "r" / name).mkdir(parents=True)
+    # As new_run_version names them: a timestamp, then -1, -2, ... within the same second.
+    names = ["20250101-120000", "20250101-120000-2", "20250101-120000-10"]
+    for name in names:
+        fake_run(tmp_path / "r" / name, ERRORS)
+    (tmp_path / "r" / "20250101-120000-10" / "metrics.json").unlink()  # unfinished counts
+    for i, name in enumerate(reversed(names)):  # the oldest was written to last
         os.utime(tmp_path / "r" / name, (1000 + i, 1000 + i))
-    assert latest_run(tmp_path, "r") == tmp_path / "r" / "a"
+    assert latest_run(tmp_path, "r") == tmp_path / "r" / "20250101-120000-10"
+    # find_run (the latest *finished* run) uses the same order.
+    assert find_run(tmp_path / "r") == tmp_path / "r" / "20250101-120000-2"
+    fake_run(tmp_path / "r" / "20250101-120000-10", ERRORS)
+    assert find_run(tmp_path / "r") == tmp_path / "r" / "20250101-120000-10"
+    assert find_runs([tmp_path / "r"]) == [tmp_path / "r" / "20250101-120000-10"]
+
+
+def test_new_versions_in_one_second_keep_their_creation_order_past_ten(tmp_path):
+    from mlstrategy.run_folder import new_run_version, recipe_runs
+
+    versions = [new_run_version(tmp_path, "r") for _ in range(12)]
+    assert [p.name for p in recipe_runs(tmp_path, "r")] == versions
 
 
 def test_run_checkpoint_finds_best_then_last_in_a_run_or_its_recipe_folder(tmp_path, fake_run):

@@ -16,6 +16,7 @@ It imports only the standard library and PyYAML, so the read-only verbs (``diagn
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -125,12 +126,40 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / METRICS_FILE).is_file()
 
 
+def run_order(run_dir: Path) -> tuple[str | int, ...]:
+    """The sort key that puts the run folders of one recipe in the order they were created.
+
+    A run folder is named by :func:`new_run_version` when it is created, never after, so its
+    name is its age: ``20250101-120000``, then ``20250101-120000-1``, ``-2``, ... ``-10`` for
+    more in the same second. Numbers in the name compare as numbers (``-10`` after ``-2``).
+    Modification times are no guide: `mlstrategy errors`, `predict` and `suspects` write into
+    a finished run long after newer runs started.
+
+    Example:
+        >>> names = ["20250101-120000-10", "20250101-120000-2", "20250101-120000", "20241231-0"]
+        >>> sorted(names, key=lambda n: run_order(Path(n)))
+        ['20241231-0', '20250101-120000', '20250101-120000-2', '20250101-120000-10']
+    """
+    # Text and runs of digits alternate (text first, maybe empty), so the key's items compare
+    # text with text and number with number.
+    parts = re.split(r"(\d+)", run_dir.name)
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+def recipe_runs(logs_dir: Path, recipe: str) -> list[Path]:
+    """The run folders of ``recipe`` under ``logs_dir`` (finished or not), oldest first."""
+    folder = logs_dir / recipe
+    runs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return sorted(runs, key=run_order)
+
+
 def latest_run(logs_dir: Path, recipe: str) -> Path | None:
-    """The newest run folder of ``recipe`` under ``logs_dir`` (finished or not), or None."""
-    candidates = sorted(
-        (p for p in (logs_dir / recipe).glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime
-    )
-    return candidates[-1] if candidates else None
+    """The newest run folder of ``recipe`` under ``logs_dir`` (finished or not), or None.
+
+    Newest by creation (:func:`run_order`), the order :func:`find_run` uses too.
+    """
+    runs = recipe_runs(logs_dir, recipe)
+    return runs[-1] if runs else None
 
 
 def run_checkpoint(path: str | Path) -> Path:
@@ -181,6 +210,16 @@ def _why_unfinished(folder: Path) -> str:
     return "it is not a run folder (or the run is still going); run folders are under logs/"
 
 
+def _newest_last(run_dir: Path) -> tuple[Any, ...]:
+    """Runs anywhere under one folder (several recipes of a study): by creation, then path."""
+    return (run_order(run_dir), str(run_dir))
+
+
+def _by_folder(run_dir: Path) -> tuple[Any, ...]:
+    """Runs grouped by their recipe folder, oldest first within each."""
+    return (run_dir.parent.parts, run_order(run_dir))
+
+
 def find_run(path: str | Path) -> Path:
     """The finished run folder ``path`` names: itself, or the latest finished run under it.
 
@@ -206,7 +245,7 @@ def find_run(path: str | Path) -> Path:
         )
     if is_finished(folder):
         return folder
-    runs = sorted((p.parent for p in folder.rglob(METRICS_FILE)), key=lambda p: (p.name, str(p)))
+    runs = sorted((p.parent for p in folder.rglob(METRICS_FILE)), key=_newest_last)
     if runs:
         return runs[-1]
     raise ValueError(f"{str(folder)!r} has no {METRICS_FILE}: {_why_unfinished(folder)}.")
@@ -238,7 +277,7 @@ def find_runs(paths: Iterable[str | Path], all_runs: bool = False) -> list[Path]
         if is_finished(folder):
             found.append(folder)
             continue
-        runs = sorted(p.parent for p in folder.rglob(METRICS_FILE))
+        runs = sorted((p.parent for p in folder.rglob(METRICS_FILE)), key=_by_folder)
         if not runs:
             raise ValueError(
                 f"{str(folder)!r} holds no finished run (no {METRICS_FILE} under it): "

@@ -213,6 +213,50 @@ def test_the_verb_dispatches_on_a_path_and_bad_input_exits_2(iris_run, tmp_path,
     assert main(["predict", str(iris_run), str(tmp_path / "absent.csv")]) == 2
 
 
+def test_output_an_existing_folder_gets_the_default_name_in_it(iris_run, tmp_path, capsys):
+    new = _write_csv(tmp_path / "one.csv", COLUMNS, [load_iris().data[100].tolist()])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["predict", str(iris_run), str(new), "--output", str(folder)]) == 0
+    written = folder / "predictions_one.csv"
+    assert f"1 predictions written to {written}" in capsys.readouterr().out.replace("\n", "")
+    assert _read(written) == _read(predict_run(iris_run, str(new)).path)  # the run folder's
+    assert _read(written)[0]["predicted"] == "virginica"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("nodir/p.csv", "the folder '{tmp}/nodir' does not exist. Give a CSV file in an "
+         "existing folder (`mkdir -p {tmp}/nodir` creates it), or an existing folder, which "
+         "gets predictions_one.csv."),
+        ("nodir/", "the folder '{tmp}/nodir' does not exist."),
+        ("one.csv/p.csv", "the folder '{tmp}/one.csv' is a file, not a folder."),
+    ],
+)  # fmt: skip
+def test_output_in_a_folder_that_is_not_there_exits_2_and_writes_nothing(
+    iris_run, tmp_path, capsys, output, message
+):
+    new = _write_csv(tmp_path / "one.csv", COLUMNS, [load_iris().data[0].tolist()])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["predict", str(iris_run), str(new), "--output", f"{tmp_path}/{output}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output '{tmp_path}/{output}': ")
+    assert message.format(tmp=tmp_path) in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_misspelt_input_names_the_input_not_a_recipe_key(iris_run, tmp_path, capsys):
+    _write_csv(tmp_path / "new.csv", COLUMNS, [load_iris().data[0].tolist()])
+    assert main(["predict", str(iris_run), str(tmp_path / "nwe.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: INPUT '{tmp_path}/nwe.csv' does not exist (did you mean '{tmp_path}/new.csv'?)."
+    )
+    assert "data.init_args" not in err
+
+
 def test_a_multitask_run_gets_one_column_group_per_task(tmp_path):
     from mlstrategy.runs.error_sheet import write_error_sheet
 

@@ -29,7 +29,8 @@ training data. INPUT is one of:
 The CSV has: id, predicted (the class name), p_<class> for every class, and, with labels,
 true and correct. A multi-task run gets one such group per task (columns <task>_predicted,
 <task>_p_<class>, ...). It goes to the run folder (predictions.csv for the test split,
-predictions_<INPUT name>.csv for INPUT) unless --output says where.
+predictions_<INPUT name>.csv for INPUT) unless --output names a file, or a folder for
+that name.
 
 `mlstrategy predict --config RECIPE --ckpt_path CHECKPOINT` is LightningCLI's predict verb
 (options first), unchanged.
@@ -56,7 +57,12 @@ def main(argv: list[str], console: Console) -> int:
     parser.add_argument(
         "input", metavar="INPUT", nargs="?", help="a .csv, an .npz or an image folder"
     )
-    parser.add_argument("--output", metavar="FILE", help="where the CSV goes")
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="where the CSV goes: a file in an existing folder, or an existing folder (the CSV "
+        "gets its default name there)",
+    )
     args = parser.parse_args(argv)
     result = predict_run(args.run_dir, args.input, args.output)
     # Plain text: an input's name or a class may hold "[...]".

@@ -66,6 +66,12 @@ def read_inputs(run: LoadedRun, given: str | None) -> Inputs:
     path = Path(given).expanduser()
     if path.is_dir():
         return _image_folder(run, path)
+    if not path.exists():
+        raise ValueError(
+            f"INPUT {given!r} does not exist{_did_you_mean(path)}. Give the .csv, .npz or image "
+            "folder to predict on (a relative path is taken from the directory you run "
+            "mlstrategy in), or no INPUT for the run's own test split."
+        )
     path = check_data_file(str(path), (".csv", ".npz"), "mlstrategy predict")
     if path.suffix.lower() == ".npz":
         x, labels, ids = _read_npz(run, path)
@@ -74,6 +80,16 @@ def read_inputs(run: LoadedRun, given: str | None) -> Inputs:
     y = _encode(run, labels, path) if labels else None
     tensor = torch.from_numpy(x)
     return Inputs([(tensor, y)], ids, y is not None)
+
+
+def _did_you_mean(path: Path) -> str:
+    """``" (did you mean 'new.csv'?)"`` for a misspelt name next to the file meant, else ``""``."""
+    import difflib
+
+    folder = path.parent
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1)
+    return f" (did you mean {str(folder / close[0])!r}?)" if close else ""
 
 
 def feature_columns(run: LoadedRun) -> tuple[list[str] | None, list[str]]:
@@ -345,10 +361,12 @@ def predict_run(
     Args:
         run_path: A run folder, or a recipe's folder (its latest finished run).
         given: A ``.csv``, an ``.npz`` or an image folder; None = the run's test split.
-        output: Where the CSV goes; default ``predictions.csv`` (test split) or
-            ``predictions_<input name>.csv`` in the run folder.
+        output: Where the CSV goes: a file, or an existing folder (the default name in it);
+            default ``predictions.csv`` (test split) or ``predictions_<input name>.csv`` in
+            the run folder.
     """
     run = load_run(run_path)
+    path = _output_path(run.run_dir, given, output)
     inputs = read_inputs(run, given)
     groups: dict[str, list[Any]] = {}
     truths: list[Any] = []
@@ -360,14 +378,33 @@ def predict_run(
     merged = {k: torch.cat(v) for k, v in groups.items()}
     labels = torch.cat(truths) if inputs.labelled and all(t is not None for t in truths) else None
     header, rows = _table(run, merged, labels, inputs.ids)
-    if output is not None:
-        path = Path(output).expanduser()
-    else:
-        stem = Path(PREDICTIONS_FILE)
-        name = stem.name if given is None else f"{stem.stem}_{Path(given).stem}{stem.suffix}"
-        path = run.run_dir / name
     write_predictions_csv(path, header, rows)
     return Predictions(path, header, rows)
+
+
+def _output_path(run_dir: Path, given: str | None, output: str | None) -> Path:
+    """Where the CSV goes: ``output`` (a file, or a folder that gets the default name), else
+    the default name in the run folder. Checked before predicting.
+
+    Raises:
+        ValueError: ``output`` names a file in a folder that does not exist (or is a file).
+    """
+    stem = Path(PREDICTIONS_FILE)
+    name = stem.name if given is None else f"{stem.stem}_{Path(given).stem}{stem.suffix}"
+    if output is None:
+        return run_dir / name
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return path / name
+    folder = path if output.endswith(("/", "\\")) else path.parent  # "out/": a folder
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        fix = "" if folder.exists() else f" (`mkdir -p {folder}` creates it)"
+        raise ValueError(
+            f"--output {output!r}: the folder {str(folder)!r} {what}. Give a CSV file in an "
+            f"existing folder{fix}, or an existing folder, which gets {name}."
+        )
+    return path
 
 
 def _table(

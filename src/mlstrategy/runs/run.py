@@ -40,6 +40,7 @@ from mlstrategy.run_folder import (
     clear_failed,
     is_finished,
     latest_run,
+    recipe_runs,
     shown,
 )
 from mlstrategy.runs.babysit import ResumedHyperparameters, current_config, resume_changes
@@ -91,11 +92,13 @@ class RunFinished(ValueError):
 
 
 def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Path:
-    """The run folder ``run --resume`` continues: the one given, or the recipe's newest.
+    """The run folder ``run --resume`` continues: the one given, or the recipe's newest (by
+    creation, :func:`~mlstrategy.run_folder.latest_run`).
 
     Raises:
         RunFinished: the run finished already.
-        ValueError: no run to resume, or one that stopped before its first checkpoint.
+        ValueError: no run to resume, a folder that does not exist, or one that stopped before
+            its first checkpoint.
     """
     if given == "latest":
         found = latest_run(logs_dir, recipe.stem)
@@ -107,6 +110,9 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
         run_dir = found
     else:
         run_dir = Path(given)
+    if not run_dir.is_dir():
+        what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
+        raise ValueError(f"--resume: {given!r} {what}. {_runs_to_resume(logs_dir, recipe)}")
     if is_finished(run_dir):
         raise RunFinished(run_dir)
     last = checkpoint_path(run_dir, LAST_CHECKPOINT)
@@ -117,6 +123,25 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
             "--resume."
         )
     return run_dir
+
+
+_LISTED_RUNS = 5
+
+
+def _runs_to_resume(logs_dir: Path, recipe: Path) -> str:
+    """The recipe's run folders that do exist, newest last, for a ``--resume`` that named none."""
+    runs = recipe_runs(logs_dir, recipe.stem)
+    folder = logs_dir / recipe.stem
+    if not runs:
+        return f"{recipe.stem!r} has no run folders under {folder}/: start it without --resume."
+    listed = ", ".join(str(run) for run in runs[-_LISTED_RUNS:])
+    more = (
+        f" ({len(runs) - _LISTED_RUNS} older ones: ls {folder})" if len(runs) > _LISTED_RUNS else ""
+    )
+    return (
+        f"The run folders of {recipe.stem!r}, newest last: {listed}{more}. --resume without a "
+        "folder continues the newest."
+    )
 
 
 def run_recipe(
