@@ -12,6 +12,7 @@ import shlex
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,8 +264,11 @@ def _fit_and_report(
     console: Console,
 ) -> RunResult:
     start = time.perf_counter()
-    # Checkpoints hold tensors and plain values only: never unpickle anything else.
-    trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
+    with warnings.catch_warnings():
+        if last is not None:  # a resumed run's checkpoints/ holds its checkpoints, as it should
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        # Checkpoints hold tensors and plain values only: never unpickle anything else.
+        trainer.fit(model, datamodule=datamodule, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - start
     run_dir = shown(run_dir_of(trainer))  # every rank's, now rank 0's (a collective)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
