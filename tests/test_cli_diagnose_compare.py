@@ -143,6 +143,14 @@ def test_diagnose_bad_input_is_one_paragraph_and_exit_2(in_tmp, fake_run, capsys
     assert "Traceback" not in captured.err + captured.out
 
 
+def test_diagnose_checks_human_error_before_printing_any_score(in_tmp, fake_run, capsys):
+    run = fake_run(in_tmp / "logs" / "r" / "1", ERRORS, settings={"human_error": 0.01})
+    assert main(["diagnose", str(run), "--human-error", "1.5"]) == 2
+    captured = capsys.readouterr()
+    assert "human_error=1.5 is not an error rate" in captured.err
+    assert captured.out == ""  # no score table ahead of the error
+
+
 # -------------------------------------------------------------------------------- compare
 def _study(root: Path, fake_run) -> Path:
     study = root / "logs" / "study"

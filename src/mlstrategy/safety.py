@@ -69,6 +69,17 @@ def allow_modules(names: Iterable[str]) -> None:
     _user_allowed = tuple(n for n in dict.fromkeys(names) if n)
 
 
+def may_import(path: str) -> bool:
+    """Whether a recipe may name ``path``: inside the allowed modules (or ``--allow-module``
+    ones), outside those whose callables run code. The error hints import only these.
+
+    Example:
+        >>> may_import("mlstrategy.models.DeepNet"), may_import("os.path"), may_import("torch.hub")
+        (True, False, False)
+    """
+    return _allowed(path)
+
+
 def _allowed(path: str, allow: Iterable[str] = ()) -> bool:
     if any(path == m or path.startswith(m + ".") for m in (*allow, *_user_allowed)):
         return True

@@ -195,8 +195,19 @@ def _dispatch(verb: str, tail: list[str], console: Console) -> int:
         # `predict RUN_DIR [INPUT]` is the toolkit's verb; `predict --config ...` Lightning's.
         return _verb_module("predict")(tail, console)
     if verb in _LIGHTNING_VERBS:
-        tail = [verb, *tail]
-    return _verb(verb)(tail, console)
+        return _verb(verb)([verb, *tail], console)
+    from mlstrategy.cli.options import verb_flags
+    from mlstrategy.runs.errors import ConfigError
+
+    try:
+        return _verb(verb)(tail, console)
+    except ConfigError as err:
+        # The verb passed the options it does not know on to LightningCLI: a misspelt option
+        # of the verb's own (--trails) is matched against the verb's options too.
+        flags = verb_flags()
+        if not flags:
+            raise
+        raise ValueError(err.for_verb(verb, flags)) from None
 
 
 def _report(err: Exception) -> int:

@@ -56,10 +56,13 @@ def main(argv: list[str], console: Console) -> int:
         else recorded.get("human_levels") or recorded.get("human_error")
     )
     splits = metrics["splits"]
+    # Diagnosed before anything is printed: a bad --human-error (1.5 for a classifier) is
+    # one error line, not a score table and then an error.
+    tasks = diagnose_tasks(splits, human_error) if is_multitask_run(splits) else None
+    diagnosis = diagnose_run(splits, human_error, recorded.get("error_metric"))
     console.print(summary_table(metrics, title=f"{metrics.get('recipe', run_dir)}  ({run_dir})"))
-    if is_multitask_run(splits):
-        console.print(task_renderable(splits, diagnose_tasks(splits, human_error)))
-    diagnosis = diagnose_run(splits, human_error, load_settings(run_dir).get("error_metric"))
+    if tasks is not None:
+        console.print(task_renderable(splits, tasks))
     if isinstance(diagnosis, str):
         console.print(f"diagnosis skipped: {diagnosis}.", markup=False)
     else:

@@ -6,6 +6,8 @@ import argparse
 
 from rich.console import Console
 
+from mlstrategy.cli.options import parse_known
+
 GRAD_CHECK_HELP = """\
 Check the recipe's backpropagation numerically, as in course 2, week 1 (gradient checking).
 
@@ -54,7 +56,7 @@ def main(argv: list[str], console: Console) -> int:
         help="check a seeded sample of at most N coordinates per layer (default: all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
-    args, overrides = parser.parse_known_args(argv)
+    args, overrides = parse_known(parser, argv)
     path = one_recipe(args.recipe, "grad-check", "recipes/quickstart.yaml")
     result = grad_check(path, overrides, args.batch, args.epsilon, args.max_coords, args.seed)
     table = Table(

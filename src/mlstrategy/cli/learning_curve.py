@@ -6,6 +6,8 @@ import argparse
 
 from rich.console import Console
 
+from mlstrategy.cli.options import parse_known
+
 LEARNING_CURVE_HELP = """\
 Train the recipe on growing fractions of its train split and plot training and dev error
 against the number of training examples m (Machine Learning Yearning, ch. 28-32).
@@ -45,7 +47,7 @@ def main(argv: list[str], console: Console) -> int:
         default="0.1,0.25,0.5,1.0",
         help="fractions of the train split, comma-separated (default 0.1,0.25,0.5,1.0)",
     )
-    args, overrides = parser.parse_known_args(argv)
+    args, overrides = parse_known(parser, argv)
     path = one_recipe(args.recipe, "learning-curve", "recipes/strategy/flower_wide_net.yaml")
 
     def show(point: CurvePoint) -> None:

@@ -7,6 +7,8 @@ import math
 
 from rich.console import Console
 
+from mlstrategy.cli.options import parse_known
+
 LR_FIND_HELP = """\
 Sweep the learning rate over a few hundred training steps and suggest one for the recipe.
 
@@ -43,7 +45,7 @@ def main(argv: list[str], console: Console) -> int:
         "--num-training", type=int, default=100, help="steps in the sweep (default 100)"
     )
     parser.add_argument("--mode", choices=("exponential", "linear"), default="exponential")
-    args, overrides = parser.parse_known_args(argv)
+    args, overrides = parse_known(parser, argv)
     path = one_recipe(args.recipe, "lr-find", "recipes/mnist1d/mlp.yaml")
     found = lr_find(path, overrides, args.min_lr, args.max_lr, args.num_training, args.mode)
     suggestion = found.suggestion

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mlstrategy.cli.options import parse_known
+
 RUN_HELP = """\
 Fit a recipe, test its best checkpoint, score every split, and write one run folder.
 
@@ -89,7 +91,7 @@ def main(argv: list[str], console: Console) -> int:
         "the course's levels, typical=0.03,expert=0.01,team=0.005 (the lowest is the proxy); "
         "the same as --evaluation.human_error=FRACTION (default: the recipe's)",
     )
-    args, overrides = parser.parse_known_args(argv)
+    args, overrides = parse_known(parser, argv)
     if args.human_error is not None:
         from mlstrategy.evaluation.human_level import override_value, parse_human_error_option
 

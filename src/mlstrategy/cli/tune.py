@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from mlstrategy.cli.options import parse_known
+
 TUNE_HELP = """\
 Search a recipe's hyperparameters as the course teaches: at random (not on a grid), on a log
 scale for the learning rate and for 1 - beta, coarse to fine, choosing on the dev set only.
@@ -76,7 +78,7 @@ def main(argv: list[str], console: Console) -> int:
         help="the random sampler's seed (0); TPE is left unseeded, so workers "
         "sharing a study do not all start from the same points",
     )
-    args, overrides = parser.parse_known_args(argv)
+    args, overrides = parse_known(parser, argv)
     result = _run(args, overrides, console)
     best = result.best
     saved = result.epochs_saved

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
+import pkgutil
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,20 +77,69 @@ _UNRECOGNIZED = re.compile(r"unrecognized arguments: (\S+)")
 _GOT = re.compile(r"Expected an? (.+?)\. Got value: (.*)$")
 _EXPECTED = re.compile(r"Expected an? (.+)$")
 _GIVEN = re.compile(r"^\s*Given value: (.*)$", re.M)
+# A class_path that does not import: "module 'a.b' has no attribute 'C'", "No module named 'a'";
+# a bare class name that names no known subclass; the type a key's classes must subclass.
+_NO_CLASS = re.compile(r"module '[\w.]+' has no attribute '\w+'|No module named '[\w.]+'")
+_SHORT = re.compile(r"Expected a dot import path string: (\S+)$")
+_SUBTYPE = re.compile(r"Subtypes: \[<class '([\w.]+)'>")
+_NOT_RECIPE = "Unexpected config:"
+_RECIPE = (
+    "a recipe is a YAML mapping with model:, data: and trainer: sections, as the files in "
+    "recipes/ are (e.g. `mlstrategy run recipes/quickstart.yaml`)"
+)
+_DATA_FILES = (".csv", ".npz", ".tsv", ".txt")
+_TOOLKIT_PACKAGES = ("mlstrategy.models", "mlstrategy.data")
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def config_error(text: str, args: Sequence[str], options: Sequence[str]) -> str | None:
+class ConfigError(ValueError):
+    """jsonargparse's error about the command line or a recipe, in plain words.
+
+    It keeps what its message was made from, so the verb that passed the unknown options on to
+    LightningCLI can name its own options in the hint (:meth:`for_verb`).
+
+    Args:
+        message: The plain message (:func:`config_error`'s).
+        text: jsonargparse's message.
+        argv: The command line LightningCLI parsed.
+        options: Every dotted key the parser knows.
+    """
+
+    def __init__(
+        self, message: str, text: str, argv: Sequence[str], options: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.text = text
+        self.argv = list(argv)
+        self.options = list(options)
+
+    def for_verb(self, verb: str, flags: Sequence[str]) -> str:
+        """The message again, with ``verb``'s own ``flags`` (``--trials``) among the names an
+        unknown option is matched against."""
+        message = config_error(self.text, self.argv, self.options, verb=verb, verb_flags=flags)
+        return message or str(self)
+
+
+def config_error(
+    text: str,
+    args: Sequence[str],
+    options: Sequence[str],
+    verb: str | None = None,
+    verb_flags: Sequence[str] = (),
+) -> str | None:
     """One paragraph for jsonargparse's error about a recipe key, or None if it is another.
 
     An unknown key names itself, where it was (an override or a recipe file), the closest
-    valid names and the command that lists every option; a bad value is one line: the key,
-    the value and the type expected.
+    valid names and the command that lists every option; an unknown class names the closest
+    class that exists; a bad value is one line: the key, the value and the type expected.
 
     Args:
         text: jsonargparse's message.
         args: The command line LightningCLI parsed (``--config=FILE`` and the overrides).
         options: Every dotted key the parser knows (``trainer.max_epochs``, ...).
+        verb: The toolkit verb (``run``, ``tune``) that passed unknown options on to
+            LightningCLI, if any.
+        verb_flags: That verb's own options (``--human-error``, ``--trials``).
 
     Example:
         >>> text = "Group 'trainer' does not accept option 'max_epoch'"
@@ -99,10 +150,18 @@ def config_error(text: str, args: Sequence[str], options: Sequence[str]) -> str 
         >>> text = 'Parser key "trainer.max_epochs":\\n  - Expected a <class \\'int\\'>\\n'
         >>> print(config_error(text + "  Given value: many", [], []))
         trainer.max_epochs=many: expected int (in the recipe)
+        >>> print(config_error("unrecognized arguments: --trails=3", [], ["trainer.max_epochs"],
+        ...                    "tune", ["--trials", "--refine"]))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Unknown option `--trails=3`: did you mean `--trials`? Every option of `mlstrategy
+        tune`: `mlstrategy tune --help`
     """
+    if text.startswith(_NOT_RECIPE):
+        return _not_a_recipe(args)
     chain_keys: list[str] = []
     classes: list[str] = []
     unknown: str | None = None
+    missing: str | None = None  # a class_path that names no class
     got: tuple[str, str] | None = None
     for line in text.splitlines():
         line = line.strip().removeprefix("- ")
@@ -110,6 +169,12 @@ def config_error(text: str, args: Sequence[str], options: Sequence[str]) -> str 
             chain_keys.append(match.group(1))
         elif match := _CLASS.match(line):
             classes.append(match.group(1))
+        elif _NO_CLASS.match(line) and classes:
+            missing = classes.pop()
+            break
+        elif match := _SHORT.match(line):
+            missing = match.group(1)
+            break
         elif match := _OPTION.match(line):
             unknown = match.group(1)
             break
@@ -117,13 +182,16 @@ def config_error(text: str, args: Sequence[str], options: Sequence[str]) -> str 
             chain_keys, unknown = [match.group(1)], match.group(2)
             break
         elif match := _UNRECOGNIZED.match(line):
-            return _unknown(match.group(1).lstrip("-").split("=", 1)[0], [], args, options)
+            return _unrecognized(match.group(1), args, options, verb, verb_flags)
         elif match := _GOT.match(line):
             got = match.group(1), match.group(2)
             break
     if not chain_keys and unknown is None:
         return None
     key = _dotted(chain_keys, classes)
+    if missing is not None:
+        base = _SUBTYPE.search(text) if not classes else None
+        return _unknown_class(missing, key, args, base.group(1) if base else None)
     if unknown is not None:
         if not chain_keys or chain_keys[0] in ("fit", "validate", "test", "predict"):
             key = unknown  # a top-level key (of the parser or of a subcommand's)
@@ -137,6 +205,181 @@ def config_error(text: str, args: Sequence[str], options: Sequence[str]) -> str 
             return None
         got = " or ".join(expected), given.group(1)
     return f"{key}={got[1]}: expected {_type_words(got[0])} ({_where(key, args)})"
+
+
+def _not_a_recipe(args: Sequence[str]) -> str:
+    """The file given as a recipe that is not a YAML mapping (a CSV, a text file)."""
+    configs = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    bad = next((c for c in reversed(configs) if not _is_mapping(Path(c))), None)
+    if bad is None:
+        return f"A --config value is not a recipe: {_RECIPE}."
+    message = f"{bad} is not a recipe: {_RECIPE}."
+    if Path(bad).suffix.lower() in _DATA_FILES:
+        source = (
+            f"{{class_path: mlstrategy.data.ArrayFile, init_args: {{path: {bad}, target: ...}}}}"
+        )
+        help_ = (
+            "mlstrategy fit --data mlstrategy.data.ArrayDataModule "
+            "--data.init_args.source.help mlstrategy.data.ArrayFile"
+        )
+        message += (
+            f" To train on {bad}, name it as the data source in a recipe, "
+            f"data.init_args.source: {source} (its options: `{help_}`)."
+        )
+    return message
+
+
+def _is_mapping(path: Path) -> bool:
+    try:
+        return isinstance(yaml.safe_load(path.read_text(errors="replace")), dict)
+    except (OSError, yaml.YAMLError):
+        return False
+
+
+def _unrecognized(
+    token: str,
+    args: Sequence[str],
+    options: Sequence[str],
+    verb: str | None,
+    verb_flags: Sequence[str],
+) -> str:
+    """An argument no parser took: an override without ``--``, a misspelt option of the verb,
+    or an unknown recipe key."""
+    key = token.lstrip("-").split("=", 1)[0]
+    if not token.startswith("-"):
+        if "=" in token or any(o == key or o.startswith(f"{key}.") for o in options):
+            return f"`{token}` was given without `--`: overrides are written `--{token}`."
+        return (
+            f"Unexpected argument `{token}`: give one recipe, then overrides written "
+            "--section.key=value (e.g. --trainer.max_epochs=5)."
+        )
+    if "." not in key and verb is not None:
+        names = [f.lstrip("-") for f in verb_flags if f.startswith("--")]
+        close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+        if close:
+            guess = _either([f"--{n}" for n in close])
+            listing = f"mlstrategy {verb} --help"
+            return (
+                f"Unknown option `{token}`: did you mean {guess}? Every option of "
+                f"`mlstrategy {verb}`: `{listing}`"
+            )
+    return _unknown(key, [], args, options)
+
+
+def _either(names: Sequence[str]) -> str:
+    """The names in backticks, as a sentence lists them.
+
+    Example:
+        >>> _either(["a"]), _either(["a", "b", "c"])
+        ('`a`', '`a`, `b` or `c`')
+    """
+    return " or ".join(", ".join(f"`{n}`" for n in names).rsplit(", ", 1))
+
+
+def _unknown_class(class_path: str, key: str, args: Sequence[str], base_path: str | None) -> str:
+    """A class_path that names no class: the closest that exists, and where it was given."""
+    where = _class_where(class_path, args)
+    guesses = _close_classes(class_path, base_path)
+    if guesses:
+        hint = f"did you mean `{guesses[0]}`?"  # the closest: the others differ more
+    else:
+        module = class_path.rpartition(".")[0] or "mlstrategy.models or mlstrategy.data"
+        hint = f"no class of that name in {module}."
+    return f"Unknown class `{class_path}` for {key} ({where}): {hint}"
+
+
+def _close_classes(class_path: str, base_path: str | None) -> list[str]:
+    """Existing class paths spelled like ``class_path`` (a subclass of ``base_path`` when it
+    is known): each module of the path that does not import is matched against its package's
+    modules, the class against its module's classes; a bare name, against the toolkit's
+    subclasses of ``base_path``."""
+    base = _import(base_path) if base_path else None
+    base = base if isinstance(base, type) else object
+    if "." not in class_path:
+        for package in _TOOLKIT_PACKAGES:
+            _import(package)  # loads the toolkit's classes, so that they are subclasses
+        by_name = {cls.__name__: _public_path(cls) for cls in _subclasses(base)}
+        return [by_name[n] for n in difflib.get_close_matches(class_path, list(by_name))]
+    head, *rest = class_path.split(".")
+    root = _import(head)
+    return _close_paths(root, head, rest, base) if root is not None else []
+
+
+def _close_paths(node: Any, prefix: str, rest: list[str], base: type) -> list[str]:
+    """The paths under ``node`` (named ``prefix``) spelled like ``rest``, up to three."""
+    part, *tail = rest
+    if not tail:  # the class
+        classes = {n: v for n, v in vars(node).items() if _is_class(v) and issubclass(v, base)}
+        return [f"{prefix}.{n}" for n in difflib.get_close_matches(part, list(classes))]
+    child = _import(f"{prefix}.{part}")
+    if child is not None:
+        return _close_paths(child, f"{prefix}.{part}", tail, base)
+    found: list[str] = []
+    modules = [m.name for m in pkgutil.iter_modules(getattr(node, "__path__", []))]
+    for name in difflib.get_close_matches(part, modules):
+        module = _import(f"{prefix}.{name}")
+        if module is not None:
+            found += _close_paths(module, f"{prefix}.{name}", tail, base)
+    return found[:3]
+
+
+def _import(path: str) -> Any:
+    """The module ``path`` names, or the attribute of a module it names; None if neither, or
+    if a recipe may not name it (the hint imports nothing the recipe itself could not)."""
+    from mlstrategy.safety import may_import
+
+    if not may_import(path):
+        return None
+    module_name, _, name = path.rpartition(".")
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        pass
+    try:
+        return getattr(importlib.import_module(module_name), name) if module_name else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _is_class(value: Any) -> bool:
+    return inspect.isclass(value) and not value.__name__.startswith("_")
+
+
+def _subclasses(base: type) -> list[type]:
+    """Every loaded subclass of ``base``, below it at any depth, the toolkit's only."""
+    found: list[type] = []
+    todo: list[type] = list(base.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            todo += type.__subclasses__(cls)  # also for metaclasses (type itself)
+    return [c for c in found if c.__module__.split(".")[0] == "mlstrategy" and _is_class(c)]
+
+
+def _public_path(cls: type) -> str:
+    """``mlstrategy.models.SoftmaxRegression``, not ``mlstrategy.models.softmax.Soft...``:
+    the shortest module that exports ``cls``."""
+    parts = cls.__module__.split(".")
+    for i in range(1, len(parts) + 1):
+        module = _import(".".join(parts[:i]))
+        if getattr(module, cls.__name__, None) is cls:
+            return f"{'.'.join(parts[:i])}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def _class_where(class_path: str, args: Sequence[str]) -> str:
+    """``override --model.class_path=X``, ``in FILE`` or ``in the recipe``: where the class
+    path was given (an override, else the last recipe file that spells it)."""
+    for arg in reversed(args):
+        if arg.startswith("--") and arg.split("=", 1)[-1] == class_path:
+            return f"override {arg}"
+    configs = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for config in reversed(configs):
+        with contextlib.suppress(OSError):
+            if re.search(rf"\b{re.escape(class_path)}\b", Path(config).read_text()):
+                return f"in {config}"
+    return "in the recipe"
 
 
 def _entries(text: str) -> list[str]:
@@ -153,7 +396,12 @@ def _dotted(keys: list[str], classes: list[str]) -> str:
 
 
 def _type_words(expected: str) -> str:
-    """``<class 'int'> or <class 'NoneType'>`` -> ``int or null``; a Literal's choices."""
+    """``<class 'int'> or <class 'NoneType'>`` -> ``int or null``; a Literal's choices.
+
+    Example:
+        >>> _type_words("<class 'int'> or <class 'NoneType'> or <class 'NoneType'>")
+        'int or null'
+    """
     words = []
     for part in expected.split(" or "):
         literal = re.match(r"typing\.Literal\[(.*)\]$", part)
@@ -162,7 +410,8 @@ def _type_words(expected: str) -> str:
             continue
         name = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", part)
         words.append("null" if name == "NoneType" else name)
-    return " or ".join(words)
+    # An Optional class's union and the union inside it both allow null: say it once.
+    return " or ".join(dict.fromkeys(words))
 
 
 def _unknown(
@@ -175,6 +424,12 @@ def _unknown(
     class_path = classes[-1] if classes else None
     leaf = key.rsplit(".", 1)[-1]
     group = key.rsplit(".", 1)[0] if "." in key else ""
+    section = _unknown_section(key, options) if class_path is None else None
+    if section is not None:
+        name, hint = section
+        where = _where(key, args)
+        listing = "mlstrategy fit --help"
+        return f"Unknown section `{name}` in `{key}` ({where}): {hint} Every option: `{listing}`"
     if class_path is not None:
         names = _init_parameters(class_path)
         owner = class_path.rsplit(".", 1)[-1]
@@ -182,16 +437,41 @@ def _unknown(
     else:
         prefix = f"{group}." if group else ""
         names = [o[len(prefix) :] for o in options if o.startswith(prefix)]
-        names = [n for n in names if "." not in n]
+        names = list(dict.fromkeys(n for n in names if "." not in n))
         owner = group or "the recipe's top level"
         listing = (
             f"mlstrategy fit --help | grep -- --{group}." if group else "mlstrategy fit --help"
         )
     close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.6)
-    guess = " or ".join(", ".join(f"`{n}`" for n in close).rsplit(", ", 1))
-    suggestion = f"did you mean {guess}?" if close else f"{owner} has no `{leaf}`."
+    suggestion = f"did you mean {_either(close)}?" if close else f"{owner} has no `{leaf}`."
     where = _where(key, args)
     return f"Unknown key `{key}` ({where}): {suggestion} Every option of {owner}: `{listing}`"
+
+
+def _unknown_section(key: str, options: Sequence[str]) -> tuple[str, str] | None:
+    """The section on the way to ``key`` that the parser does not know, and the closest it
+    does; None when it knows them all (or a class's arguments start on the way, which the
+    parser does not list).
+
+    Example:
+        >>> _unknown_section("trainr.max_epochs", ["trainer.max_epochs", "model"])
+        ('trainr', 'did you mean `trainer`?')
+        >>> print(_unknown_section("trainer.max_epoch", ["trainer.max_epochs"]))
+        None
+    """
+    parts = key.split(".")
+    for i in range(len(parts) - 1):
+        path = ".".join(parts[: i + 1])
+        if path in options:
+            return None  # a class (model, data): its arguments are not the parser's options
+        if any(o.startswith(f"{path}.") for o in options):
+            continue
+        prefix = ".".join(parts[:i]) + "." if i else ""
+        names = [o[len(prefix) :].split(".", 1)[0] for o in options if o.startswith(prefix)]
+        close = difflib.get_close_matches(parts[i], list(dict.fromkeys(names)), n=3, cutoff=0.6)
+        owner = f"`{prefix[:-1]}`" if prefix else "a recipe"
+        return parts[i], f"did you mean {_either(close)}?" if close else f"{owner} has none."
+    return None
 
 
 def _class_help(chain_keys: Sequence[str], classes: Sequence[str]) -> str:

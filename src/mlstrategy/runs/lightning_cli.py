@@ -29,7 +29,7 @@ from mlstrategy.evaluation.scoring import SplitScorer
 from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import AtomicCheckpointIO
 from mlstrategy.run_folder import BEST_CHECKPOINT, CHECKPOINTS_DIR, LOGS_DIR, new_run_version
-from mlstrategy.runs.errors import config_error
+from mlstrategy.runs.errors import ConfigError, config_error
 from mlstrategy.runs.recipes import recipe_configs
 from mlstrategy.safety import (
     check_checkpoint_class,
@@ -38,7 +38,8 @@ from mlstrategy.safety import (
     restrict_jsonargparse_imports,
 )
 
-# ckpt_path values Lightning resolves itself (no file to read yet).
+# A bad key or value raises (one line from the CLI) instead of a usage dump.
+_STRICT = {"exit_on_error": False, "allow_abbrev": False}
 
 
 class _DropAdverts(logging.Filter):
@@ -118,13 +119,11 @@ class MLStrategyCLI(LightningCLI):
             # AdaptiveMaxPool2d's backward) warn and run anyway instead of stopping the run.
             trainer_defaults={"deterministic": "warn"},
             save_config_kwargs={"overwrite": True},
-            # A bad key or value raises (one line from the CLI) instead of a usage dump.
+            # No abbreviations: argparse would take --trainer.max_epoch (a typo) for
+            # --trainer.max_epochs, while model and data keys are matched in full.
             parser_kwargs={
-                "exit_on_error": False,
-                **{
-                    verb: {"exit_on_error": False}
-                    for verb in ("fit", "validate", "test", "predict")
-                },
+                **_STRICT,
+                **{verb: dict(_STRICT) for verb in ("fit", "validate", "test", "predict")},
             },
         )
 
@@ -191,10 +190,11 @@ class MLStrategyCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except argparse.ArgumentError as err:
-            message = config_error(str(err), list(args or ()), _option_names(parser))
+            text, argv, options = str(err), list(args or ()), _option_names(parser)
+            message = config_error(text, argv, options)
             if message is None:
                 raise
-            raise ValueError(message) from None
+            raise ConfigError(message, text, argv, options) from None
         subcommand = self.config.get("subcommand")
         if subcommand in ("test", "validate", "predict") and not self.config[subcommand].get(
             "ckpt_path"
