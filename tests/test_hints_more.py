@@ -158,12 +158,12 @@ def test_the_class_hint_imports_nothing_a_recipe_may_not_name(in_tmp, monkeypatc
     # recipe may name: the hint looks for close names in the second only.
     (in_tmp / "evil.py").write_text("open('imported', 'w').close()\nclass Net: ...\n")
     monkeypatch.syspath_prepend(str(in_tmp))
-    from mlstrategy.runs.errors import _close_classes
+    from mlstrategy.runs.class_hints import close_classes
 
-    assert _close_classes("evil.Nett", None) == []
-    assert _close_classes("os.pathx", None) == []
+    assert close_classes("evil.Nett", None) == []
+    assert close_classes("os.pathx", None) == []
     assert not (in_tmp / "imported").exists()
-    assert _close_classes("mlstrategy.modelz.DeepNt", None) == ["mlstrategy.models.DeepNet"]
+    assert close_classes("mlstrategy.modelz.DeepNt", None) == ["mlstrategy.models.DeepNet"]
     # Through the CLI, the misspelt local module is refused before anything imports it.
     err = _refused(capsys, "run", _recipe(in_tmp), "--model.class_path=evil.Nett")
     assert "evil.Nett" in err

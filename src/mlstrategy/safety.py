@@ -70,13 +70,7 @@ def allow_modules(names: Iterable[str]) -> None:
 
 
 def may_import(path: str) -> bool:
-    """Whether a recipe may name ``path``: inside the allowed modules (or ``--allow-module``
-    ones), outside those whose callables run code. The error hints import only these.
-
-    Example:
-        >>> may_import("mlstrategy.models.DeepNet"), may_import("os.path"), may_import("torch.hub")
-        (True, False, False)
-    """
+    """Whether a recipe may name ``path`` (the error hints import nothing else)."""
     return _allowed(path)
 
 

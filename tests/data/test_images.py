@@ -143,7 +143,7 @@ def test_more_workers_than_cpus_are_capped_once_with_a_notice(folder, caplog):
     import logging
     import warnings
 
-    from mlstrategy.data.images import usable_cpus
+    from mlstrategy.data.workers import usable_cpus
 
     cpus = usable_cpus()
     dm = ImageFolderDataModule(str(folder), image_size=8, resize_size=12, num_workers=cpus + 6)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mlstrategy.data.digit_images import DigitImages, write_image_folder
 from mlstrategy.data.normalization import Standardize
 from mlstrategy.data.splits import stratified_split
+from mlstrategy.data.workers import worker_count
 
 __all__ = ["DigitImages", "ImageFiles", "ImageFolderDataModule", "read_image", "write_image_folder"]
 
@@ -55,16 +56,6 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(read_image(self.files[i])), self.labels[i]
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -412,22 +403,8 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def workers(self) -> int:
-        """The loaders' worker processes: ``num_workers``, at most one per CPU this process
-        may run on (a recipe written for a large GPU host then does not oversubscribe a
-        laptop; torch warns beyond that count). Said once when it caps."""
-        usable = usable_cpus()
-        if self.num_workers <= usable:
-            return self.num_workers
-        if not getattr(self, "_capped_said", False):
-            from lightning.pytorch.utilities import rank_zero_info
-
-            rank_zero_info(
-                f"num_workers={self.num_workers} is more than the {usable} CPUs this process "
-                f"may use: the image loaders use {usable} workers (set data.init_args."
-                f"num_workers to {usable} or fewer to match)."
-            )
-            self._capped_said = True
-        return usable
+        """The loaders' worker processes: ``num_workers``, at most one per CPU."""
+        return worker_count(self.num_workers, self.__dict__.setdefault("_workers_said", set()))
 
     def _loader(self, files: list[Path], labels: list[int], train: bool, keep: bool) -> DataLoader:
         dataset = ImageFiles(
