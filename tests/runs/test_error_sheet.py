@@ -53,6 +53,14 @@ def sheet(digits_run):
     return write_error_sheet(digits_run)
 
 
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """The sheet again, with ``rows`` as edited (tags filled in, say)."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -104,10 +112,7 @@ def test_tags_give_the_ceiling_table_in_the_report_and_tensorboard(digits_run, s
             "blurry" if i % 2 == 0 else ("odd stroke;blurry" if i % 3 == 0 else "odd stroke")
         )
     tagged = tmp_path / "tagged.csv"
-    with tagged.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_rows(tagged, rows)
     errors, n_dev = len(rows), sheet.n_dev
     blurry = sum("blurry" in r["tags"] for r in rows)
     (table,) = tag_report(digits_run, tagged)
@@ -159,10 +164,7 @@ def test_writing_the_sheet_again_keeps_the_tags_filled_in(digits_run, capsys):
     write_error_sheet(digits_run)
     rows = _rows(path)
     rows[0]["tags"], rows[-1]["tags"] = "blurry", "odd stroke;blurry"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_rows(path, rows)
     again = write_error_sheet(digits_run)
     assert again.kept_tags == 2
     assert [r["tags"] for r in _rows(path)] == [r["tags"] for r in rows]
@@ -170,10 +172,7 @@ def test_writing_the_sheet_again_keeps_the_tags_filled_in(digits_run, capsys):
     assert [r["tags"] for r in _rows(path)] == [r["tags"] for r in rows]
     # A tagged row that is no longer this example (the data changed): refused, file kept.
     rows[0]["input"] = "Digits(flatten=False) row 99999"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_rows(path, rows)
     before = path.read_text()
     capsys.readouterr()
     assert main(["errors", str(digits_run)]) == 2
@@ -197,10 +196,7 @@ def test_a_sheet_of_another_run_of_the_recipe_is_refused_naming_both_runs(digits
     rows = _rows(path)
     for r in rows:
         r["tags"] = "blurry"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_rows(path, rows)
     newer_errors = {(r["index"], r["true"], r["predicted"]) for r in write_error_sheet(newer).rows}
     newer_errors = {tuple(map(str, e)) for e in newer_errors}
     wrong = [r for r in rows if (r["index"], r["true"], r["predicted"]) not in newer_errors]
@@ -226,10 +222,7 @@ def test_a_sheet_of_another_run_of_the_recipe_is_refused_naming_both_runs(digits
     own = newer / "errors.csv"
     own_rows = _rows(own)
     own_rows[0]["tags"] = "blurry"
-    with own.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(own_rows[0]))
-        writer.writeheader()
-        writer.writerows(own_rows)
+    _write_rows(own, own_rows)
     (table,) = tag_report(digits_run.parent, own)
     assert table.examined == 1
     path.unlink()
