@@ -484,8 +484,10 @@ def suspects(figures: Figures) -> str:
     looked at in its picture rank."""
     s = _section(figures, "suspects")
     seven, one = s["examples"]["train 959"], s["examples"]["train 80"]
-    if (seven["given"], one["given"]) != ("9", "8"):  # the labels the prose describes
-        raise ValueError(f"digits' train #959 / #80 are labelled {seven['given']} / {one['given']}")
+    # The prose describes what the picture shows: these labels, and the model reading them so.
+    seen = (seven["given"], seven["suggested"], one["given"], one["suggested"])
+    if seen != ("9", "7", "8", "1"):
+        raise ValueError(f"train #959 / #80 (given, model's class): {seen}; look at the picture")
     return (
         f"On the clean `recipes/softmax_digits.yaml` run, `mlstrategy suspects "
         f"logs/softmax_digits` took {s['seconds']:.0f} s; confident learning marks "

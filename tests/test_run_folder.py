@@ -125,10 +125,15 @@ def test_latest_run_is_the_newest_created_not_the_newest_written_to(tmp_path, fa
     assert find_runs([tmp_path / "r"]) == [tmp_path / "r" / "20250101-120000-10"]
 
 
-def test_new_versions_in_one_second_keep_their_creation_order_past_ten(tmp_path):
+def test_new_versions_in_one_second_keep_their_creation_order_past_ten(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from mlstrategy import run_folder
     from mlstrategy.run_folder import new_run_version, recipe_runs
 
+    monkeypatch.setattr(run_folder, "_now", lambda: datetime(2025, 1, 1, 12, 0, 0))  # one second
     versions = [new_run_version(tmp_path, "r") for _ in range(12)]
+    assert versions[-1] == "20250101-120000-11"
     assert [p.name for p in recipe_runs(tmp_path, "r")] == versions
 
 

@@ -66,10 +66,14 @@ def checkpoint_path(run_dir: Path, which: str = BEST_CHECKPOINT) -> Path:
     return run_dir / CHECKPOINTS_DIR / f"{which}.ckpt"
 
 
+def _now() -> datetime:
+    return datetime.now()
+
+
 def new_run_version(save_dir: Path, name: str) -> str:
     """A timestamped folder name under ``save_dir/name``, reserved with an exclusive mkdir so
     parallel runs never share one."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = _now().strftime("%Y%m%d-%H%M%S")
     base = save_dir / name
     base.mkdir(parents=True, exist_ok=True)
     for i in range(1000):
@@ -130,10 +134,12 @@ def run_order(run_dir: Path) -> tuple[str | int, ...]:
     """The sort key that puts the run folders of one recipe in the order they were created.
 
     A run folder is named by :func:`new_run_version` when it is created, never after, so its
-    name is its age: ``20250101-120000``, then ``20250101-120000-1``, ``-2``, ... ``-10`` for
-    more in the same second. Numbers in the name compare as numbers (``-10`` after ``-2``).
-    Modification times are no guide: `mlstrategy errors`, `predict` and `suspects` write into
-    a finished run long after newer runs started.
+    name is its age (on the machine's local clock: a clock set back, as at the end of summer
+    time, can name a newer run lower for that hour): ``20250101-120000``, then
+    ``20250101-120000-1``, ``-2``, ... ``-10`` for more in the same second. Numbers in the
+    name compare as numbers (``-10`` after ``-2``). Modification times are no guide:
+    `mlstrategy errors`, `predict` and `suspects` write into a finished run long after newer
+    runs started.
 
     Example:
         >>> names = ["20250101-120000-10", "20250101-120000-2", "20250101-120000", "20241231-0"]

@@ -42,7 +42,6 @@ CODE_RUNNING = (
     "torch.multiprocessing",
     "torch.distributed.rpc",
 )
-_HOW = "a recipe is a YAML mapping with model:, data: and trainer:"
 # Larger files that are not .yaml/.yml/.json are data (a CSV), not configs; jsonargparse's
 # own import policy (restrict_jsonargparse_imports) still guards them.
 _MAX_OTHER_FILE = 1 << 20

@@ -61,3 +61,18 @@ def test_resume_of_a_folder_that_does_not_exist_without_any_run(tiny_recipe, cap
     err = " ".join(capsys.readouterr().err.split())
     assert "'logs/tiny/nope' does not exist" in err
     assert "'tiny' has no run folders under logs/tiny/: start it without --resume" in err
+
+
+def test_resume_of_the_recipe_s_folder_continues_its_newest_run(tiny_recipe):
+    from mlstrategy.runs.run import resume_dir
+
+    runs = tiny_recipe.parent / "logs" / "tiny"
+    for name in ("20261201-150000-2", "20261201-150000-10", "20261201-144656"):
+        checkpoint_path(runs / name, "last").parent.mkdir(parents=True)
+        checkpoint_path(runs / name, "last").write_bytes(b"")
+    (runs / "20261201-150000-10" / "errors.csv").write_text("later writes do not count\n")
+    newest = runs / "20261201-150000-10"  # -10 after -2, and later writes do not count
+    for given in ("logs/tiny", "logs/tiny/", str(runs)):
+        assert resume_dir(given, tiny_recipe).resolve() == newest.resolve()
+    one = resume_dir("logs/tiny/20261201-144656", tiny_recipe)
+    assert one.resolve() == (runs / "20261201-144656").resolve()

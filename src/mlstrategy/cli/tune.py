@@ -23,7 +23,8 @@ The recipe's search: section maps dotted recipe keys to ranges:
     model.init_args.layer_dims: {layers: {low: 1, high: 4}, units: {low: 16, high: 256}}
 Whole-number low/high sample integers. The plain verbs and `run` ignore the section.
 
-Each trial is an ordinary run folder in logs/tune/<study>/trial_NNN/; its objective is the
+Each trial is an ordinary run folder, logs/tune/<study>/trial_NNN/<recipe>/<time>/; its
+objective is the
 recipe's evaluation.optimize on dev, its evaluation.satisfy constraints decide feasibility,
 and the median pruner stops trials whose dev cost per epoch is worse than the median of
 earlier trials. The study folder holds the Optuna storage (study.db), study.json, report.md

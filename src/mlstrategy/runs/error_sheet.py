@@ -248,12 +248,35 @@ def tag_report(run_path: str | Path, sheet: str | Path) -> list[TagTable]:
     return tables
 
 
+def _run_errors(sheet: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """``(task, dev index) -> (true, predicted)`` of every dev error in the run's own sheet."""
+    with sheet.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        ((r.get("task") or "").strip(), r["index"].strip()): (
+            r["true"].strip(),
+            r["predicted"].strip(),
+        )
+        for r in rows
+    }
+
+
+def _analysed_errors(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """The same for every dev example, from the run's model (no sheet of its own yet)."""
+    return {
+        (str(r.get("task", "")), str(r["index"])): (str(r["true"]), str(r["predicted"]))
+        for r in _dev_rows(_dev_analysis(load_run(run_dir))[1])
+    }
+
+
 def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
     """Refuse a sheet whose tagged rows are not this run's dev errors.
 
     A recipe's folder names its latest run, which may be a newer run than the one whose sheet
     was tagged: that run errs on other examples, so the tags would count the wrong errors.
-    Each tagged row's dev index, true and predicted class must be one of this run's errors.
+    Each tagged row's dev index, true and predicted class must be one of this run's errors:
+    those of its own sheet when it has one (no model or data is loaded then), else those the
+    run's model makes.
     """
     header = table.header
     tagged = [
@@ -264,9 +287,10 @@ def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
         "column filled in."
     )
     table.require(["index", "true", "predicted"], fix)
-    errors = {}
-    for r in _dev_rows(_dev_analysis(load_run(run_dir))[1]):
-        errors[(str(r.get("task", "")), str(r["index"]))] = (str(r["true"]), str(r["predicted"]))
+    own = run_dir / ERRORS_FILE
+    if path.resolve() == own.resolve():
+        return  # the run's own sheet (a rewrite keeps only tags whose rows are still there)
+    errors = _run_errors(own) if own.is_file() else _analysed_errors(run_dir)
     wrong: list[str] = []
     for r in tagged:
         task, index = r.get("task", "").strip(), r["index"].strip()
@@ -276,7 +300,7 @@ def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
             continue
         where = f"task {task} " if task else ""
         if found is None:
-            wrong.append(f"{where}dev index {index}: this run has no such dev example")
+            wrong.append(f"{where}dev index {index}: not one of this run's dev errors")
         elif found[0] == found[1]:
             wrong.append(
                 f"{where}dev index {index}: the sheet says {given[1]} for {given[0]}, this run "

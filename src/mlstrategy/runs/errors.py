@@ -79,7 +79,7 @@ _EXPECTED = re.compile(r"Expected an? (.+)$")
 _GIVEN = re.compile(r"^\s*Given value: (.*)$", re.M)
 # A class_path that does not import: "module 'a.b' has no attribute 'C'", "No module named 'a'";
 # a bare class name that names no known subclass; the type a key's classes must subclass.
-_NO_CLASS = re.compile(r"module '[\w.]+' has no attribute '\w+'|No module named '[\w.]+'")
+_NO_CLASS = re.compile(r"module '([\w.]+)' has no attribute '(\w+)'|No module named '([\w.]+)'")
 _SHORT = re.compile(r"Expected a dot import path string: (\S+)$")
 _SUBTYPE = re.compile(r"Subtypes: \[<class '([\w.]+)'>")
 _NOT_RECIPE = "Unexpected config:"
@@ -168,7 +168,7 @@ def config_error(
             chain_keys.append(match.group(1))
         elif match := _CLASS.match(line):
             classes.append(match.group(1))
-        elif _NO_CLASS.match(line) and classes:
+        elif (match := _NO_CLASS.match(line)) and classes and _names_part_of(match, classes[-1]):
             missing = classes.pop()
             break
         elif match := _SHORT.match(line):
@@ -204,6 +204,21 @@ def config_error(
             return None
         got = " or ".join(expected), given.group(1)
     return f"{key}={got[1]}: expected {_type_words(got[0])} ({_where(key, args)})"
+
+
+def _names_part_of(match: re.Match[str], class_path: str) -> bool:
+    """Whether the module or attribute an import error names is ``class_path`` or a module on
+    its way: a misspelt class. An import failing inside the class's module (a dependency
+    missing) is another error, shown as it is.
+
+    Example:
+        >>> m = _NO_CLASS.match("No module named 'timm'")
+        >>> _names_part_of(m, "timm.models.Net"), _names_part_of(m, "mynet.Net")
+        (True, False)
+    """
+    module, attribute, missing_module = match.groups()
+    named = missing_module or f"{module}.{attribute}"
+    return class_path == named or class_path.startswith(f"{named}.")
 
 
 def _not_a_recipe(args: Sequence[str]) -> str:

@@ -31,6 +31,7 @@ from mlstrategy.evaluation.settings import EvaluationSettings
 from mlstrategy.io import write_json_atomic
 from mlstrategy.reporting.run_report import write_run_report
 from mlstrategy.run_folder import (
+    CHECKPOINTS_DIR,
     FAILED_FILE,
     LAST_CHECKPOINT,
     LOGS_DIR,
@@ -42,6 +43,7 @@ from mlstrategy.run_folder import (
     is_finished,
     latest_run,
     recipe_runs,
+    run_order,
     shown,
 )
 from mlstrategy.runs.babysit import ResumedHyperparameters, current_config, resume_changes
@@ -110,7 +112,7 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
             )
         run_dir = found
     else:
-        run_dir = Path(given)
+        run_dir = newest_inside(Path(given))
     if not run_dir.is_dir():
         what = "is a file, not a run folder" if run_dir.exists() else "does not exist"
         raise ValueError(f"--resume: {given!r} {what}. {_runs_to_resume(logs_dir, recipe)}")
@@ -124,6 +126,16 @@ def resume_dir(given: str, recipe: Path, logs_dir: Path = Path(LOGS_DIR)) -> Pat
             "--resume."
         )
     return run_dir
+
+
+def newest_inside(folder: Path) -> Path:
+    """``folder``, or the newest run inside it when it is a recipe's folder of runs (what
+    ``--resume logs/<recipe>`` means): a folder with no checkpoints of its own whose
+    subfolders have some."""
+    if not folder.is_dir() or (folder / CHECKPOINTS_DIR).is_dir():
+        return folder
+    runs = [p for p in folder.iterdir() if (p / CHECKPOINTS_DIR).is_dir()]
+    return max(runs, key=run_order) if runs else folder
 
 
 _LISTED_RUNS = 5

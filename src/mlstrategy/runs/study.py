@@ -93,20 +93,24 @@ def _check_recipes(
     """Parse every recipe of the study before the first fit: a typo in the last recipe fails
     the study before any training, as it fails a single recipe, instead of after the others
     trained."""
-    bad = []
+    bad: list[tuple[Path, BaseException]] = []
     for configs in recipes:
         try:
             with quiet_lightning():
                 parse_recipe(configs, overrides)
         except (ValueError, argparse.ArgumentError) as err:
-            bad.append(f"{configs[-1]}: {user_message(err)}")
-    if bad:
-        listed = "\n".join(f"  - {b}" for b in bad)
-        raise ValueError(
-            f"The study {folder} has {len(bad)} recipe(s) that do not parse, so nothing was "
-            f"trained:\n{listed}\nFix each one (or move it out of the folder), then run the "
-            "study again."
-        )
+            bad.append((configs[-1], err))
+    if not bad:
+        return
+    messages = {user_message(err) for _, err in bad}
+    if len(bad) == len(recipes) and len(messages) == 1:
+        raise bad[0][1]  # every recipe alike: the command line's mistake (--humen-error), once
+    listed = "\n".join(f"  - {recipe}: {user_message(err)}" for recipe, err in bad)
+    raise ValueError(
+        f"The study {folder} has {len(bad)} recipe(s) that do not parse, so nothing was "
+        f"trained:\n{listed}\nFix each one (or move it out of the folder), then run the "
+        "study again."
+    )
 
 
 def _after_rank_zero_wrote() -> bool:
