@@ -168,3 +168,18 @@ def test_the_class_hint_imports_nothing_a_recipe_may_not_name(in_tmp, monkeypatc
     err = _refused(capsys, "run", _recipe(in_tmp), "--model.class_path=evil.Nett")
     assert "evil.Nett" in err
     assert not (in_tmp / "imported").exists()
+
+
+def test_an_import_error_inside_the_class_s_module_is_shown_as_it_is(in_tmp, monkeypatch, capsys):
+    # An allowed module whose own import fails (a dependency missing): not a misspelt class.
+    (in_tmp / "mynet.py").write_text("import no_such_dependency_xyz\nclass Net: ...\n")
+    monkeypatch.syspath_prepend(str(in_tmp))
+    recipe = _recipe(in_tmp)
+    code = main(["run", "--allow-module", "mynet", recipe, "--model.class_path=mynet.Net"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code != 0 and "Traceback" not in err
+    assert err == (
+        "error: model: `mynet.Net` does not import: No module named 'no_such_dependency_xyz' "
+        "(override --model.class_path=mynet.Net). Install what its module needs, or fix the "
+        "module."
+    )

@@ -24,7 +24,7 @@ _TOOLKIT_PACKAGES = ("mlstrategy.models", "mlstrategy.data")
 
 def unknown_class(class_path: str, key: str, args: Sequence[str], base_path: str | None) -> str:
     """A class_path that names no class: the closest that exists, and where it was given."""
-    where = _class_where(class_path, args)
+    where = class_where(class_path, args)
     guesses = close_classes(class_path, base_path)
     if guesses:
         hint = f"did you mean `{guesses[0]}`?"  # the closest: the others differ more
@@ -112,7 +112,7 @@ def _public_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def _class_where(class_path: str, args: Sequence[str]) -> str:
+def class_where(class_path: str, args: Sequence[str]) -> str:
     """``override --model.class_path=X``, ``in FILE`` or ``in the recipe``: where the class
     path was given (an override, else the last recipe file that spells it)."""
     for arg in reversed(args):

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlstrategy.runs.class_hints import unknown_class
+from mlstrategy.runs.class_hints import class_where, unknown_class
 
 _UNION = "Does not validate against any of the Union subtypes"
 
@@ -161,6 +161,7 @@ def config_error(
     classes: list[str] = []
     unknown: str | None = None
     missing: str | None = None  # a class_path that names no class
+    broken: tuple[str, str] | None = None  # a class whose module fails to import, and why
     got: tuple[str, str] | None = None
     for line in text.splitlines():
         line = line.strip().removeprefix("- ")
@@ -168,8 +169,11 @@ def config_error(
             chain_keys.append(match.group(1))
         elif match := _CLASS.match(line):
             classes.append(match.group(1))
-        elif (match := _NO_CLASS.match(line)) and classes and _names_part_of(match, classes[-1]):
-            missing = classes.pop()
+        elif (match := _NO_CLASS.match(line)) and classes:
+            if _names_part_of(match, classes[-1]):
+                missing = classes.pop()
+            else:  # the class's module is there, its own import fails
+                broken = classes.pop(), line
             break
         elif match := _SHORT.match(line):
             missing = match.group(1)
@@ -188,6 +192,11 @@ def config_error(
     if not chain_keys and unknown is None:
         return None
     key = _dotted(chain_keys, classes)
+    if broken is not None:
+        return (
+            f"{key}: `{broken[0]}` does not import: {broken[1]} ({class_where(broken[0], args)}). "
+            "Install what its module needs, or fix the module."
+        )
     if missing is not None:
         base = _SUBTYPE.search(text) if not classes else None
         return unknown_class(missing, key, args, base.group(1) if base else None)
