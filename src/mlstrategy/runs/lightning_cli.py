@@ -58,6 +58,8 @@ def quiet_known_warnings() -> None:
     for message in (
         r".*does not have many workers.*",
         r".*smaller than the logging interval.*",
+        # The prediction writer keeps the order of the in-memory batches, not their indices.
+        r".*Couldn't infer the batch indices fetched from your dataloader: `InMemoryBatches`.*",
         r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
         # `run` hands LightningCLI the recipe as args on purpose.
         r".*LightningCLI's args parameter is intended.*",
