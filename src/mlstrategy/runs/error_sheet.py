@@ -248,25 +248,34 @@ def tag_report(run_path: str | Path, sheet: str | Path) -> list[TagTable]:
     return tables
 
 
-def _run_errors(sheet: Path) -> dict[tuple[str, str], tuple[str, str]]:
-    """``(task, dev index) -> (true, predicted)`` of every dev error in the run's own sheet."""
-    with sheet.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {
-        ((r.get("task") or "").strip(), r["index"].strip()): (
-            r["true"].strip(),
-            r["predicted"].strip(),
-        )
-        for r in rows
-    }
+_IDENTITY = ("task", "index", "true", "predicted")
 
 
-def _analysed_errors(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
-    """The same for every dev example, from the run's model (no sheet of its own yet)."""
-    return {
-        (str(r.get("task", "")), str(r["index"])): (str(r["true"]), str(r["predicted"]))
-        for r in _dev_rows(_dev_analysis(load_run(run_dir))[1])
-    }
+def _identity(row: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """``((task, dev index), (true, predicted))`` of a sheet's row or an analysed example, as
+    the sheet writes them ("" for the task of a single-task run).
+
+    Example:
+        >>> _identity({"index": 7, "true": 3, "predicted": 8})
+        (('', '7'), ('3', '8'))
+    """
+    task, index, true, predicted = (str(row.get(k, "")).strip() for k in _IDENTITY)
+    return (task, index), (true, predicted)
+
+
+def _sheet_rows(table: Any) -> list[dict[str, str]]:
+    return [dict(zip(table.header, r, strict=True)) for r in table.rows]
+
+
+def _run_errors(run_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """``(task, dev index) -> (true, predicted)``: every dev error in the run's own sheet when
+    it has one (no model or data loaded), else every dev example the run's model scores."""
+    own = run_dir / ERRORS_FILE
+    if own.is_file():
+        rows: list[dict[str, Any]] = _sheet_rows(read_csv_table(own))
+    else:
+        rows = _dev_rows(_dev_analysis(load_run(run_dir))[1])
+    return dict(_identity(r) for r in rows)
 
 
 def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
@@ -274,14 +283,9 @@ def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
 
     A recipe's folder names its latest run, which may be a newer run than the one whose sheet
     was tagged: that run errs on other examples, so the tags would count the wrong errors.
-    Each tagged row's dev index, true and predicted class must be one of this run's errors:
-    those of its own sheet when it has one (no model or data is loaded then), else those the
-    run's model makes.
+    Each tagged row's dev index, true and predicted class must be one of this run's errors.
     """
-    header = table.header
-    tagged = [
-        dict(zip(header, r, strict=True)) for r in table.rows if parse_tags(r[header.index("tags")])
-    ]
+    tagged = [r for r in _sheet_rows(table) if parse_tags(r["tags"])]
     fix = (
         f"Give the {ERRORS_FILE} that `mlstrategy errors {run_dir}` wrote, with its tags "
         "column filled in."
@@ -290,11 +294,10 @@ def _check_sheet_of_run(path: Path, table: Any, run_dir: Path) -> None:
     own = run_dir / ERRORS_FILE
     if path.resolve() == own.resolve():
         return  # the run's own sheet (a rewrite keeps only tags whose rows are still there)
-    errors = _run_errors(own) if own.is_file() else _analysed_errors(run_dir)
+    errors = _run_errors(run_dir)
     wrong: list[str] = []
     for r in tagged:
-        task, index = r.get("task", "").strip(), r["index"].strip()
-        given = (r["true"].strip(), r["predicted"].strip())
+        (task, index), given = _identity(r)
         found = errors.get((task, index))
         if found == given and given[0] != given[1]:
             continue

@@ -43,7 +43,6 @@ from mlstrategy.run_folder import (
     is_finished,
     latest_run,
     recipe_runs,
-    run_order,
     shown,
 )
 from mlstrategy.runs.babysit import ResumedHyperparameters, current_config, resume_changes
@@ -134,8 +133,8 @@ def newest_inside(folder: Path) -> Path:
     subfolders have some."""
     if not folder.is_dir() or (folder / CHECKPOINTS_DIR).is_dir():
         return folder
-    runs = [p for p in folder.iterdir() if (p / CHECKPOINTS_DIR).is_dir()]
-    return max(runs, key=run_order) if runs else folder
+    runs = [p for p in recipe_runs(folder.parent, folder.name) if (p / CHECKPOINTS_DIR).is_dir()]
+    return runs[-1] if runs else folder
 
 
 _LISTED_RUNS = 5
