@@ -34,17 +34,18 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
 Section = Callable[[Path], dict[str, Any]]
 
 
-def _mlstrategy(scratch: Path, *args: str) -> None:
-    """``mlstrategy ARGS`` in ``scratch`` (its logs/ go there); the output to a log file."""
+def _mlstrategy(scratch: Path, *args: str) -> str:
+    """``mlstrategy ARGS`` in ``scratch`` (its logs/ go there); what it prints, also kept in
+    a log file."""
     log = scratch / "mlstrategy.log"
+    done = subprocess.run(
+        [str(MLSTRATEGY), *args], cwd=scratch, env=ENV, capture_output=True, text=True
+    )
     with log.open("a") as out:
-        out.write(f"\n$ mlstrategy {' '.join(args)}\n")
-        out.flush()
-        done = subprocess.run(
-            [str(MLSTRATEGY), *args], cwd=scratch, env=ENV, stdout=out, stderr=out
-        )
+        out.write(f"\n$ mlstrategy {' '.join(args)}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
         raise SystemExit(f"`mlstrategy {' '.join(args)}` failed; see {log}")
+    return done.stdout
 
 
 def _runs(scratch: Path, *parts: str) -> dict[str, Path]:
@@ -268,20 +269,13 @@ def predict(scratch: Path) -> dict[str, Any]:
     (scratch / "iris.yaml").write_text(IRIS_RECIPE)
     _mlstrategy(scratch, "run", "iris.yaml")
     run_dir = _runs(scratch, "iris")["iris"]
-    shown = subprocess.run(
-        [str(MLSTRATEGY), "predict", "logs/iris", "new.csv"],
-        cwd=scratch,
-        env={**ENV, "COLUMNS": "100"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    printed = _mlstrategy(scratch, "predict", "logs/iris", "new.csv")
     written = run_dir / "predictions_new.csv"
     return {
         "recipe": IRIS_RECIPE,
         "test_accuracy": _split_scores(run_dir)["test"]["accuracy"],
         "epochs": _json(run_dir / "metrics.json")["epochs"],
-        "printed": shown.stdout.rstrip(),
+        "printed": printed.rstrip(),
         "csv_path": str(written.relative_to(scratch)),
         "csv": written.read_text().rstrip(),
         "true": [str(names[iris.target[i]]) for i in rows],

@@ -37,7 +37,7 @@ LAST_CHECKPOINT = "last"
 # study is (recipe, overrides, search space, storage, parent), the chosen recipe, the HParams rows.
 TUNE_STORAGE_FILE = "study.db"
 TUNE_STUDY_FILE = "study.json"
-TUNE_BEST_RECIPE = "best.yaml"
+TUNE_BEST_RECIPE = "best.yaml"  # written as <study>_best.yaml (runs.tune_trials.best_recipe_path)
 TUNE_HPARAMS_DIR = "hparams"
 TUNE_TEST_FILE = "test.json"  # the chosen trial's test scores, scored once
 TUNE_DIR = "tune"  # logs/tune/<study>/

@@ -160,6 +160,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.train_dev_fraction = train_dev_fraction
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
+        self._workers_said: set[int] = set()  # the capped counts already said
         self.normalize = normalize
         self.predict_dir = predict_dir
         self.seed = seed
@@ -404,7 +405,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def workers(self) -> int:
         """The loaders' worker processes: ``num_workers``, at most one per CPU."""
-        return worker_count(self.num_workers, self.__dict__.setdefault("_workers_said", set()))
+        return worker_count(self.num_workers, self._workers_said)
 
     def _loader(self, files: list[Path], labels: list[int], train: bool, keep: bool) -> DataLoader:
         dataset = ImageFiles(

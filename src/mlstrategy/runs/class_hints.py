@@ -29,7 +29,7 @@ def unknown_class(class_path: str, key: str, args: Sequence[str], base_path: str
     if guesses:
         hint = f"did you mean `{guesses[0]}`?"  # the closest: the others differ more
     else:
-        module = class_path.rpartition(".")[0] or "mlstrategy.models or mlstrategy.data"
+        module = class_path.rpartition(".")[0] or " or ".join(_TOOLKIT_PACKAGES)
         hint = f"no class of that name in {module}."
     return f"Unknown class `{class_path}` for {key} ({where}): {hint}"
 
@@ -91,14 +91,15 @@ def _is_class(value: Any) -> bool:
 
 def _subclasses(base: type) -> list[type]:
     """Every loaded subclass of ``base``, below it at any depth, the toolkit's only."""
-    found: list[type] = []
+    found: set[type] = set()
     todo: list[type] = list(base.__subclasses__())
     while todo:
         cls = todo.pop()
         if cls not in found:
-            found.append(cls)
+            found.add(cls)
             todo += type.__subclasses__(cls)  # also for metaclasses (type itself)
-    return [c for c in found if c.__module__.split(".")[0] == "mlstrategy" and _is_class(c)]
+    toolkit = [c for c in found if c.__module__.split(".")[0] == "mlstrategy" and _is_class(c)]
+    return sorted(toolkit, key=lambda c: (c.__module__, c.__qualname__))  # the same each time
 
 
 def _public_path(cls: type) -> str:

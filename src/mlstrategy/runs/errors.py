@@ -278,7 +278,7 @@ def _unrecognized(
         )
     if "." not in key and verb is not None:
         names = [f.lstrip("-") for f in verb_flags if f.startswith("--")]
-        close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+        close = _closest(key, names)
         if close:
             guess = _either([f"--{n}" for n in close])
             listing = f"mlstrategy {verb} --help"
@@ -287,6 +287,11 @@ def _unrecognized(
                 f"`mlstrategy {verb}`: `{listing}`"
             )
     return _unknown(key, [], args, options)
+
+
+def _closest(word: str, names: Sequence[str]) -> list[str]:
+    """Up to three of ``names`` spelled like ``word``, closest first: every hint's match."""
+    return difflib.get_close_matches(word, list(dict.fromkeys(names)), n=3, cutoff=0.6)
 
 
 def _either(names: Sequence[str]) -> str:
@@ -354,12 +359,12 @@ def _unknown(
     else:
         prefix = f"{group}." if group else ""
         names = [o[len(prefix) :] for o in options if o.startswith(prefix)]
-        names = list(dict.fromkeys(n for n in names if "." not in n))
+        names = [n for n in names if "." not in n]
         owner = group or "the recipe's top level"
         listing = (
             f"mlstrategy fit --help | grep -- --{group}." if group else "mlstrategy fit --help"
         )
-    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.6)
+    close = _closest(leaf, names)
     suggestion = f"did you mean {_either(close)}?" if close else f"{owner} has no `{leaf}`."
     where = _where(key, args)
     return f"Unknown key `{key}` ({where}): {suggestion} Every option of {owner}: `{listing}`"
@@ -385,7 +390,7 @@ def _unknown_section(key: str, options: Sequence[str]) -> tuple[str, str] | None
             continue
         prefix = ".".join(parts[:i]) + "." if i else ""
         names = [o[len(prefix) :].split(".", 1)[0] for o in options if o.startswith(prefix)]
-        close = difflib.get_close_matches(parts[i], list(dict.fromkeys(names)), n=3, cutoff=0.6)
+        close = _closest(parts[i], names)
         owner = f"`{prefix[:-1]}`" if prefix else "a recipe"
         return parts[i], f"did you mean {_either(close)}?" if close else f"{owner} has none."
     return None
