@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,10 @@ MLSTRATEGY = Path(sys.executable).parent / "mlstrategy"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
 
 Section = Callable[[Path], dict[str, Any]]
+
+
+class Skipped(Exception):
+    """A section this machine cannot measure (a program it needs is missing)."""
 
 
 def _mlstrategy(scratch: Path, *args: str) -> str:
@@ -300,8 +305,13 @@ trainer:
 """
 
 
-def _benchmark(script: str, *args: str) -> Section:
+def _benchmark(script: str, *args: str, needs: str | None = None) -> Section:
+    """A section running ``benchmarks/<script>.py --json``; one that ``needs`` a program this
+    machine lacks keeps its stored figures (see ``Skipped``)."""
+
     def measure(scratch: Path) -> dict[str, Any]:
+        if needs is not None and shutil.which(needs) is None:
+            raise Skipped(f"benchmarks/{script}.py needs {needs} (apt install {needs})")
         path = scratch / f"{script}.json"
         cmd = [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--json", str(path)]
         subprocess.run([*cmd, *args], cwd=scratch, env=ENV, check=True, stdout=subprocess.DEVNULL)
@@ -326,6 +336,7 @@ SECTIONS: dict[str, Section] = {
     "time_to_accuracy": _benchmark("time_to_accuracy"),
     "batching": _benchmark("batching"),
     "scaling": _benchmark("scaling"),
+    "instructions": _benchmark("instructions", needs="valgrind"),
 }
 
 
@@ -369,7 +380,11 @@ def main() -> None:
         print(f"measuring {name}: {SECTIONS[name].__doc__.splitlines()[0]}", flush=True)
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=f"figures-{name}-") as scratch:
-            numbers = SECTIONS[name](Path(scratch))
+            try:
+                numbers = SECTIONS[name](Path(scratch))
+            except Skipped as why:
+                print(f"  skipped, its stored figures kept: {why}", flush=True)
+                continue
         seconds = round(time.perf_counter() - began, 1)
         figures["sections"][name] = {**stamp, "seconds": seconds, "figures": numbers}
         print(f"  {seconds:.0f} s", flush=True)

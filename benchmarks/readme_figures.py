@@ -439,6 +439,18 @@ def floor(figures: Figures) -> str:
     return text
 
 
+def instructions(figures: Figures) -> str:
+    """The toolkit's work against the floor's, counted by valgrind (no timing noise)."""
+    t = _section(figures, "instructions")
+    ir = next(r for r in t["rows"] if r[0] == "instructions")
+    verdict = "within" if _ratio(ir[3]) <= 1.05 else "above"
+    return (
+        f"{t['title']}:\n\n{_table(t['header'], t['rows'])}\nBy instructions the toolkit "
+        f"does {ir[3]} the floor's work per epoch, {verdict} the 1.05x target.\n\n"
+        f"{_table(t['parts']['header'], t['parts']['rows'])}"
+    )
+
+
 def _ratio(cell: str) -> float:
     return float(cell.rstrip("x"))
 
@@ -532,6 +544,7 @@ TEMPLATES: dict[str, Callable[[Figures], str]] = {
         performance,
         loop_overhead,
         floor,
+        instructions,
         time_to_accuracy,
         batching,
         scaling,
