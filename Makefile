@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
-# Every figure the READMEs quote, measured again (about 20 minutes on 2 cores): the recipes
+# Every figure the READMEs quote, measured again (about 55 minutes on 2 cores): the recipes
 # and benchmarks they come from write benchmarks/figures.json, then the READMEs' marked
 # sections are rendered from it. `make test` fails when a section and the file disagree.
 figures: $(STAMP)

@@ -375,7 +375,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "commit": _commit(),
     }
-    start = time.perf_counter()
+    start, measured = time.perf_counter(), 0
     for name in names:
         print(f"measuring {name}: {SECTIONS[name].__doc__.splitlines()[0]}", flush=True)
         began = time.perf_counter()
@@ -391,7 +391,11 @@ def main() -> None:
         # Written after each section, so an interrupted run keeps what it measured.
         figures.update(stamp)
         FIGURES.write_text(json.dumps(figures, indent=1, sort_keys=False) + "\n")
-    print(f"wrote {FIGURES.relative_to(REPO)} in {time.perf_counter() - start:.0f} s")
+        measured += 1
+    if measured:
+        print(f"wrote {FIGURES.relative_to(REPO)} in {time.perf_counter() - start:.0f} s")
+    else:
+        print(f"nothing measured; {FIGURES.relative_to(REPO)} is unchanged")
 
 
 if __name__ == "__main__":

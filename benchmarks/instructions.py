@@ -3,20 +3,24 @@
 ``loop_overhead.py`` times the toolkit against Lightning's floor (a bare LightningModule on the
 same batches); on a shared machine those wall-clock ratios move by several percent from one
 run to the next. This script counts instead: valgrind's cachegrind counts every instruction a
-process executes, and simulates its first-level data cache, whatever else the machine runs.
+process executes, and simulates its first-level instruction and data caches, whatever else the
+machine runs.
 
 The digits MLP of ``loop_overhead.py`` (64-128-64-10, batch 64, fused Adam, a dev cost per
 epoch) is fitted by the toolkit (with its guard, RNG state and gradient-norm callbacks) and by
-the floor, each in its own process under cachegrind: one warm-up epoch, then a fit of 2 epochs
-in one process and of 12 in another. The difference of the two counts is 10 epochs of training;
-imports, start-up and each fit's setup cancel out. The first table gives, per epoch, the
-instructions and first-level data-cache misses of each side and their ratio; the second splits
-the toolkit's extra instructions by where they run (the Python interpreter, torch's operator
-dispatch, the guard's check kernel, ...), from the per-function counts.
+the floor, each in its own process under cachegrind: a one-epoch warm-up fit, then a fit of 2
+epochs in one process and of 12 in another. The difference of the two counts is 10 epochs of
+training; imports, start-up, the warm-up and each fit's setup cancel out. The first table gives,
+per epoch, the instructions and first-level cache misses of each side and their ratio, for each
+of Python's hash seeds and their mean; the second splits the toolkit's extra instructions by
+where they run (the Python interpreter, torch's operator dispatch, the guard's check, ...), from
+the per-function counts. That split reads function and file names, as a CPython built with
+symbols gives them (a stripped one leaves its functions in "other").
 
-Counts repeat to about 0.5% (hash seeds and address-space layout are fixed; what is left is
-timing-dependent work of Lightning and torch). Needs valgrind (``apt install valgrind``); the
-four processes take about 12 minutes on 2 cores.
+With the address-space layout fixed (``setarch -R``, where the machine allows it) and one hash
+seed, two runs of a process differed by 0.002% of its instructions; another seed moves the
+ratio by about half a point, hence several seeds (``--seeds``). Needs valgrind
+(``apt install valgrind``); the eight processes of two seeds take about 20 minutes on 2 cores.
 
     python benchmarks/instructions.py
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import re
@@ -51,34 +56,26 @@ _EVENTS = (
 # Where a function's instructions run, by its cachegrind file (fl=) and function (fn=) names;
 # the first match wins.
 _PLACES = (
-    ("the guard's check kernel", re.compile(r"_amp_foreach_non_finite_check")),
-    ("memory allocation (malloc, free)", re.compile(r"malloc|^_int_free|^free$|^cfree")),
+    ("the guard's check (its kernel and dispatch)", re.compile(r"_amp_foreach_non_finite_check")),
     ("pybind11 (torch's Python bindings)", re.compile(r"pybind11")),
     (
-        "torch's operator dispatch and kernels",
+        "torch's other operators (dispatch and kernels)",
         re.compile(r"\b(at|c10|torch|caffe2)::|THP|PropertyGrad"),
     ),
+    # Before malloc: CPython's own allocator (Objects/obmalloc.c) is the interpreter's.
     ("the Python interpreter", re.compile(r"Python-3\.|/Objects/|/Python/|^_?Py")),
+    ("memory allocation (malloc, free)", re.compile(r"malloc|^_int_free|^free$|^cfree")),
 )
 
 
 def child(side: str, epochs: int) -> None:
     """One fit of ``side`` for ``epochs`` epochs after a one-epoch warm-up (run under valgrind)."""
-    import torch
-    from loop_overhead import _template, floor_fit, toolkit_fit
+    from loop_overhead import digits_data, floor_fit, mlp, model_template, toolkit_fit
 
     quiet()
-    from mlstrategy.data import ArrayDataModule, Digits
-    from mlstrategy.models import DeepNet
-
-    digits = ArrayDataModule(Digits(), dev_fraction=0.1, test_fraction=0.2, batch_size=64, seed=0)
+    digits = digits_data()
     digits.prepare()
-
-    def mlp():
-        torch.manual_seed(0)
-        return DeepNet((64,), 10, layer_dims=[128, 64], optimizer="adam", learning_rate=0.001)
-
-    template = _template(mlp, digits)
+    template = model_template(mlp, digits)
     fit = toolkit_fit if side == "toolkit" else floor_fit
     fit(copy.deepcopy(template), digits, 1, True)
     fit(copy.deepcopy(template), digits, epochs, True)
@@ -92,19 +89,24 @@ def read_counts(path: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]
     per_fn: dict[tuple[str, str], int] = defaultdict(int)
     fl = fn = ""
     for line in path.read_text().splitlines():
-        if line.startswith("events:"):
-            events = line.split()[1:]
-        elif line.startswith("fl="):
+        if line.startswith("fl="):
             fl = line[3:]
         elif line.startswith("fn="):
             fn = line[3:]
+        elif line.startswith("events:"):
+            events = line.split()[1:]
         elif line.startswith("summary:"):
-            totals = dict(zip(events, map(int, line.split()[1:]), strict=False))
+            totals = dict(zip(events, map(int, line.split()[1:]), strict=True))
         elif line[:1].isdigit():
+            # "<line number> <count of each event>"; the format lets trailing zeros go unwritten.
             counts = line.split()
-            per_fn[(fl, fn)] += int(counts[1]) if len(counts) > 1 else 0
+            ir = events.index("Ir") + 1
+            per_fn[(fl, fn)] += int(counts[ir]) if len(counts) > ir else 0
     if not totals:
-        raise SystemExit(f"{path}: no summary line; is it a cachegrind output file?")
+        raise SystemExit(
+            f"{path}: no summary line; valgrind may have been stopped before it wrote one "
+            "(run the script again), or the file is not cachegrind's"
+        )
     return totals, dict(per_fn)
 
 
@@ -131,13 +133,21 @@ def _valgrind(side: str, epochs: int, seed: int, out: Path) -> Path:
         side,
         str(epochs),
     ]
-    if shutil.which("setarch"):  # the same address-space layout in every process
-        cmd = ["setarch", platform.machine(), "-R", *cmd]
+    cmd = [*_fixed_layout(), *cmd]
     env = {**os.environ, "PYTHONHASHSEED": str(seed), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"valgrind {side} {epochs} epochs failed:\n{done.stderr[-3000:]}")
     return path
+
+
+def _fixed_layout() -> list[str]:
+    """``setarch <machine> -R`` (the same address-space layout in every process) where this
+    machine allows it; nothing otherwise (a container's seccomp profile may refuse it)."""
+    setarch = ["setarch", platform.machine(), "-R"]
+    if shutil.which("setarch") and subprocess.run([*setarch, "true"]).returncode == 0:
+        return setarch
+    return []
 
 
 def per_epoch(first: dict, last: dict) -> dict:
@@ -155,10 +165,14 @@ def measure(out: Path, seeds: list[int]) -> tuple[list[list[str]], list[list[str
     """The per-epoch table (the mean over hash seeds, and each seed's ratio) and the toolkit's
     extra instructions by where they run (the mean over seeds)."""
     jobs = [(side, e, seed) for seed in seeds for side in SIDES for e in EPOCHS]
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        paths = dict(
-            zip(jobs, pool.map(lambda j: _valgrind(j[0], j[1], j[2], out), jobs), strict=True)
-        )
+    if not _fixed_layout():
+        print("setarch -R is refused here: the address-space layout varies between processes")
+    pool = ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)))
+    futures = {job: pool.submit(_valgrind, *job, out) for job in jobs}
+    try:
+        paths = {job: future.result() for job, future in futures.items()}
+    finally:  # a failed run cancels the queued ones instead of waiting for them
+        pool.shutdown(cancel_futures=True)
     totals: dict[str, list[dict]] = {side: [] for side in SIDES}
     fns: dict[str, list[dict]] = {side: [] for side in SIDES}
     for seed in seeds:
@@ -226,15 +240,13 @@ def main() -> None:
     ]
     report(
         args.json,
-        "instructions per epoch, counted by valgrind's cachegrind (the 12-epoch fit less the "
-        "2-epoch fit, over 10)",
+        "instructions per epoch, counted by valgrind's cachegrind (the "
+        f"{EPOCHS[1]}-epoch fit less the {EPOCHS[0]}-epoch fit, over {EPOCHS[1] - EPOCHS[0]})",
         header,
         rows,
     )
     print_table("the toolkit's extra instructions, by where they run", parts_header, parts)
     if args.json is not None:
-        import json
-
         table = json.loads(args.json.read_text())
         table["parts"] = {"header": parts_header, "rows": parts}
         args.json.write_text(json.dumps(table, indent=1) + "\n")

@@ -111,7 +111,22 @@ def floor_fit(model, datamodule, epochs: int, validate: bool, **kwargs):
     trainer(epochs, validate, callbacks=[], **kwargs).fit(Bare(), datamodule=datamodule)
 
 
-def _template(make_model, datamodule):
+def digits_data():
+    """The MLP case's data: scikit-learn's digits, 10% dev and 20% test, batch 64."""
+    from mlstrategy.data import ArrayDataModule, Digits
+
+    return ArrayDataModule(Digits(), dev_fraction=0.1, test_fraction=0.2, batch_size=64, seed=0)
+
+
+def mlp():
+    """The course's 64-128-64-10 MLP with Adam, from seed 0."""
+    from mlstrategy.models import DeepNet
+
+    torch.manual_seed(0)
+    return DeepNet((64,), 10, layer_dims=[128, 64], optimizer="adam", learning_rate=0.001)
+
+
+def model_template(make_model, datamodule):
     """A fresh model with the data's train-split input statistics: every candidate of a case
     trains a deep copy of it (same weights, same normalization)."""
     template = make_model()
@@ -144,7 +159,7 @@ def breakdown(name, make_model, datamodule, epochs, repeats):
     all variants interleaved round by round."""
     from mlstrategy.callbacks.guards import NonFiniteGuard, RNGState
 
-    template = _template(make_model, datamodule)
+    template = model_template(make_model, datamodule)
 
     def variant(callbacks=None, patch=None):
         def run():
@@ -233,7 +248,7 @@ def hook_times(name, make_model, datamodule, epochs, fits):
 
     from lightning.pytorch.profilers import SimpleProfiler
 
-    template = _template(make_model, datamodule)
+    template = model_template(make_model, datamodule)
     runs = {"toolkit": toolkit_fit, "floor": floor_fit}
     parts: dict[str, list[dict[str, float]]] = {kind: [] for kind in runs}
     whole: dict[str, list[float]] = {kind: [] for kind in runs}
@@ -267,7 +282,7 @@ def hook_times(name, make_model, datamodule, epochs, fits):
 def case(name, make_model, datamodule, epochs, repeats, validate):
     splits = datamodule.prepare()
     (x, y), (x_dev, y_dev) = splits["train"], splits["dev"]
-    template = _template(make_model, datamodule)
+    template = model_template(make_model, datamodule)
 
     def run_toolkit_for(n_epochs: int):
         return toolkit_fit(copy.deepcopy(template), datamodule, n_epochs, validate)
@@ -324,20 +339,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=12)
     args = parser.parse_args()
     quiet()
-    from mlstrategy.data import MNIST1D, ArrayDataModule, Digits
-    from mlstrategy.models import ConvNet, DeepNet
+    from mlstrategy.data import MNIST1D, ArrayDataModule
+    from mlstrategy.models import ConvNet
 
     epochs, repeats = (2, 1) if args.quick else (20, args.repeats)
-    digits = ArrayDataModule(Digits(), dev_fraction=0.1, test_fraction=0.2, batch_size=64, seed=0)
+    digits = digits_data()
     mnist1d = ArrayDataModule(
         MNIST1D(num_samples=1000 if args.quick else 5000, as_sequence=True),
         dev_fraction=0.1,
         batch_size=64,
     )
-
-    def mlp():
-        torch.manual_seed(0)
-        return DeepNet((64,), 10, layer_dims=[128, 64], optimizer="adam", learning_rate=0.001)
 
     def cnn():
         torch.manual_seed(0)

@@ -405,6 +405,10 @@ def loop_overhead(figures: Figures) -> str:
     )
 
 
+# The target for the toolkit's training against Lightning's floor.
+FLOOR_TARGET = 1.05
+
+
 def floor(figures: Figures) -> str:
     """The toolkit against a bare LightningModule, and where its time goes."""
     t = _section(figures, "loop_overhead")
@@ -413,7 +417,8 @@ def floor(figures: Figures) -> str:
 
     def verdicts(rows: list[list[str]]) -> str:
         return ", ".join(
-            f"{r[0].split(',')[0]} {r[ratio]} ({'met' if _ratio(r[ratio]) <= 1.05 else 'not met'}"
+            f"{r[0].split(',')[0]} {r[ratio]} "
+            f"({'met' if _ratio(r[ratio]) <= FLOOR_TARGET else 'not met'}"
             + (f"; 95% confidence interval {r[spread]}" if spread is not None else "")
             + ")"
             for r in rows
@@ -423,8 +428,8 @@ def floor(figures: Figures) -> str:
     train_only = verdicts([r for r in t["rows"] if r[1] == "train only"])
     parts = t["breakdown"]
     text = (
-        f"Toolkit / Lightning floor against the 1.05x target, with the dev cost per epoch (as "
-        f"every run trains): {with_dev}. Train only: {train_only}.\n\n"
+        f"Toolkit / Lightning floor against the {FLOOR_TARGET}x target, with the dev cost per "
+        f"epoch (as every run trains): {with_dev}. Train only: {train_only}.\n\n"
         "Where the toolkit's time goes (train + dev cost per epoch; each part switched off in "
         "turn, all variants interleaved round by round in one process; the share is the median "
         "of each round's):\n\n" + _table(parts["header"], parts["rows"])
@@ -443,10 +448,16 @@ def instructions(figures: Figures) -> str:
     """The toolkit's work against the floor's, counted by valgrind (no timing noise)."""
     t = _section(figures, "instructions")
     ir = next(r for r in t["rows"] if r[0] == "instructions")
-    verdict = "within" if _ratio(ir[3]) <= 1.05 else "above"
+    seeds = [_ratio(cell) for cell in ir[4].split(", ")]
+    if max(seeds) <= FLOOR_TARGET:
+        verdict = f"within the {FLOOR_TARGET}x target for every hash seed"
+    elif min(seeds) > FLOOR_TARGET:
+        verdict = f"above the {FLOOR_TARGET}x target for every hash seed"
+    else:
+        verdict = f"at the {FLOOR_TARGET}x target: the hash seeds fall on either side ({ir[4]})"
     return (
         f"{t['title']}:\n\n{_table(t['header'], t['rows'])}\nBy instructions the toolkit "
-        f"does {ir[3]} the floor's work per epoch, {verdict} the 1.05x target.\n\n"
+        f"does {ir[3]} the floor's work per epoch, {verdict}.\n\n"
         f"{_table(t['parts']['header'], t['parts']['rows'])}"
     )
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,8 @@ CHECK_KERNEL = (
     "(anonymous namespace)::_amp_foreach_non_finite_check_and_unscale_cpu_kernel>(long, char**)"
 )
 # A cachegrind output file in the real format (valgrind 3.x, --cache-sim=yes), cut short: two
-# functions of one file and one of another; trailing zero counts may be left out of a line.
+# functions of one file and one of another. The format lets a line leave out trailing zero
+# counts (cachegrind itself writes them all).
 CACHEGRIND = f"""\
 desc: I1 cache:         32768 B, 64 B, 8-way associative
 desc: D1 cache:         32768 B, 64 B, 8-way associative
@@ -63,13 +65,18 @@ def test_a_file_without_a_summary_is_named(tmp_path):
 @pytest.mark.parametrize(
     ("fl", "fn", "where"),
     [
-        ("???", CHECK_KERNEL, "the guard's check kernel"),
+        ("???", CHECK_KERNEL, "the guard's check"),
         ("/x/Python-3.11.7/Objects/dictobject.c", "_Py_dict_lookup", "the Python interpreter"),
-        ("???", "at::TensorIteratorBase::build(at::TensorIteratorConfig&)", "torch's operator"),
+        (
+            "???",
+            "at::TensorIteratorBase::build(at::TensorIteratorConfig&)",
+            "torch's other operators",
+        ),
         ("???", "void c10::function_ref<void (char**)>::callback_fn<at::native::add>", "torch's"),
-        ("???", "GetterBase<PropertyGrad>::getter(THPVariable*, void*)", "torch's operator"),
+        ("???", "GetterBase<PropertyGrad>::getter(THPVariable*, void*)", "torch's other operators"),
         ("???", "pybind11::detail::all_type_info_get_cache(_typeobject*)", "pybind11"),
         ("./malloc/./malloc/malloc.c", "_int_malloc", "memory allocation"),
+        ("/x/Python-3.11.7/Objects/obmalloc.c", "_PyObject_Malloc", "the Python interpreter"),
         ("./elf/../sysdeps/x86_64/tls_get_addr.S", "__tls_get_addr", "other"),
     ],
 )
@@ -87,38 +94,106 @@ def test_per_epoch_is_the_difference_over_the_epochs_between_the_fits():
     }
 
 
-def _script(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **({"PATH": path} if path is not None else {})}
-    return subprocess.run(
-        [sys.executable, str(BENCH / "instructions.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
+def _main(monkeypatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["instructions.py", *args])
+    instructions.main()
+
+
+def test_without_valgrind_the_script_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="needs valgrind on the PATH: apt install valgrind"):
+        _main(monkeypatch)
+
+
+def test_bad_seeds_are_named(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _main(monkeypatch, "--seeds", "0,one")
+    assert exit_.value.code == 2
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err
+
+
+def _fake_run(counts: dict[tuple[str, int, int], dict[str, int]]):
+    """A stand-in for one valgrind run: writes a cachegrind file with these per-function
+    instructions (and a first-level miss per 10 instructions)."""
+
+    def run(side: str, epochs: int, seed: int, out: Path) -> Path:
+        fns = counts[(side, epochs, seed)]
+        lines = ["events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw"]
+        for fn, ir in fns.items():
+            lines += ["fl=???", f"fn={fn}", f"1 {ir} 1 0 0 {ir // 10}"]
+        total = sum(fns.values())
+        misses = f"{total} {total // 10} 0 {total} {total // 10} 0 {total} {total // 20} 0"
+        lines.append(f"summary: {misses}")
+        path = out / f"{side}.{epochs}.{seed}.cachegrind"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return run
+
+
+def test_measure_gives_per_epoch_ratios_by_seed_and_the_extra_by_place(monkeypatch, tmp_path):
+    py, check = "_PyEval_EvalFrameDefault", CHECK_KERNEL
+    span = instructions.EPOCHS[1] - instructions.EPOCHS[0]
+    start = {py: 5000, check: 0}
+    # Per epoch: the floor runs 1000 Python instructions; the toolkit 1050 (seed 0) or 1030
+    # (seed 1) and 20 in the check kernel.
+    counts = {}
+    for seed, tool_py in ((0, 1050), (1, 1030)):
+        for e, n in zip(instructions.EPOCHS, (0, span), strict=True):
+            counts[("floor", e, seed)] = {py: start[py] + 1000 * n}
+            counts[("toolkit", e, seed)] = {py: start[py] + tool_py * n, check: 20 * n}
+    monkeypatch.setattr(instructions, "_valgrind", _fake_run(counts))
+    rows, parts = instructions.measure(tmp_path, [0, 1])
+    ir = rows[0]
+    assert ir[0] == "instructions"
+    # The means: toolkit (1070 + 1050) / 2 = 1060 a epoch, floor 1000.
+    assert ir[3] == "1.060x" and ir[4] == "1.070x, 1.050x"
+    by_place = {r[0]: r for r in parts}
+    assert by_place["the Python interpreter"][1] == "+0.00M"  # 40 instructions, in millions
+    assert by_place["the Python interpreter"][2] == "+67%"  # 40 of the 60 extra
+    assert by_place["the guard's check (its kernel and dispatch)"][2] == "+33%"
+    assert by_place["all"][3] == "+6.00%"
+
+
+def test_a_failed_run_is_named_and_cancels_the_rest(monkeypatch, tmp_path):
+    calls = []
+
+    def failing(side: str, epochs: int, seed: int, out: Path) -> Path:
+        calls.append((side, epochs, seed))
+        raise SystemExit(f"valgrind {side} {epochs} epochs failed")
+
+    monkeypatch.setattr(instructions, "_valgrind", failing)
+    with pytest.raises(SystemExit, match="epochs failed"):
+        instructions.measure(tmp_path, [0, 1, 2])
+    assert len(calls) < 3 * len(instructions.SIDES) * len(instructions.EPOCHS)
+
+
+def test_a_section_whose_program_is_missing_keeps_its_stored_figures(monkeypatch, tmp_path):
+    stored = tmp_path / "figures.json"
+    kept = {"machine": "m", "date": "2026-01-01", "commit": "abc", "seconds": 1.0}
+    stored.write_text(json.dumps({"sections": {"a": {**kept, "figures": {"x": 1}}}}))
+    monkeypatch.setattr(figures, "FIGURES", stored)
+    monkeypatch.setattr(figures, "REPO", tmp_path)
+    needs_nothing_here = figures._benchmark("a", needs="no-such-program-here")
+    monkeypatch.setattr(
+        figures, "SECTIONS", {"a": needs_nothing_here, "b": lambda scratch: {"y": 2}}
     )
-
-
-def test_without_valgrind_the_script_says_what_to_install(tmp_path):
-    done = _script(path=str(tmp_path))  # a PATH with no valgrind on it
-    assert done.returncode != 0
-    assert "needs valgrind on the PATH: apt install valgrind" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-def test_bad_seeds_are_named():
-    done = _script("--seeds", "0,one")
-    assert done.returncode == 2 and "--seeds takes comma-separated integers" in done.stderr
-
-
-def test_a_section_whose_program_is_missing_is_skipped_not_failed(tmp_path):
-    section = figures._benchmark("instructions", needs="no-such-program-here")
-    with pytest.raises(figures.Skipped, match="needs no-such-program-here"):
-        section(tmp_path)
+    figures.SECTIONS["b"].__doc__ = "b"
+    monkeypatch.setattr(sys, "argv", ["figures.py"])
+    figures.main()
+    written = json.loads(stored.read_text())["sections"]
+    assert written["a"] == {**kept, "figures": {"x": 1}}
+    assert written["b"]["figures"] == {"y": 2}
 
 
 @pytest.mark.slow
-def test_the_child_fits_both_sides(tmp_path):
+def test_the_child_fits_both_sides():
     for side in instructions.SIDES:
-        done = _script("--child", side, "1")
+        done = subprocess.run(
+            [sys.executable, str(BENCH / "instructions.py"), "--child", side, "1"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
