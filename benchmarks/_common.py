@@ -135,6 +135,19 @@ def report(
         json_path.write_text(json.dumps(table, indent=1) + "\n")
 
 
+def add_tables(
+    json_path: Path | None, **tables: tuple[Sequence[str], Sequence[Sequence[Any]]]
+) -> None:
+    """Add further ``name=(header, rows)`` tables to the JSON that :func:`report` wrote (none
+    when no ``json_path`` was given)."""
+    if json_path is None:
+        return
+    table = json.loads(json_path.read_text())
+    for name, (header, rows) in tables.items():
+        table[name] = {"header": list(header), "rows": [[str(c) for c in r] for r in rows]}
+    json_path.write_text(json.dumps(table, indent=1) + "\n")
+
+
 def trainer(
     max_epochs: int, validate: bool, callbacks: list[Any] | None = None, **kwargs: Any
 ) -> Any:

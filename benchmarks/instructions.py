@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import re
@@ -42,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import add_json_option, print_table, quiet, report
+from _common import add_json_option, add_tables, print_table, quiet, report
 
 EPOCHS = (2, 12)
 SIDES = ("toolkit", "floor")
@@ -85,6 +84,7 @@ def read_counts(path: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]
     """The totals (by event name: ``Ir``, ``D1mr``, ...) of a cachegrind output file, and the
     instructions (``Ir``) of each (file, function)."""
     events: list[str] = []
+    ir = 1  # the Ir column of a count line (after the line number), set from "events:"
     totals: dict[str, int] = {}
     per_fn: dict[tuple[str, str], int] = defaultdict(int)
     fl = fn = ""
@@ -95,12 +95,12 @@ def read_counts(path: Path) -> tuple[dict[str, int], dict[tuple[str, str], int]]
             fn = line[3:]
         elif line.startswith("events:"):
             events = line.split()[1:]
+            ir = events.index("Ir") + 1
         elif line.startswith("summary:"):
             totals = dict(zip(events, map(int, line.split()[1:]), strict=True))
         elif line[:1].isdigit():
             # "<line number> <count of each event>"; the format lets trailing zeros go unwritten.
             counts = line.split()
-            ir = events.index("Ir") + 1
             per_fn[(fl, fn)] += int(counts[ir]) if len(counts) > ir else 0
     if not totals:
         raise SystemExit(
@@ -118,11 +118,12 @@ def place(fl: str, fn: str) -> str:
     return "other (libc, libm, the loader, ...)"
 
 
-def _valgrind(side: str, epochs: int, seed: int, out: Path) -> Path:
-    """Run ``child(side, epochs)`` under cachegrind with Python's hash seed ``seed``; returns
-    its output file."""
+def _valgrind(side: str, epochs: int, seed: int, out: Path, prefix: list[str]) -> Path:
+    """Run ``child(side, epochs)`` under cachegrind with Python's hash seed ``seed``, after
+    ``prefix`` (the fixed layout's ``setarch``, or nothing); returns its output file."""
     path = out / f"{side}.{epochs}.{seed}.cachegrind"
     cmd = [
+        *prefix,
         "valgrind",
         "--tool=cachegrind",
         "--cache-sim=yes",
@@ -133,7 +134,6 @@ def _valgrind(side: str, epochs: int, seed: int, out: Path) -> Path:
         side,
         str(epochs),
     ]
-    cmd = [*_fixed_layout(), *cmd]
     env = {**os.environ, "PYTHONHASHSEED": str(seed), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -165,10 +165,11 @@ def measure(out: Path, seeds: list[int]) -> tuple[list[list[str]], list[list[str
     """The per-epoch table (the mean over hash seeds, and each seed's ratio) and the toolkit's
     extra instructions by where they run (the mean over seeds)."""
     jobs = [(side, e, seed) for seed in seeds for side in SIDES for e in EPOCHS]
-    if not _fixed_layout():
+    prefix = _fixed_layout()
+    if not prefix:
         print("setarch -R is refused here: the address-space layout varies between processes")
     pool = ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)))
-    futures = {job: pool.submit(_valgrind, *job, out) for job in jobs}
+    futures = {job: pool.submit(_valgrind, *job, out, prefix) for job in jobs}
     try:
         paths = {job: future.result() for job, future in futures.items()}
     finally:  # a failed run cancels the queued ones instead of waiting for them
@@ -180,9 +181,10 @@ def measure(out: Path, seeds: list[int]) -> tuple[list[list[str]], list[list[str
             (t0, f0), (t1, f1) = (read_counts(paths[(side, e, seed)]) for e in EPOCHS)
             totals[side].append(per_epoch(t0, t1))
             fns[side].append(per_epoch(f0, f1))
+    means = {side: _mean(totals[side]) for side in SIDES}
     rows = []
     for event, what in _EVENTS:
-        tool, floor = (_mean(totals[side])[event] for side in SIDES)
+        tool, floor = means["toolkit"][event], means["floor"][event]
         by_seed = ", ".join(
             f"{t[event] / f[event]:.3f}x"
             for t, f in zip(totals["toolkit"], totals["floor"], strict=True)
@@ -194,8 +196,8 @@ def measure(out: Path, seeds: list[int]) -> tuple[list[list[str]], list[list[str
     by_place: dict[str, float] = defaultdict(float)
     for key in set(tool_fns) | set(floor_fns):
         by_place[place(*key)] += tool_fns.get(key, 0) - floor_fns.get(key, 0)
-    floor_ir = _mean(totals["floor"])["Ir"]
-    extra = _mean(totals["toolkit"])["Ir"] - floor_ir
+    floor_ir = means["floor"]["Ir"]
+    extra = means["toolkit"]["Ir"] - floor_ir
     parts = [
         [name, f"{n / 1e6:+.2f}M", f"{n / extra * 100:+.0f}%", f"{n / floor_ir * 100:+.2f}%"]
         for name, n in sorted(by_place.items(), key=lambda kv: -kv[1])
@@ -246,10 +248,7 @@ def main() -> None:
         rows,
     )
     print_table("the toolkit's extra instructions, by where they run", parts_header, parts)
-    if args.json is not None:
-        table = json.loads(args.json.read_text())
-        table["parts"] = {"header": parts_header, "rows": parts}
-        args.json.write_text(json.dumps(table, indent=1) + "\n")
+    add_tables(args.json, parts=(parts_header, parts))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import re
 import statistics
 import sys
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (
     add_json_option,
+    add_tables,
     interleaved_times,
     median_ci,
     paired_ratio,
@@ -400,11 +400,7 @@ def main() -> None:
         hooks_header,
         hooks,
     )
-    if args.json is not None:
-        table = json.loads(args.json.read_text())
-        table["breakdown"] = {"header": header, "rows": parts}
-        table["parts"] = {"header": hooks_header, "rows": hooks}
-        args.json.write_text(json.dumps(table, indent=1) + "\n")
+    add_tables(args.json, breakdown=(header, parts), parts=(hooks_header, hooks))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def _fake_run(counts: dict[tuple[str, int, int], dict[str, int]]):
     """A stand-in for one valgrind run: writes a cachegrind file with these per-function
     instructions (and a first-level miss per 10 instructions)."""
 
-    def run(side: str, epochs: int, seed: int, out: Path) -> Path:
+    def run(side: str, epochs: int, seed: int, out: Path, prefix: list[str]) -> Path:
         fns = counts[(side, epochs, seed)]
         lines = ["events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw"]
         for fn, ir in fns.items():
@@ -158,7 +158,7 @@ def test_measure_gives_per_epoch_ratios_by_seed_and_the_extra_by_place(monkeypat
 def test_a_failed_run_is_named_and_cancels_the_rest(monkeypatch, tmp_path):
     calls = []
 
-    def failing(side: str, epochs: int, seed: int, out: Path) -> Path:
+    def failing(side: str, epochs: int, seed: int, out: Path, prefix: list[str]) -> Path:
         calls.append((side, epochs, seed))
         raise SystemExit(f"valgrind {side} {epochs} epochs failed")
 
