@@ -187,6 +187,10 @@ def test_a_nan_mid_epoch_is_skipped_named_at_its_step_and_leaves_good_checkpoint
             cost = super().training_step(batch, batch_idx)
             return cost * float("nan") if self.global_step == 12 else cost
 
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            seen.append(self.global_step)
+
+    seen = []
     L.seed_everything(0)
     model = NanAtStep(input_shape=(30,), optimizer="gd", learning_rate=0.1)
     data = ArrayDataModule(BreastCancer(), batch_size=64)  # 341 train examples: 6 steps
@@ -198,9 +202,6 @@ def test_a_nan_mid_epoch_is_skipped_named_at_its_step_and_leaves_good_checkpoint
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    seen = []
-    real = model.on_train_batch_end
-    model.on_train_batch_end = lambda *a: (seen.append(model.global_step), real(*a))[1]
     with pytest.raises(NonFiniteError, match=r"cost became nan at epoch 2, step 12;") as err:
         trainer.fit(model, datamodule=data)
     assert seen[-1] == 18  # it trained to the end of epoch 2, then stopped

@@ -218,3 +218,57 @@ def test_classifier_and_multitask_net_are_siblings_on_one_base():
     net = MultiTaskNet((3,), {"a": {"kind": "binary"}}, layer_dims=[4])
     assert not hasattr(net, "num_classes")  # no placeholder class count
     assert "num_classes" in net.hparams and net.hparams["num_classes"] is None
+
+
+def test_lightnings_dispatch_skips_the_empty_step_hooks_and_still_calls_overridden_ones():
+    from lightning.pytorch.trainer import call
+
+    class Counted(DeepNet):
+        def on_after_backward(self) -> None:
+            self.backwards += 1
+
+    data = ArrayDataModule(Moons(n_samples=100), batch_size=16)  # 60 train: 4 steps per epoch
+    model = Counted(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
+    model.backwards, model.ends = 0, []
+    model.on_train_batch_end = lambda outputs, batch, batch_idx: model.ends.append(batch_idx)
+    dispatched: list[str] = []
+    real = call._call_lightning_module_hook
+
+    def spy(trainer, hook_name, *args, **kwargs):
+        fn = getattr(kwargs.get("pl_module") or trainer.lightning_module, hook_name)
+        if callable(fn):
+            dispatched.append(hook_name)
+        return real(trainer, hook_name, *args, **kwargs)
+
+    call._call_lightning_module_hook = spy
+    try:
+        L.Trainer(
+            max_epochs=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(model, datamodule=data)
+    finally:
+        call._call_lightning_module_hook = real
+    # The subclass's hook and the instance's own function ran on every step ...
+    assert model.backwards == 8 and model.ends == [0, 1, 2, 3] * 2
+    # ... while LightningModule's empty ones were never entered.
+    for hook in ("on_train_batch_start", "on_before_zero_grad", "on_before_optimizer_step"):
+        assert getattr(model, hook) is None and hook not in dispatched
+    assert dispatched.count("on_after_backward") == 8
+    assert dispatched.count("on_train_batch_end") == 8
+    assert dispatched.count("optimizer_step") == 8
+
+
+def test_the_fast_fx_name_attribute_leaves_modules_parameters_and_buffers_registered():
+    model = DeepNet((2,), 2, layer_dims=[4])
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step" and "_current_fx_name" in vars(model)
+    model.extra = torch.nn.Linear(2, 3)  # every other name still goes through nn.Module
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    model.register_buffer("shift", torch.zeros(1))
+    model.shift = torch.ones(1)
+    state = model.state_dict()
+    assert {"extra.weight", "scale", "shift"} <= set(state) and state["shift"].item() == 1.0
+    assert "extra" not in vars(model) and "scale" not in vars(model)
