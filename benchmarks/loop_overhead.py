@@ -154,6 +154,19 @@ def _torch_default_adam(model) -> None:
     model.configure_optimizers = configure_optimizers
 
 
+def _lightning_hook_costs(model) -> None:
+    """The toolkit's model paying Lightning's per-hook costs as a bare module does: its empty
+    per-step hooks dispatched, and ``_current_fx_name`` set through nn.Module's __setattr__."""
+    import lightning as L
+
+    from mlstrategy.models.base import _EMPTY_BATCH_HOOKS
+
+    for hook in _EMPTY_BATCH_HOOKS:
+        model.__dict__.pop(hook, None)
+    slow = {"__setattr__": L.LightningModule.__setattr__}
+    model.__class__ = type(type(model).__name__, (type(model),), slow)
+
+
 def breakdown(name, make_model, datamodule, epochs, repeats):
     """The toolkit's time (train + dev cost per epoch) with each of its parts switched off,
     all variants interleaved round by round."""
@@ -178,6 +191,10 @@ def breakdown(name, make_model, datamodule, epochs, repeats):
         "per-step cost bookkeeping": variant(patch=_bare_training_step),
         # Inactive without a logger (as here): what is left is Lightning calling its hooks.
         "grad-norm callback": variant(patch=lambda m: setattr(m, "configure_callbacks", list)),
+        # Not overhead but cuts: what the module's shortcuts around Lightning's hooks save.
+        "the module's hook shortcuts (fx name set plainly, empty step hooks skipped)": variant(
+            patch=_lightning_hook_costs
+        ),
         # Not overhead but a choice: torch's default Adam instead of the fused kernel.
         "torch's own Adam (per-tensor; its per-step capture check)": variant(
             patch=_torch_default_adam
