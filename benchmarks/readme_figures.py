@@ -458,7 +458,29 @@ def instructions(figures: Figures) -> str:
     return (
         f"{t['title']}:\n\n{_table(t['header'], t['rows'])}\nBy instructions the toolkit "
         f"does {ir[3]} the floor's work per epoch, {verdict}.\n\n"
-        f"{_table(t['parts']['header'], t['parts']['rows'])}"
+        f"{_instruction_parts(t['parts'])}"
+    )
+
+
+def _instruction_parts(parts: dict[str, Any]) -> str:
+    """Where the toolkit's instructions differ from the floor's, by library.
+
+    A share "of the extra" only reads as one when the toolkit does more work than the floor;
+    when it does less (the total negative), the table keeps each place's signed difference
+    and its share of the floor's work, and says which way the total went.
+    """
+    header, rows = parts["header"], parts["rows"]
+    total = next(r for r in rows if r[0] == "all")
+    if not total[1].startswith("-"):
+        return _table(header, rows)
+    keep = [i for i, name in enumerate(header) if name != "of the extra"]
+    return (
+        "Where the instructions differ, toolkit less floor (the toolkit does less in all, so "
+        "a negative figure is work the toolkit saves):\n\n"
+        + _table(
+            ["where the instructions run", *[header[i] for i in keep[1:]]],
+            [[row[i] for i in keep] for row in rows],
+        )
     )
 
 

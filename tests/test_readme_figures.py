@@ -61,3 +61,26 @@ def test_an_unknown_marker_or_a_missing_section_is_an_error():
     empty = {**FIGURES, "sections": {}}
     with pytest.raises(KeyError, match="--only mnist1d"):
         readme_figures.render("<!-- figures: mnist1d -->\n<!-- /figures -->", empty)
+
+
+def test_the_instructions_parts_read_as_savings_when_the_toolkit_does_less_than_the_floor():
+    parts = {
+        "header": [
+            "where the extra instructions run",
+            "per epoch",
+            "of the extra",
+            "of the floor's",
+        ],
+        "rows": [
+            ["the Python interpreter", "-2.00M", "+200%", "-2.00%"],
+            ["the guard's check", "+1.00M", "-100%", "+1.00%"],
+            ["all", "-1.00M", "+100%", "-1.00%"],
+        ],
+    }
+    saved = readme_figures._instruction_parts(parts)
+    assert "of the extra" not in saved and "+200%" not in saved
+    assert "| the Python interpreter | -2.00M | -2.00% |" in saved
+    assert "toolkit less floor" in saved
+    parts["rows"][2] = ["all", "+1.00M", "+100%", "+1.00%"]
+    spent = readme_figures._instruction_parts(parts)
+    assert spent.startswith("| where the extra instructions run | per epoch | of the extra |")
