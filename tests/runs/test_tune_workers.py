@@ -36,15 +36,48 @@ RECIPE = {
 }
 
 
-def _two_workers(cwd: Path, storage: str, trials: int) -> list[tuple[int, str]]:
+# Each trial, as it starts fitting, waits (a minute at most) until both workers have started one: a
+# worker that started late would otherwise find the budget spent on a loaded machine.
+BARRIER = """
+import os, time
+from pathlib import Path
+from lightning.pytorch.callbacks import Callback
+
+
+class BothWorkersStarted(Callback):
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.folder.mkdir(exist_ok=True)
+        (self.folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(self.folder.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
+def _two_workers(
+    cwd: Path, storage: str, trials: int, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, str]]:
     """Two workers on one study: an `mlstrategy tune` process, and this process running the
     same command once that one holds a trial, so that both run trials, side by side."""
+    hooks = cwd / "hooks"
+    hooks.mkdir()
+    (hooks / "tune_barrier.py").write_text(BARRIER)
+    monkeypatch.syspath_prepend(str(hooks))
+    barrier = {
+        "class_path": "tune_barrier.BothWorkersStarted",
+        "init_args": {"folder": str(cwd / "started")},
+    }
     recipe = cwd / "shared.yaml"
-    recipe.write_text(yaml.safe_dump(RECIPE))
+    recipe.write_text(
+        yaml.safe_dump({**RECIPE, "trainer": {**RECIPE["trainer"], "callbacks": [barrier]}})
+    )
     args = ["tune", str(recipe), "--trials", str(trials), "--storage", storage]
-    args += ["--study", "shared", "--pruner", "none"]
+    args += ["--study", "shared", "--pruner", "none", "--allow-module", "tune_barrier"]
     exe = Path(sys.executable).with_name("mlstrategy")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(hooks)}
     other = subprocess.Popen(
         [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
@@ -87,9 +120,9 @@ def _check_shared_study(storage: str, trials: int, cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_on_one_journal_file_run_n_trials_in_all(in_tmp):
+def test_two_workers_on_one_journal_file_run_n_trials_in_all(in_tmp, monkeypatch):
     storage = f"journal:{in_tmp / 'study.journal'}"
-    for returncode, out in _two_workers(in_tmp, storage, trials=4):
+    for returncode, out in _two_workers(in_tmp, storage, trials=4, monkeypatch=monkeypatch):
         assert returncode == 0, out[-3000:]
     _check_shared_study(f"journal:{in_tmp / 'study.journal'}", 4, in_tmp)
 
@@ -148,7 +181,7 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_two_workers_on_a_postgresql_server_share_one_study(in_tmp, postgres):
-    for returncode, out in _two_workers(in_tmp, postgres, trials=2):
+def test_two_workers_on_a_postgresql_server_share_one_study(in_tmp, postgres, monkeypatch):
+    for returncode, out in _two_workers(in_tmp, postgres, trials=2, monkeypatch=monkeypatch):
         assert returncode == 0, out[-3000:]
     _check_shared_study(postgres, 2, in_tmp)
