@@ -18,13 +18,16 @@ from mlstrategy.models import (
 )
 
 
+def _trainer(**settings) -> L.Trainer:
+    """A Trainer that writes and prints nothing of its own (no logger, bar or summary)."""
+    return L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, **settings
+    )
+
+
 def _fit(model: DeepNet, data: ArrayDataModule, tmp_path, epochs: int, ckpt=None) -> L.Trainer:
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+    trainer = _trainer(
+        max_epochs=epochs, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)]
     )
     trainer.fit(model, datamodule=data, ckpt_path=ckpt, weights_only=True)
     return trainer
@@ -61,14 +64,7 @@ def test_each_epoch_keeps_its_per_step_costs_and_their_weighted_mean_is_cost_tra
     data = ArrayDataModule(Moons(n_samples=100), batch_size=16)  # 60 train: 4 steps per epoch
     model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
     seen = _BatchLosses()
-    L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[seen],
-    ).fit(model, datamodule=data)
+    _trainer(max_epochs=2, enable_checkpointing=False, callbacks=[seen]).fit(model, datamodule=data)
     steps = [s for point in model.cost_curve for s in point["step_costs"]]
     assert steps == pytest.approx(seen.losses, abs=1e-6)
     for epoch, point in enumerate(model.cost_curve):
@@ -95,9 +91,8 @@ def test_an_old_checkpoints_open_epoch_sum_counts_once_and_dev_cost_covers_every
     torch.save(old, tmp_path / "old.ckpt")
     resumed = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
     seen = _BatchLosses()
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[seen, ModelCheckpoint(
-                            dirpath=tmp_path / "second", save_last=True)])  # fmt: skip
+    second = ModelCheckpoint(dirpath=tmp_path / "second", save_last=True)
+    trainer = _trainer(max_epochs=3, callbacks=[seen, second])
     trainer.fit(resumed, datamodule=data, ckpt_path=tmp_path / "old.ckpt", weights_only=True)
     sizes = torch.tensor(seen.sizes, dtype=torch.float32)
     steps = torch.tensor([s for point in resumed.cost_curve[1:] for s in point["step_costs"]])
@@ -128,14 +123,9 @@ def _host_reads_during_fit(batch_size: int, monkeypatch) -> int:
     data = ArrayDataModule(Moons(n_samples=200), batch_size=batch_size)
     # Plain gradient descent: torch's Adam reads its step counter with .item() on the CPU.
     model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], optimizer="gd")
-    L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    ).fit(model, datamodule=data)
+    _trainer(max_epochs=2, enable_checkpointing=False, num_sanity_val_steps=0).fit(
+        model, datamodule=data
+    )
     monkeypatch.undo()
     assert sum(len(p["step_costs"]) for p in model.cost_curve) == 2 * -(-120 // batch_size)
     return calls["n"]
@@ -154,13 +144,9 @@ def test_a_fit_resumed_mid_epoch_keeps_the_steps_before_the_checkpoint(tmp_path)
         L.seed_everything(0)
         model = DeepNet(data.input_shape, data.num_classes, layer_dims=[4], learning_rate=0.1)
         saver = ModelCheckpoint(dirpath=where, every_n_train_steps=every, save_top_k=-1)
-        L.Trainer(
-            max_epochs=2,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[saver],
-        ).fit(model, datamodule=data, ckpt_path=ckpt, weights_only=True)
+        _trainer(max_epochs=2, callbacks=[saver]).fit(
+            model, datamodule=data, ckpt_path=ckpt, weights_only=True
+        )
         return model
 
     reference = fit(every=3)
@@ -242,13 +228,7 @@ def test_lightnings_dispatch_skips_the_empty_step_hooks_and_still_calls_overridd
 
     call._call_lightning_module_hook = spy
     try:
-        L.Trainer(
-            max_epochs=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        ).fit(model, datamodule=data)
+        _trainer(max_epochs=2, enable_checkpointing=False).fit(model, datamodule=data)
     finally:
         call._call_lightning_module_hook = real
     # The subclass's hook and the instance's own function ran on every step ...
