@@ -36,8 +36,9 @@ RECIPE = {
 }
 
 
-# Each trial, as it starts fitting, waits (a minute at most) until both workers have started one: a
-# worker that started late would otherwise find the budget spent on a loaded machine.
+# Each trial, as it starts fitting, waits (four minutes at most) until both workers have
+# started one: a worker that started late (importing torch on a loaded machine) would
+# otherwise find the budget spent.
 BARRIER = """
 import os, time
 from pathlib import Path
@@ -51,7 +52,7 @@ class BothWorkersStarted(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         self.folder.mkdir(exist_ok=True)
         (self.folder / str(os.getpid())).touch()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240
         while len(list(self.folder.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
 """
@@ -60,8 +61,8 @@ class BothWorkersStarted(Callback):
 def _two_workers(
     cwd: Path, storage: str, trials: int, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[int, str]]:
-    """Two workers on one study: an `mlstrategy tune` process, and this process running the
-    same command once that one holds a trial, so that both run trials, side by side."""
+    """Two workers on one study, started together: an `mlstrategy tune` process, and this
+    process running the same command; both run trials, side by side (BARRIER)."""
     hooks = cwd / "hooks"
     hooks.mkdir()
     (hooks / "tune_barrier.py").write_text(BARRIER)
@@ -83,28 +84,12 @@ def _two_workers(
         text=True,
     )  # fmt: skip
     try:
-        _wait_for_a_running_trial(storage, other)
         here = main(args)
         out, _ = other.communicate(timeout=300)
     finally:
         if other.poll() is None:
             other.kill()
     return [(other.returncode, out), (here, "")]
-
-
-def _wait_for_a_running_trial(storage: str, worker: subprocess.Popen) -> None:
-    """Until the worker process has taken a trial of the study (or has stopped)."""
-    deadline = time.monotonic() + 240
-    opened = None
-    while worker.poll() is None and time.monotonic() < deadline:
-        try:
-            opened = opened or open_storage(storage)
-            study = optuna.load_study(study_name="shared", storage=opened)
-            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                return
-        except (KeyError, ValueError):  # the study (or its tables) does not exist yet
-            pass
-        time.sleep(0.2)
 
 
 def _check_shared_study(storage: str, trials: int, cwd: Path) -> None:
