@@ -4,6 +4,7 @@ lines), the regularized ``J`` beside it, and the raw per-step costs."""
 from __future__ import annotations
 
 import copy
+import threading
 
 import lightning as L
 import numpy as np
@@ -16,7 +17,7 @@ from mlstrategy.data import ArrayDataModule, Moons
 from mlstrategy.models import DeepNet
 
 
-def _fit(tmp_path, epochs: int, batch_size: int | None, l2_lambda: float = 0.0):
+def _fit(tmp_path, epochs: int, batch_size: int | None, l2_lambda: float = 0.0, callbacks=()):
     L.seed_everything(0)
     data = ArrayDataModule(Moons(n_samples=100), batch_size=batch_size, seed=0)
     model = DeepNet(
@@ -32,6 +33,7 @@ def _fit(tmp_path, epochs: int, batch_size: int | None, l2_lambda: float = 0.0):
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
+        callbacks=list(callbacks),
     ).fit(model, datamodule=data)
     return model, before, logger.log_dir
 
@@ -135,3 +137,32 @@ def test_each_epochs_costs_reach_callbacks_and_the_bar_but_not_the_loggers_flat_
     assert float(trainer.callback_metrics["cost/train"]) == pytest.approx(curve[-1]["cost/train"])
     assert trainer.progress_bar_metrics["cost/train"] == curve[-1]["cost/train"]
     assert not {"cost/train", "cost/dev"} & set(trainer.logged_metrics)
+
+
+def _open_event_writers() -> int:
+    """TensorBoard's writer threads alive now: one per event file still open."""
+    return sum(type(t).__name__ == "_AsyncWriterThread" for t in threading.enumerate())
+
+
+class _FailAtEpoch(L.Callback):
+    def __init__(self, epoch: int, error: BaseException) -> None:
+        self.epoch, self.error = epoch, error
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_failed_fit_closes_its_sub_runs_and_keeps_the_epochs_it_finished(tmp_path, error):
+    # Lightning calls no module hook when a fit fails (on_fit_end, which closes the writers,
+    # is skipped): without the module's closing callback, the train and dev sub-runs' writers
+    # stayed open with a thread each, and a SIGINT'd run waited on them as it shut down.
+    before = _open_event_writers()
+    expected = SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError
+    with pytest.raises(expected):  # Lightning turns Ctrl-C into sys.exit(1)
+        _fit(tmp_path, epochs=6, batch_size=None, callbacks=[_FailAtEpoch(3, error)])
+    assert _open_event_writers() <= before
+    log_dir = tmp_path / "moons" / "run"
+    assert [s for s, _ in _scalars(log_dir / "train", "cost")] == [0, 1, 2]
+    assert [s for s, _ in _scalars(log_dir / "dev", "cost")] == [0, 1, 2]

@@ -205,13 +205,13 @@ def test_l2_counts_only_weights_that_train(source):
 
 def test_gradual_adds_its_callback_and_others_do_not(source):
     ckpt, _ = source
-    norms, callback = _transfer(ckpt, "gradual", unfreeze_every=3).configure_callbacks()
+    norms, closer, callback = _transfer(ckpt, "gradual", unfreeze_every=3).configure_callbacks()
     assert type(callback).__name__ == "GradualUnfreezing" and callback.every == 3
-    # Every strategy logs the gradient norms per layer, as the other models do.
-    assert type(norms).__name__ == "GradientNorms"
-    assert [type(c).__name__ for c in _transfer(ckpt, "finetune").configure_callbacks()] == [
-        "GradientNorms"
-    ]
+    # Every strategy logs the gradient norms per layer and closes its TensorBoard sub-runs
+    # on a failure, as the other models do.
+    own = ["GradientNorms", "CloseSubRunsOnFailure"]
+    assert [type(norms).__name__, type(closer).__name__] == own
+    assert [type(c).__name__ for c in _transfer(ckpt, "finetune").configure_callbacks()] == own
 
 
 # ------------------------------------------------------------------------- torchvision weights

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
 
 from mlstrategy.data.normalization import Standardize
-from mlstrategy.models.cost_log import CostSubRuns, is_tensorboard
+from mlstrategy.models.cost_log import CloseSubRunsOnFailure, CostSubRuns, is_tensorboard
 from mlstrategy.models.init import WEIGHT_LAYERS
 from mlstrategy.models.optim import OptimizerName, build_optimizer
 from mlstrategy.models.schedules import LRDecayName, build_lr_decay, check_lr_decay
@@ -250,14 +250,15 @@ class SupervisedModule(L.LightningModule):
     # --------------------------------------------------------------------------- training
     def configure_callbacks(self) -> list[Any]:
         """The gradient norm of each layer, logged per epoch when the trainer has a logger
-        (:class:`~mlstrategy.callbacks.gradients.GradientNorms`)."""
+        (:class:`~mlstrategy.callbacks.gradients.GradientNorms`), and the TensorBoard sub-runs
+        closed when a fit fails (:class:`~mlstrategy.models.cost_log.CloseSubRunsOnFailure`)."""
         from mlstrategy.callbacks.gradients import GradientNorms
 
-        # One per trainer: its later fits and tests (each calls this again) keep that one, so
-        # Lightning has nothing to override and prints no notice.
-        if any(isinstance(c, GradientNorms) for c in getattr(self._trainer, "callbacks", [])):
-            return []
-        return [GradientNorms()]
+        # One of each per trainer: its later fits and tests (each calls this again) keep that
+        # one, so Lightning has nothing to override and prints no notice.
+        present = getattr(self._trainer, "callbacks", [])
+        kinds = (GradientNorms, CloseSubRunsOnFailure)
+        return [kind() for kind in kinds if not any(isinstance(c, kind) for c in present)]
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)

@@ -7,6 +7,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+
+from mlstrategy.callbacks.lean import LeanCallback
+
 
 class CostSubRuns:
     """Event writers for ``<log_dir>/train`` and ``<log_dir>/dev`` beside each TensorBoard
@@ -56,6 +60,23 @@ class CostSubRuns:
                 self._writers[key] = SummaryWriter(log_dir=str(Path(logger.log_dir) / run))
             writers.append(self._writers[key])
         return writers
+
+
+class CloseSubRunsOnFailure(LeanCallback):
+    """Close a toolkit module's sub-run writers when its fit fails or is interrupted.
+
+    Lightning calls no module hook then (``on_fit_end``, which closes them, is skipped), so
+    each writer would stay open until the process exits: a live writer thread per sub-run,
+    and a SIGINT'd ``mlstrategy run`` waiting on them as it shuts down. Every other hook is
+    skipped (:class:`~mlstrategy.callbacks.lean.LeanCallback`): nothing per step.
+    """
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        sub_runs = getattr(pl_module, "_sub_runs", None)
+        if isinstance(sub_runs, CostSubRuns):
+            sub_runs.close()
 
 
 def is_tensorboard(logger: Any) -> bool:
