@@ -157,7 +157,7 @@ class _FailAtEpoch(L.Callback):
 def test_a_failed_fit_closes_its_sub_runs_and_keeps_the_epochs_it_finished(tmp_path, error):
     # Lightning calls no module hook when a fit fails (on_fit_end, which closes the writers,
     # is skipped): without the module's closing callback, the train and dev sub-runs' writers
-    # stayed open with a thread each, and a SIGINT'd run waited on them as it shut down.
+    # stayed open with a thread each, still running as an interrupted run shut down.
     before = _open_event_writers()
     expected = SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError
     with pytest.raises(expected):  # Lightning turns Ctrl-C into sys.exit(1)

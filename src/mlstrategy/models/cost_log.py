@@ -67,7 +67,7 @@ class CloseSubRunsOnFailure(LeanCallback):
 
     Lightning calls no module hook then (``on_fit_end``, which closes them, is skipped), so
     each writer would stay open until the process exits: a live writer thread per sub-run,
-    and a SIGINT'd ``mlstrategy run`` waiting on them as it shuts down. Every other hook is
+    still running as an interrupted ``mlstrategy run`` shuts down. Every other hook is
     skipped (:class:`~mlstrategy.callbacks.lean.LeanCallback`): nothing per step.
     """
 
